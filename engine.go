@@ -1,0 +1,327 @@
+package otpd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Engine issues and verifies one-time codes. It is the single mechanism
+// behind every purpose and every dialect:
+//
+//   - a challenge lives in one slot (tenant, actor type, purpose,
+//     destination); issuing retires whatever was live there;
+//   - codes come from crypto/rand without modulo bias and are stored only as
+//     an HMAC under the server secret;
+//   - sends to one destination are held to a cooldown and a budget, checked
+//     in the same transaction that records the send;
+//   - a verification counts the guess in the store before comparing,
+//     compares in constant time, and redeems with a compare-and-set, so a
+//     code succeeds at most once and at most MaxAttempts guesses are ever
+//     evaluated, under any concurrency.
+type Engine struct {
+	Store Store
+	Keys  *Keyring
+
+	// Policies gives the code policy per purpose; missing purposes use
+	// DefaultPolicy.
+	Policies map[Purpose]Policy
+	Limits   SendLimits
+
+	// Immediate notifiers are called in-process right after the issuing
+	// transaction commits (the dev outbox). Durable notifiers, named here,
+	// receive the event through the outbox table: queued in the issuing
+	// transaction and delivered by a Dispatcher.
+	Immediate []Notifier
+	Durable   []string
+
+	// Kick, when set, is called after an issue that queued messages, to wake
+	// the dispatcher.
+	Kick func()
+
+	Metrics Metrics
+	Logger  *slog.Logger
+
+	// Now and NewCode are injected for deterministic tests.
+	Now     func() time.Time
+	NewCode func(Policy) (string, error)
+}
+
+// IssueRequest asks for a code.
+type IssueRequest struct {
+	Key        ChallengeKey
+	Channel    Channel
+	SubjectID  string // the auth identity the code proves; "" for sign-up
+	Event      string // event name delivered to notifiers
+	Identifier string // as the client submitted it, for the event payload
+
+	// Decoy records a send that is never delivered and whose hash matches no
+	// code. Flows use it for identifiers without an account, so that cooldowns,
+	// budgets and the work done are the same whether or not an account exists.
+	Decoy bool
+}
+
+// Issued is the result of Issue. Code is empty for decoys.
+type Issued struct {
+	Challenge *Challenge
+	Code      string
+	Event     *Event
+}
+
+// Policy returns the code policy of purpose.
+func (e *Engine) Policy(p Purpose) Policy {
+	if pol, ok := e.Policies[p]; ok {
+		return pol
+	}
+	if p == PurposeSignUpFollowUp {
+		return e.Policy(PurposeSignUp)
+	}
+	return DefaultPolicy
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// Issue creates a new challenge for req.Key, retiring the live one, and
+// queues its event. It returns ERATELIMIT when the destination's cooldown or
+// budget forbids a send now.
+func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
+	pol := e.Policy(req.Key.Purpose)
+	now := e.now()
+	ch := &Challenge{
+		ID:           NewID("chal"),
+		ChallengeKey: req.Key,
+		Channel:      req.Channel,
+		SubjectID:    req.SubjectID,
+		MaxAttempts:  pol.MaxAttempts,
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(pol.TTL),
+	}
+	out := &Issued{Challenge: ch}
+	if req.Decoy {
+		// 32 random bytes: no code's HMAC will ever equal it.
+		ch.CodeHash = make([]byte, 32)
+		rand.Read(ch.CodeHash)
+	} else {
+		code, err := e.newCode(pol)
+		if err != nil {
+			return nil, err
+		}
+		out.Code = code
+		ch.CodeHash = e.Keys.HashCode(ch.ID, code)
+		out.Event = &Event{
+			ID:         NewID("evt"),
+			Name:       req.Event,
+			Tenant:     req.Key.Tenant,
+			ActorType:  req.Key.ActorType,
+			Purpose:    req.Key.Purpose,
+			Channel:    req.Channel,
+			To:         req.Key.Destination,
+			Identifier: req.Identifier,
+			Code:       code,
+			CreatedAt:  now,
+			ExpiresAt:  ch.ExpiresAt,
+		}
+		out.Event.Subject, out.Event.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
+	}
+
+	var msgs []*OutboxMessage
+	if out.Event != nil && len(e.Durable) > 0 {
+		payload, err := json.Marshal(out.Event)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range e.Durable {
+			id := NewID("msg")
+			msgs = append(msgs, &OutboxMessage{
+				ID:            id,
+				Notifier:      name,
+				Payload:       e.Keys.Seal(payload, []byte(id)),
+				NextAttemptAt: now,
+				CreatedAt:     now,
+				ExpiresAt:     ch.ExpiresAt,
+			})
+		}
+	}
+
+	err := e.Store.Update(ctx, func(tx Tx) error {
+		if err := e.checkLimits(ctx, tx, req.Key, now); err != nil {
+			return err
+		}
+		if _, err := tx.RetireChallenges(ctx, req.Key, now); err != nil {
+			return err
+		}
+		if err := tx.CreateChallenge(ctx, ch); err != nil {
+			return err
+		}
+		if len(msgs) > 0 {
+			return tx.EnqueueMessages(ctx, msgs)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if e.Metrics != nil {
+		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel, req.Decoy)
+	}
+	if out.Event != nil {
+		for _, n := range e.Immediate {
+			if err := n.Notify(ctx, out.Event); err != nil && e.Logger != nil {
+				e.Logger.Error("immediate notifier failed", "notifier", n.Name(), "event_id", out.Event.ID, "err", err)
+			}
+		}
+	}
+	if len(msgs) > 0 && e.Kick != nil {
+		e.Kick()
+	}
+	return out, nil
+}
+
+// checkLimits enforces the per-destination cooldown and budget. SendStats
+// locks the destination for the rest of the transaction.
+func (e *Engine) checkLimits(ctx context.Context, tx Tx, key ChallengeKey, now time.Time) error {
+	lim := e.Limits
+	if lim.Cooldown <= 0 && lim.Budget <= 0 {
+		return nil
+	}
+	stats, err := tx.SendStats(ctx, key.Tenant, key.Destination, now.Add(-lim.Window))
+	if err != nil {
+		return err
+	}
+	if lim.Cooldown > 0 && !stats.Last.IsZero() {
+		if wait := stats.Last.Add(lim.Cooldown).Sub(now); wait > 0 {
+			return RateLimited(ceilSecond(wait), "Please wait before requesting another code.")
+		}
+	}
+	if lim.Budget > 0 && stats.Count >= lim.Budget {
+		wait := stats.Oldest.Add(lim.Window).Sub(now)
+		return RateLimited(ceilSecond(wait), "Too many codes were requested for this identifier. Try again later.")
+	}
+	return nil
+}
+
+func ceilSecond(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// ErrInvalidCode is what every failed verification returns, whatever the
+// reason (no code, expired, retired, burned, consumed, wrong): a client can
+// not tell a once-valid code from a never-valid one.
+var ErrInvalidCode = &Error{Code: EUNAUTHORIZED, Message: "Invalid code"}
+
+// Verify checks code against the live challenge of key. The guess is counted
+// before the comparison, in the same transaction, so it is counted even when
+// the comparison fails. On a match the challenge is redeemed by
+// compare-and-set and then, if not nil, runs in the same transaction: if then
+// fails, the redemption and the guess are rolled back with it, so a code is
+// never spent without its effect. Every failure to match is ErrInvalidCode.
+func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then func(tx Tx, c *Challenge) error) (*Challenge, error) {
+	pol := e.Policy(key.Purpose)
+	if pol.Alphabet == AlphabetAlphanumeric {
+		code = strings.ToUpper(code)
+	}
+	now := e.now()
+	var (
+		matched *Challenge
+		outcome VerifyOutcome
+	)
+	err := e.Store.Update(ctx, func(tx Tx) error {
+		matched, outcome = nil, ""
+		c, err := tx.AttemptChallenge(ctx, key, now)
+		if ErrorCode(err) == ENOTFOUND {
+			outcome = OutcomeNoChallenge
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if !e.Keys.MatchCode(c.ID, code, c.CodeHash) {
+			outcome = OutcomeMismatch
+			return nil // commit the counted guess
+		}
+		if err := tx.ConsumeChallenge(ctx, c.ID, now); ErrorCode(err) == ECONFLICT {
+			outcome = OutcomeLostRace
+			return nil
+		} else if err != nil {
+			return err
+		}
+		consumed := now
+		c.ConsumedAt = &consumed
+		if then != nil {
+			if err := then(tx, c); err != nil {
+				return err
+			}
+		}
+		matched, outcome = c, OutcomeSuccess
+		return nil
+	})
+	if e.Metrics != nil && outcome != "" {
+		e.Metrics.CodeVerified(key.Purpose, outcome)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if matched == nil {
+		return nil, ErrInvalidCode
+	}
+	return matched, nil
+}
+
+// newCode draws a code of pol's length from pol's alphabet.
+func (e *Engine) newCode(pol Policy) (string, error) {
+	if e.NewCode != nil {
+		return e.NewCode(pol)
+	}
+	return RandomCode(pol.Alphabet, pol.Length)
+}
+
+// RandomCode draws n characters uniformly from alphabet using crypto/rand.
+// Bytes at or above the largest multiple of len(alphabet) are rejected, so
+// there is no modulo bias.
+func RandomCode(alphabet Alphabet, n int) (string, error) {
+	k := len(alphabet)
+	limit := 256 - 256%k
+	out := make([]byte, 0, n)
+	buf := make([]byte, n*2)
+	for len(out) < n {
+		if _, err := rand.Read(buf); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if int(b) < limit {
+				out = append(out, alphabet[int(b)%k])
+				if len(out) == n {
+					break
+				}
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// VerifyOutcome is what happened to one verification, for metrics.
+type VerifyOutcome string
+
+// Verification outcomes. Only OutcomeMismatch and OutcomeSuccess mean a code
+// was compared; OutcomeNoChallenge covers expired, retired, consumed and
+// burned challenges as well as missing ones.
+const (
+	OutcomeSuccess     VerifyOutcome = "success"
+	OutcomeMismatch    VerifyOutcome = "mismatch"
+	OutcomeNoChallenge VerifyOutcome = "no_challenge"
+	OutcomeLostRace    VerifyOutcome = "lost_race"
+)
+
+// Metrics observes the engine. Implementations must be safe for concurrent
+// use.
+type Metrics interface {
+	CodeIssued(p Purpose, ch Channel, decoy bool)
+	CodeVerified(p Purpose, outcome VerifyOutcome)
+}

@@ -1,0 +1,105 @@
+package otpd
+
+import (
+	"time"
+)
+
+// AuthIdentity is who authenticated, independent of how: Medusa's
+// auth_identity. It is linked to at most one actor per actor type (an admin
+// can also be a customer), and owns one provider identity per way of
+// authenticating (otp, emailpass, ...).
+type AuthIdentity struct {
+	ID     string // "authid_..."
+	Tenant string
+
+	// ActorIDs maps actor type to actor id: Medusa's app_metadata.<type>_id.
+	ActorIDs map[string]string
+
+	// AppMetadata holds other operator-defined keys of app_metadata.
+	AppMetadata map[string]any
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ProviderIdentity is one way an auth identity authenticates: Medusa's
+// provider_identity. (Provider, EntityID) is unique within a tenant.
+type ProviderIdentity struct {
+	ID               string // "provid_..."
+	Tenant           string
+	AuthIdentityID   string
+	Provider         string // "otp", "emailpass", ...
+	EntityID         string // normalized identifier (email or E.164 phone)
+	UserMetadata     map[string]any
+	ProviderMetadata map[string]any // provider secrets (password hashes); never returned
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// Provider names.
+const (
+	ProviderOTP = "otp"
+)
+
+// Actor is an account of one actor type: a Medusa customer, user, or any type
+// the operator configures.
+type Actor struct {
+	ID            string // prefix from the actor type ("cus_", "user_", ...)
+	Tenant        string
+	Type          string
+	Email         string // normalized, or ""
+	Phone         string // E.164, or ""
+	FirstName     string
+	LastName      string
+	CompanyName   string
+	Metadata      map[string]any
+	EmailVerified bool
+	PhoneVerified bool
+	HasAccount    bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// ActorType is one configured kind of actor.
+type ActorType struct {
+	Name     string // path segment, e.g. "customer"
+	IDPrefix string // e.g. "cus"
+}
+
+// DefaultActorTypes are Medusa's two built-in actor types.
+var DefaultActorTypes = []ActorType{{Name: "customer", IDPrefix: "cus"}, {Name: "user", IDPrefix: "user"}}
+
+// Principal is what a successful authentication proves: the auth identity,
+// the actor it acts as (ActorID is empty until an actor is created), and the
+// metadata a session token carries.
+type Principal struct {
+	Tenant         string
+	AuthIdentityID string
+	ActorType      string
+	ActorID        string
+	AppMetadata    map[string]any // includes "<actor_type>_id" for every linked actor
+	UserMetadata   map[string]any
+}
+
+// PrincipalFor builds the principal of identity acting as actorType.
+// userMetadata is the user_metadata of the provider identity used.
+func PrincipalFor(identity *AuthIdentity, actorType string, userMetadata map[string]any) *Principal {
+	app := make(map[string]any, len(identity.AppMetadata)+len(identity.ActorIDs))
+	for k, v := range identity.AppMetadata {
+		app[k] = v
+	}
+	for t, id := range identity.ActorIDs {
+		app[t+"_id"] = id
+	}
+	if userMetadata == nil {
+		userMetadata = map[string]any{}
+	}
+	return &Principal{
+		Tenant:         identity.Tenant,
+		AuthIdentityID: identity.ID,
+		ActorType:      actorType,
+		ActorID:        identity.ActorIDs[actorType],
+		AppMetadata:    app,
+		UserMetadata:   userMetadata,
+	}
+}

@@ -1,0 +1,45 @@
+package otpd
+
+import (
+	"fmt"
+	"time"
+)
+
+// RenderMessage returns the subject and plain-text body of the message that
+// carries a code for purpose.
+func RenderMessage(p Purpose, code string, ttl time.Duration) (subject, text string) {
+	what := "verification code"
+	switch p {
+	case PurposeSignIn, PurposeSecondFactor:
+		what = "sign-in code"
+	case PurposeSignUp:
+		what = "sign-up code"
+	case PurposeChangeContact:
+		what = "code to confirm your new contact"
+	case PurposeResetPassword:
+		what = "password reset code"
+	case PurposeDeleteAccount:
+		what = "code to delete your account"
+	}
+	subject = "Your " + what
+	text = fmt.Sprintf("Your %s is %s. It expires in %s. If you did not ask for it, ignore this message.", what, code, humanDuration(ttl))
+	return subject, text
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return plural(int(d/time.Hour), "hour")
+	case d >= time.Minute && d%time.Minute == 0:
+		return plural(int(d/time.Minute), "minute")
+	default:
+		return plural(int((d+time.Second-1)/time.Second), "second")
+	}
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}

@@ -1,0 +1,138 @@
+package otpd
+
+import (
+	"context"
+	"time"
+)
+
+// Store is otpd's persistence boundary. Every read and write happens inside a
+// transaction opened by Update or View, so a flow's steps commit together or
+// not at all (a code is never consumed without the identity it creates).
+//
+// Security state (attempt counters, consumption, the one live code per key)
+// changes only through single conditional statements inside those
+// transactions, so correctness does not rest on the isolation level.
+//
+// Implementations: sqlite.DB (embedded default). Each must pass the contract
+// suite in internal/storetest.
+type Store interface {
+	// Update runs fn in a read-write transaction and commits if fn returns
+	// nil. Transactions that write the same challenge key are serialized. The
+	// Tx must not be used after fn returns. It returns EUNAVAILABLE when the
+	// database cannot be reached.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(tx Tx) error) error
+
+	// Ping reports whether the store is reachable (for /ready).
+	Ping(ctx context.Context) error
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Tx is the set of operations available inside a transaction.
+type Tx interface {
+	ChallengeTx
+	IdentityTx
+	OutboxTx
+}
+
+// ChallengeTx stores challenges. Times are passed in by the caller (the
+// engine's clock) so that tests control expiry exactly.
+type ChallengeTx interface {
+	// SendStats counts the challenges sent (Channel != "") to destination in
+	// tenant since `since`, and reports the newest send of any age. Inside an
+	// Update it also locks the destination for the rest of the transaction, so
+	// that check-then-insert cannot race.
+	SendStats(ctx context.Context, tenant, destination string, since time.Time) (SendStats, error)
+
+	// RetireChallenges marks every live challenge of key as retired at now and
+	// returns how many it retired.
+	RetireChallenges(ctx context.Context, key ChallengeKey, now time.Time) (int, error)
+
+	// CreateChallenge inserts c. c.ID must be set. Returns ECONFLICT if the id
+	// exists.
+	CreateChallenge(ctx context.Context, c *Challenge) error
+
+	// AttemptChallenge counts one guess against the live challenge of key, in
+	// a single conditional statement, and returns the challenge as it is after
+	// the increment. "Live" means not consumed, not retired, not expired at now
+	// and Attempts < MaxAttempts before the increment. Returns ENOTFOUND if key
+	// has no live challenge; nothing is changed then.
+	AttemptChallenge(ctx context.Context, key ChallengeKey, now time.Time) (*Challenge, error)
+
+	// ConsumeChallenge redeems challenge id with a compare-and-set: it sets
+	// ConsumedAt = now only if the challenge is still unconsumed, unretired and
+	// unexpired. Returns ECONFLICT when another redemption won, or the
+	// challenge is no longer live.
+	ConsumeChallenge(ctx context.Context, id string, now time.Time) error
+
+	// DeleteChallengesBefore removes challenges that expired before t and
+	// returns how many it removed.
+	DeleteChallengesBefore(ctx context.Context, t time.Time) (int, error)
+}
+
+// IdentityTx stores auth identities, provider identities and actors.
+type IdentityTx interface {
+	// CreateAuthIdentity inserts an auth identity together with its first
+	// provider identity. Returns ECONFLICT if (tenant, provider, entity_id)
+	// already exists.
+	CreateAuthIdentity(ctx context.Context, a *AuthIdentity, p *ProviderIdentity) error
+
+	// FindAuthIdentityByID returns the auth identity with its actor links.
+	// Returns ENOTFOUND if it does not exist.
+	FindAuthIdentityByID(ctx context.Context, tenant, id string) (*AuthIdentity, error)
+
+	// FindProviderIdentity returns the provider identity of (tenant, provider,
+	// entityID). Returns ENOTFOUND if it does not exist.
+	FindProviderIdentity(ctx context.Context, tenant, provider, entityID string) (*ProviderIdentity, error)
+
+	// FindProviderIdentities returns every provider identity of an auth
+	// identity, oldest first.
+	FindProviderIdentities(ctx context.Context, tenant, authIdentityID string) ([]*ProviderIdentity, error)
+
+	// FindAuthIdentityByActor returns the oldest auth identity linked to the
+	// actor. Returns ENOTFOUND if none is.
+	FindAuthIdentityByActor(ctx context.Context, tenant, actorType, actorID string) (*AuthIdentity, error)
+
+	// LinkActor links an auth identity to an actor (app_metadata.<type>_id).
+	// Returns ECONFLICT if the identity is already linked to an actor of that
+	// type, ENOTFOUND if the identity does not exist.
+	LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error
+
+	// CreateActor inserts an actor. Returns ECONFLICT if an actor of the same
+	// tenant and type with HasAccount already uses the email or the phone.
+	CreateActor(ctx context.Context, a *Actor) error
+
+	// FindActorByID returns an actor. Returns ENOTFOUND if it does not exist.
+	FindActorByID(ctx context.Context, tenant, actorType, id string) (*Actor, error)
+
+	// FindActorByContact returns the actor of tenant and type whose email
+	// (ChannelEmail) or phone (ChannelSMS) is c.Value, preferring one with
+	// HasAccount. Returns ENOTFOUND if there is none.
+	FindActorByContact(ctx context.Context, tenant, actorType string, c Contact) (*Actor, error)
+}
+
+// OutboxTx stores messages queued for durable notifiers.
+type OutboxTx interface {
+	// EnqueueMessages inserts messages; it runs in the transaction that
+	// issues the code, so a committed code always has its messages queued.
+	EnqueueMessages(ctx context.Context, msgs []*OutboxMessage) error
+
+	// ClaimMessages returns up to limit messages due at now (NextAttemptAt <=
+	// now), oldest first, and in the same statement moves their NextAttemptAt
+	// to leaseUntil, so that no other dispatcher takes them meanwhile.
+	ClaimMessages(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
+
+	// DeleteMessage removes a message (delivered, or given up). Deleting a
+	// missing message is not an error.
+	DeleteMessage(ctx context.Context, id string) error
+
+	// RescheduleMessage records a failed delivery.
+	RescheduleMessage(ctx context.Context, id string, attempts int, next time.Time, lastError string) error
+
+	// CountMessages returns how many messages are queued.
+	CountMessages(ctx context.Context) (int, error)
+}
