@@ -10,14 +10,14 @@ import (
 // codes and bodies; only EINTERNAL is logged, and its message never leaves the
 // process.
 const (
-	EINVALID      = "invalid"       // the request is malformed or names something unusable
-	EUNAUTHORIZED = "unauthorized"  // credentials (code, token) are missing or wrong
-	EFORBIDDEN    = "forbidden"     // authenticated, but not allowed to do this
-	ENOTFOUND     = "not_found"     // the thing does not exist
-	ECONFLICT     = "conflict"      // the thing already exists, or a compare-and-set lost
-	ERATELIMIT    = "rate_limited"  // too many requests; see Error.RetryAfter
-	EUNAVAILABLE  = "unavailable"   // a store or dependency cannot be reached; retry later
-	EINTERNAL     = "internal"      // a bug or an unexpected failure
+	EINVALID      = "invalid"      // the request is malformed or names something unusable
+	EUNAUTHORIZED = "unauthorized" // credentials (code, token) are missing or wrong
+	EFORBIDDEN    = "forbidden"    // authenticated, but not allowed to do this
+	ENOTFOUND     = "not_found"    // the thing does not exist
+	ECONFLICT     = "conflict"     // the thing already exists, or a compare-and-set lost
+	ERATELIMIT    = "rate_limited" // too many requests; see Error.RetryAfter
+	EUNAVAILABLE  = "unavailable"  // a store or dependency cannot be reached; retry later
+	EINTERNAL     = "internal"     // a bug or an unexpected failure
 )
 
 // Error is otpd's application error: a machine code, a message safe to show a
