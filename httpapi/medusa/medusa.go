@@ -1,0 +1,196 @@
+// Package medusa serves otpd in the HTTP dialect of Medusa v2: the auth
+// routes of the auth-otp plugin (/auth/{actor_type}/otp/generate, verify,
+// pre-register), the core auth routes with the otp provider
+// (/auth/{actor_type}/otp/register, /auth/{actor_type}/otp,
+// /auth/token/refresh), and the store customer routes a storefront calls
+// around them. Bodies, messages and status codes follow Medusa, so
+// @medusajs/js-sdk and existing storefronts work unchanged; where the
+// reference implementation is insecure, otpd differs, as docs/medusa.md
+// lists.
+//
+// The dialect is a translation only: every rule lives in otpd.Service.
+package medusa
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/httpapi"
+)
+
+// Handler serves the Medusa dialect.
+type Handler struct {
+	Service *otpd.Service
+	Tokens  *Tokens
+	Logger  *slog.Logger
+
+	// PublishableKeys, when not empty, are the accepted values of the
+	// x-publishable-api-key header that every /store route requires.
+	PublishableKeys []string
+
+	// MaxBodyBytes limits request bodies (default httpapi.DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+}
+
+var _ httpapi.Dialect = (*Handler)(nil)
+
+// Register adds the Medusa routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /auth/{actor_type}/otp/generate", h.handleGenerate)
+	mux.HandleFunc("POST /auth/{actor_type}/otp/verify", h.handleVerify)
+	mux.HandleFunc("POST /auth/{actor_type}/otp/pre-register", h.handlePreRegister)
+	mux.HandleFunc("POST /auth/{actor_type}/{provider}/register", h.handleRegister)
+	mux.HandleFunc("POST /auth/{actor_type}/{provider}", h.handleAuthenticate)
+	mux.HandleFunc("POST /auth/token/refresh", h.handleRefresh)
+	mux.HandleFunc("POST /store/customers", h.handleCreateCustomer)
+	mux.HandleFunc("GET /store/customers/me", h.handleGetCustomer)
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// medusaError is Medusa's error body.
+type medusaError struct {
+	Code    string `json:"code,omitempty"`
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// writeError maps an otpd error onto Medusa's status codes and bodies. Only
+// internal errors are logged, with the request id; their text never leaves
+// the process.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := otpd.AsError(err)
+	if e == nil {
+		h.logger().Error("internal error", "request_id", httpapi.RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
+		httpapi.WriteJSON(w, http.StatusInternalServerError, medusaError{Code: "unknown_error", Type: "unknown_error", Message: "An unknown error occurred."})
+		return
+	}
+	switch e.Code {
+	case otpd.EINVALID:
+		msg := e.Message
+		if e.Field != "" {
+			msg = "Invalid request: " + msg
+		}
+		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "invalid_data", Message: msg})
+	case otpd.EUNAUTHORIZED:
+		httpapi.WriteJSON(w, http.StatusUnauthorized, medusaError{Type: "unauthorized", Message: e.Message})
+	case otpd.EFORBIDDEN:
+		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "not_allowed", Message: e.Message})
+	case otpd.ENOTFOUND:
+		httpapi.WriteJSON(w, http.StatusNotFound, medusaError{Type: "not_found", Message: e.Message})
+	case otpd.ECONFLICT:
+		httpapi.WriteJSON(w, http.StatusUnprocessableEntity, medusaError{Code: "invalid_request_error", Type: "duplicate_error", Message: e.Message})
+	case otpd.ERATELIMIT:
+		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())))
+		httpapi.WriteJSON(w, http.StatusTooManyRequests, medusaError{Type: "not_allowed", Message: e.Message})
+	case otpd.EUNAVAILABLE:
+		h.logger().Warn("dependency unavailable", "request_id", httpapi.RequestID(r.Context()), "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, medusaError{Code: "service_unavailable", Type: "unexpected_state", Message: "The service is temporarily unavailable. Try again shortly."})
+	default:
+		h.logger().Error("internal error", "request_id", httpapi.RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
+		httpapi.WriteJSON(w, http.StatusInternalServerError, medusaError{Code: "unknown_error", Type: "unknown_error", Message: "An unknown error occurred."})
+	}
+}
+
+// decode reads a body against fields, answering Medusa's validation errors
+// itself. It returns nil when it has answered.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, fields []httpapi.Field) httpapi.Values {
+	limit := h.MaxBodyBytes
+	if limit <= 0 {
+		limit = httpapi.DefaultMaxBodyBytes
+	}
+	vals, issues := httpapi.DecodeBody(w, r, limit, fields)
+	if issues == nil {
+		return vals
+	}
+	if issues[0].Kind == httpapi.IssueTooLarge {
+		httpapi.WriteJSON(w, http.StatusRequestEntityTooLarge, medusaError{Type: "invalid_data", Message: fmt.Sprintf("Request body is larger than %d bytes", issues[0].Limit)})
+		return nil
+	}
+	msgs := make([]string, 0, 3)
+	for _, is := range issues {
+		if len(msgs) == 3 {
+			break
+		}
+		msgs = append(msgs, issueMessage(is))
+	}
+	httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "invalid_data", Message: "Invalid request: " + strings.Join(msgs, "; ")})
+	return nil
+}
+
+// issueMessage words an issue as Medusa's zod validation does.
+func issueMessage(is httpapi.Issue) string {
+	switch is.Kind {
+	case httpapi.IssueContentType:
+		return "Content-Type must be 'application/json'"
+	case httpapi.IssueMalformed:
+		return "Body is not valid JSON"
+	case httpapi.IssueType:
+		return fmt.Sprintf("Expected type: '%s' for field '%s', got: '%s'", is.Want, is.Field, is.Got)
+	case httpapi.IssueRequired:
+		return fmt.Sprintf("Field '%s' is required", is.Field)
+	case httpapi.IssueTooSmall:
+		return fmt.Sprintf("Value for field '%s' too small, expected at least: '%d'", is.Field, is.Min)
+	case httpapi.IssueUnrecognized:
+		return "Unrecognized fields: '" + strings.Join(is.Fields, "', '") + "'"
+	}
+	return "Invalid body"
+}
+
+var bearerRE = regexp.MustCompile(`^(\S+)\s+(\S+)$`)
+
+// authenticate returns the principal of the request's Bearer token, or
+// answers 401 {"message":"Unauthorized"} (Medusa's middleware body) and
+// returns nil. actorTypes limits the accepted actor types (nil: any);
+// allowUnregistered admits tokens with no actor yet.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, actorTypes []string, allowUnregistered bool) *otpd.Principal {
+	m := bearerRE.FindStringSubmatch(strings.TrimSpace(r.Header.Get("Authorization")))
+	if m != nil && strings.EqualFold(m[1], "bearer") {
+		p, err := h.Tokens.Parse(m[2])
+		if err == nil && (actorTypes == nil || slices.Contains(actorTypes, p.ActorType)) && (allowUnregistered || p.ActorID != "") {
+			return p
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
+	return nil
+}
+
+// checkPublishableKey enforces x-publishable-api-key on /store routes when
+// keys are configured. It answers and returns false when the key is
+// missing or unknown.
+func (h *Handler) checkPublishableKey(w http.ResponseWriter, r *http.Request) bool {
+	if len(h.PublishableKeys) == 0 {
+		return true
+	}
+	key := r.Header.Get("x-publishable-api-key")
+	if key == "" {
+		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "not_allowed", Message: "Publishable API key required in the request header: x-publishable-api-key. You can manage your keys in settings in the dashboard."})
+		return false
+	}
+	if !slices.Contains(h.PublishableKeys, key) {
+		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "not_allowed", Message: "A valid publishable key is required to proceed with the request"})
+		return false
+	}
+	return true
+}
+
+func (h *Handler) writeToken(w http.ResponseWriter, r *http.Request, p *otpd.Principal) {
+	tok, err := h.Tokens.Sign(p)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"token": tok})
+}

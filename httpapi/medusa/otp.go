@@ -1,0 +1,188 @@
+package medusa
+
+import (
+	"net/http"
+
+	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/httpapi"
+)
+
+// Messages of the auth-otp plugin and its provider.
+const (
+	msgGenerated   = "If an account exists with this identifier, an OTP will be sent."
+	msgPreRegister = "Please validate the OTP to continue with the registration process."
+	msgInvalidOTP  = "Invalid OTP"
+)
+
+var (
+	identifierBody = []httpapi.Field{{Name: "identifier", Type: "string", Required: true, Min: 1}}
+	verifyBody     = []httpapi.Field{
+		{Name: "identifier", Type: "string", Required: true, Min: 1},
+		{Name: "otp", Type: "string", Required: true, Min: 1},
+	}
+	// providerBody is the otp provider's input on the core routes: the
+	// provider itself reports missing members, with 401 (Medusa's order).
+	providerBody = []httpapi.Field{
+		{Name: "identifier", Type: "string"},
+		{Name: "otp", Type: "string"},
+	}
+)
+
+func codeRequest(r *http.Request, identifier string) otpd.CodeRequest {
+	return otpd.CodeRequest{Tenant: otpd.DefaultTenant, ActorType: r.PathValue("actor_type"), Identifier: identifier}
+}
+
+// handleGenerate serves POST /auth/{actor_type}/otp/generate: a sign-in code
+// for an existing account. The answer is the same whether or not the
+// account exists; only an existing one gets a code.
+func (h *Handler) handleGenerate(w http.ResponseWriter, r *http.Request) {
+	body := h.decode(w, r, identifierBody)
+	if body == nil {
+		return
+	}
+	id, _ := body.String("identifier")
+	if err := h.Service.RequestSignIn(r.Context(), codeRequest(r, id)); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": msgGenerated})
+}
+
+// handleVerify serves POST /auth/{actor_type}/otp/verify: redeem a sign-in
+// code for a session token. Every failure is 400 "Invalid OTP".
+func (h *Handler) handleVerify(w http.ResponseWriter, r *http.Request) {
+	body := h.decode(w, r, verifyBody)
+	if body == nil {
+		return
+	}
+	id, _ := body.String("identifier")
+	code, _ := body.String("otp")
+	p, err := h.Service.SignIn(r.Context(), codeRequest(r, id), code)
+	if err == otpd.ErrInvalidCode {
+		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "invalid_data", Message: msgInvalidOTP})
+		return
+	} else if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeToken(w, r, p)
+}
+
+// handlePreRegister serves POST /auth/{actor_type}/otp/pre-register: a
+// sign-up code for an identifier with no account. The answer is the same
+// when an account exists; then no code is sent.
+func (h *Handler) handlePreRegister(w http.ResponseWriter, r *http.Request) {
+	body := h.decode(w, r, identifierBody)
+	if body == nil {
+		return
+	}
+	id, _ := body.String("identifier")
+	if err := h.Service.RequestSignUp(r.Context(), codeRequest(r, id)); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": msgPreRegister})
+}
+
+// unauthorized answers Medusa's route-level 401.
+func unauthorized(w http.ResponseWriter, msg string) {
+	httpapi.WriteJSON(w, http.StatusUnauthorized, medusaError{Type: "unauthorized", Message: msg})
+}
+
+// provider checks the {provider} of a core auth route. It answers and
+// returns false for providers otpd does not serve.
+func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
+	if _, err := h.Service.ActorType(r.PathValue("actor_type")); err != nil {
+		h.writeError(w, r, err)
+		return false
+	}
+	if p := r.PathValue("provider"); p != otpd.ProviderOTP {
+		unauthorized(w, "Unable to retrieve the auth provider with id: "+p)
+		return false
+	}
+	return true
+}
+
+// handleRegister serves POST /auth/{actor_type}/{provider}/register. With the
+// otp provider it redeems a pre-register code and answers a registration
+// token (actor_id ""), creating the auth identity if needed.
+func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
+	if !h.provider(w, r) {
+		return
+	}
+	body := h.decode(w, r, providerBody)
+	if body == nil {
+		return
+	}
+	id, _ := body.String("identifier")
+	code, _ := body.String("otp")
+	switch {
+	case id == "":
+		unauthorized(w, "Identifier is required")
+		return
+	case code == "":
+		unauthorized(w, "OTP is required")
+		return
+	}
+	p, err := h.Service.SignUp(r.Context(), codeRequest(r, id), code)
+	if err == otpd.ErrInvalidCode {
+		unauthorized(w, msgInvalidOTP)
+		return
+	} else if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeToken(w, r, p)
+}
+
+// handleAuthenticate serves POST /auth/{actor_type}/{provider}. With the otp
+// provider it accepts, once and within a minute, the sign-up code that just
+// registered the identity, and answers a token carrying the actor created
+// since. Ordinary sign-in by code goes through /otp/generate and /otp/verify.
+func (h *Handler) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
+	if !h.provider(w, r) {
+		return
+	}
+	body := h.decode(w, r, providerBody)
+	if body == nil {
+		return
+	}
+	id, _ := body.String("identifier")
+	code, _ := body.String("otp")
+	switch {
+	case id == "":
+		unauthorized(w, "Identifier is required")
+		return
+	case code == "":
+		unauthorized(w, "OTP is required for authentication")
+		return
+	}
+	p, err := h.Service.SignInAfterSignUp(r.Context(), codeRequest(r, id), code)
+	if err == otpd.ErrInvalidCode {
+		unauthorized(w, msgInvalidOTP)
+		return
+	} else if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeToken(w, r, p)
+}
+
+// handleRefresh serves POST /auth/token/refresh: a fresh token for the
+// bearer's auth identity, re-read from the store so it carries an actor
+// created since the old token was issued.
+func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	p := h.authenticate(w, r, nil, true)
+	if p == nil {
+		return
+	}
+	np, err := h.Service.Refresh(r.Context(), p)
+	if otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
+		httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
+		return
+	} else if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeToken(w, r, np)
+}

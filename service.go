@@ -1,0 +1,409 @@
+package otpd
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Service holds otpd's flows: sign-in and sign-up by code, actor creation,
+// session refresh. Every dialect calls these; none re-implements them.
+type Service struct {
+	Store      Store
+	Engine     *Engine
+	Normalizer Normalizer
+	ActorTypes []ActorType
+
+	// FollowUpTTL is how long a redeemed sign-up code may be presented once
+	// more to sign in as the actor created meanwhile (default 60 s).
+	FollowUpTTL time.Duration
+
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// ActorType returns the configured actor type called name, or EINVALID.
+func (s *Service) ActorType(name string) (ActorType, error) {
+	for _, t := range s.ActorTypes {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return ActorType{}, &Error{Code: EINVALID, Field: "actor_type", Message: "The actor type '" + name + "' is not configured."}
+}
+
+// CodeRequest names who asks for a code: the tenant, the actor type and the
+// identifier as typed.
+type CodeRequest struct {
+	Tenant     string
+	ActorType  string
+	Identifier string
+}
+
+func (s *Service) resolve(r CodeRequest, field string) (tenant string, c Contact, err error) {
+	if _, err := s.ActorType(r.ActorType); err != nil {
+		return "", Contact{}, err
+	}
+	tenant = r.Tenant
+	if tenant == "" {
+		tenant = DefaultTenant
+	}
+	c, err = s.Normalizer.Parse(field, r.Identifier)
+	return tenant, c, err
+}
+
+// RequestSignIn sends a sign-in code to the actor of r's type whose email or
+// phone is r.Identifier. When there is no such actor, or it has no auth
+// identity, nothing is sent but a decoy send is recorded, so the answer, the
+// limits and the work are the same as for an existing account.
+func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
+	tenant, c, err := s.resolve(r, "identifier")
+	if err != nil {
+		return err
+	}
+	var subject string
+	err = s.Store.View(ctx, func(tx Tx) error {
+		actor, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
+		if ErrorCode(err) == ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		id, err := tx.FindAuthIdentityByActor(ctx, tenant, r.ActorType, actor.ID)
+		if ErrorCode(err) == ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		subject = id.ID
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.Engine.Issue(ctx, IssueRequest{
+		Key:        ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignIn, Destination: c.Value},
+		Channel:    c.Channel,
+		SubjectID:  subject,
+		Event:      EventOTPGenerated,
+		Identifier: r.Identifier,
+		Decoy:      subject == "",
+	})
+	return err
+}
+
+// SignIn redeems a sign-in code and returns the principal it proves. Every
+// failure is ErrInvalidCode.
+func (s *Service) SignIn(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
+	tenant, c, err := s.resolve(r, "identifier")
+	if AsError(err) != nil && AsError(err).Field == "identifier" {
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	var p *Principal
+	key := ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignIn, Destination: c.Value}
+	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
+		if ch.SubjectID == "" {
+			return ErrInvalidCode // a decoy never matches; belt and braces
+		}
+		id, err := tx.FindAuthIdentityByID(ctx, tenant, ch.SubjectID)
+		if ErrorCode(err) == ENOTFOUND {
+			return ErrInvalidCode // the identity was deleted after the code was sent
+		} else if err != nil {
+			return err
+		}
+		p = PrincipalFor(id, r.ActorType, nil)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// RequestSignUp sends a sign-up code to r.Identifier, unless an actor of r's
+// type already has that email or phone: then a decoy is recorded instead, so
+// the answer does not reveal that the account exists.
+func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
+	tenant, c, err := s.resolve(r, "identifier")
+	if err != nil {
+		return err
+	}
+	exists := false
+	err = s.Store.View(ctx, func(tx Tx) error {
+		a, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
+		if ErrorCode(err) == ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		exists = a.HasAccount
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.Engine.Issue(ctx, IssueRequest{
+		Key:        ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUp, Destination: c.Value},
+		Channel:    c.Channel,
+		Event:      EventPreRegisterOTPGenerated,
+		Identifier: r.Identifier,
+		Decoy:      exists,
+	})
+	return err
+}
+
+// SignUp redeems a sign-up code. In the same transaction it retrieves or
+// creates the auth identity whose "otp" provider identity is the identifier,
+// and mints a follow-up challenge that lets the same code sign in once, within
+// FollowUpTTL, as the actor the client creates next. The principal returned
+// has an empty ActorID unless the identity was already linked.
+func (s *Service) SignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
+	tenant, c, err := s.resolve(r, "identifier")
+	if AsError(err) != nil && AsError(err).Field == "identifier" {
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var p *Principal
+	key := ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUp, Destination: c.Value}
+	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
+		id, err := s.ensureIdentity(ctx, tx, tenant, c, now)
+		if err != nil {
+			return err
+		}
+		if err := s.mintFollowUp(ctx, tx, ch, id.ID, code, now); err != nil {
+			return err
+		}
+		p = PrincipalFor(id, r.ActorType, nil)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ensureIdentity returns the auth identity owning the otp provider identity
+// for c, creating both if needed.
+func (s *Service) ensureIdentity(ctx context.Context, tx Tx, tenant string, c Contact, now time.Time) (*AuthIdentity, error) {
+	pi, err := tx.FindProviderIdentity(ctx, tenant, ProviderOTP, c.Value)
+	if err == nil {
+		return tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
+	} else if ErrorCode(err) != ENOTFOUND {
+		return nil, err
+	}
+	id := &AuthIdentity{ID: NewID("authid"), Tenant: tenant, ActorIDs: map[string]string{}, AppMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}
+	pi = &ProviderIdentity{
+		ID: NewID("provid"), Tenant: tenant, AuthIdentityID: id.ID, Provider: ProviderOTP, EntityID: c.Value,
+		UserMetadata: map[string]any{}, ProviderMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := tx.CreateAuthIdentity(ctx, id, pi); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// mintFollowUp records the one-time follow-up of a redeemed sign-up code: a
+// never-delivered challenge with the same code, the guesses left, and a short
+// life.
+func (s *Service) mintFollowUp(ctx context.Context, tx Tx, signUp *Challenge, subject, code string, now time.Time) error {
+	ttl := s.FollowUpTTL
+	if ttl <= 0 {
+		ttl = time.Minute
+	}
+	left := signUp.MaxAttempts - signUp.Attempts
+	if left < 1 {
+		left = 1
+	}
+	key := signUp.ChallengeKey
+	key.Purpose = PurposeSignUpFollowUp
+	f := &Challenge{
+		ID: NewID("chal"), ChallengeKey: key, SubjectID: subject,
+		MaxAttempts: left, CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	f.CodeHash = s.Engine.Keys.HashCode(f.ID, code)
+	if _, err := tx.RetireChallenges(ctx, key, now); err != nil {
+		return err
+	}
+	return tx.CreateChallenge(ctx, f)
+}
+
+// SignInAfterSignUp redeems the follow-up of a sign-up code: the code that
+// just created the identity, presented once more to sign in as the actor
+// created since. Every failure is ErrInvalidCode.
+func (s *Service) SignInAfterSignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
+	tenant, c, err := s.resolve(r, "identifier")
+	if AsError(err) != nil && AsError(err).Field == "identifier" {
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	var p *Principal
+	key := ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUpFollowUp, Destination: c.Value}
+	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
+		id, err := tx.FindAuthIdentityByID(ctx, tenant, ch.SubjectID)
+		if ErrorCode(err) == ENOTFOUND {
+			return ErrInvalidCode
+		} else if err != nil {
+			return err
+		}
+		p = PrincipalFor(id, r.ActorType, nil)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ActorFields are the profile fields of a new actor. Nil means not given.
+type ActorFields struct {
+	Email       *string
+	Phone       *string
+	FirstName   *string
+	LastName    *string
+	CompanyName *string
+	Metadata    map[string]any
+}
+
+// Errors of CreateActor, with the messages Medusa clients know.
+var (
+	ErrAlreadyActor  = &Error{Code: EINVALID, Message: "Request already authenticated as a customer."}
+	ErrEmailRequired = &Error{Code: EINVALID, Message: "Email is required to create a customer"}
+	ErrActorExists   = &Error{Code: ECONFLICT, Message: "Customer with this email already has an account"}
+)
+
+// CreateActor creates the actor of p's actor type for p's auth identity and
+// links them, in one transaction. p must not be linked to an actor of that
+// type yet (ErrAlreadyActor). When the identity signed up by code, the
+// identifier it proved is the actor's email or phone, marked verified: a
+// client cannot claim another address than the one it proved (EINVALID
+// naming the field). Returns ErrActorExists when another account has the
+// email or phone.
+func (s *Service) CreateActor(ctx context.Context, p *Principal, f ActorFields) (*Actor, error) {
+	t, err := s.ActorType(p.ActorType)
+	if err != nil {
+		return nil, err
+	}
+	if p.ActorID != "" {
+		return nil, ErrAlreadyActor
+	}
+	now := s.now()
+	a := &Actor{
+		ID: NewID(t.IDPrefix), Tenant: p.Tenant, Type: t.Name, Metadata: f.Metadata,
+		HasAccount: true, CreatedAt: now, UpdatedAt: now,
+	}
+	if f.Email != nil && *f.Email != "" {
+		if a.Email, err = NormalizeEmail(*f.Email); err != nil {
+			return nil, FieldErrorf("email", "Field 'email' must be a valid email address")
+		}
+	}
+	if f.Phone != nil && *f.Phone != "" {
+		if a.Phone, err = s.Normalizer.NormalizePhone(*f.Phone); err != nil {
+			return nil, FieldErrorf("phone", "Field 'phone' must be a phone number in international format (+...)")
+		}
+	}
+	for dst, src := range map[*string]*string{&a.FirstName: f.FirstName, &a.LastName: f.LastName, &a.CompanyName: f.CompanyName} {
+		if src != nil {
+			*dst = strings.TrimSpace(*src)
+		}
+	}
+	err = s.Store.Update(ctx, func(tx Tx) error {
+		id, err := tx.FindAuthIdentityByID(ctx, p.Tenant, p.AuthIdentityID)
+		if ErrorCode(err) == ENOTFOUND {
+			return Errorf(EUNAUTHORIZED, "Unauthorized")
+		} else if err != nil {
+			return err
+		}
+		if id.ActorIDs[t.Name] != "" {
+			return ErrAlreadyActor
+		}
+		pis, err := tx.FindProviderIdentities(ctx, p.Tenant, id.ID)
+		if err != nil {
+			return err
+		}
+		for _, pi := range pis {
+			if pi.Provider != ProviderOTP {
+				continue
+			}
+			if err := bindProven(a, pi.EntityID); err != nil {
+				return err
+			}
+		}
+		if a.Email == "" && a.Phone == "" {
+			return ErrEmailRequired
+		}
+		if err := tx.CreateActor(ctx, a); ErrorCode(err) == ECONFLICT {
+			return ErrActorExists
+		} else if err != nil {
+			return err
+		}
+		return tx.LinkActor(ctx, p.Tenant, id.ID, t.Name, a.ID, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// bindProven fills in, or checks, the actor's email or phone against an
+// identifier the identity proved by code, and marks it verified.
+func bindProven(a *Actor, proven string) error {
+	if strings.Contains(proven, "@") {
+		if a.Email != "" && a.Email != proven {
+			return FieldErrorf("email", "Field 'email' must be the address verified at sign-up")
+		}
+		a.Email, a.EmailVerified = proven, true
+		return nil
+	}
+	if a.Phone != "" && a.Phone != proven {
+		return FieldErrorf("phone", "Field 'phone' must be the number verified at sign-up")
+	}
+	a.Phone, a.PhoneVerified = proven, true
+	return nil
+}
+
+// Refresh re-reads p's auth identity and returns a fresh principal for the
+// same actor type, so a token minted before the actor existed comes back
+// with the actor id. Returns EUNAUTHORIZED if the identity is gone.
+func (s *Service) Refresh(ctx context.Context, p *Principal) (*Principal, error) {
+	var out *Principal
+	err := s.Store.View(ctx, func(tx Tx) error {
+		id, err := tx.FindAuthIdentityByID(ctx, p.Tenant, p.AuthIdentityID)
+		if ErrorCode(err) == ENOTFOUND {
+			return Errorf(EUNAUTHORIZED, "Unauthorized")
+		} else if err != nil {
+			return err
+		}
+		out = PrincipalFor(id, p.ActorType, p.UserMetadata)
+		return nil
+	})
+	return out, err
+}
+
+// FindActor returns the actor p acts as. Returns EUNAUTHORIZED if p has no
+// actor or it no longer exists.
+func (s *Service) FindActor(ctx context.Context, p *Principal) (*Actor, error) {
+	if p.ActorID == "" {
+		return nil, Errorf(EUNAUTHORIZED, "Unauthorized")
+	}
+	var a *Actor
+	err := s.Store.View(ctx, func(tx Tx) error {
+		var err error
+		a, err = tx.FindActorByID(ctx, p.Tenant, p.ActorType, p.ActorID)
+		if ErrorCode(err) == ENOTFOUND {
+			return Errorf(EUNAUTHORIZED, "Unauthorized")
+		}
+		return err
+	})
+	return a, err
+}
