@@ -12,21 +12,23 @@ const (
 )
 
 // Event is one message to deliver: every code issued becomes one. Notifiers
-// receive it after the transaction that issued the code has committed.
+// receive it after the transaction that issued the code has committed. Its
+// JSON form is what the outbox table stores (sealed): the tags are a storage
+// format, so never rename them.
 type Event struct {
-	ID         string // "evt_..."; unique, used as the delivery idempotency key
-	Name       string // EventOTPGenerated, ...
-	Tenant     string
-	ActorType  string
-	Purpose    Purpose
-	Channel    Channel
-	To         string // normalized destination
-	Identifier string // the identifier as the client submitted it
-	Code       string // the one-time code (secret)
-	Subject    string // rendered message subject (email)
-	Text       string // rendered message body
-	CreatedAt  time.Time
-	ExpiresAt  time.Time // the code's expiry; delivering later is pointless
+	ID         string    `json:"id"` // "evt_..."; unique, used as the delivery idempotency key
+	Name       string    `json:"name"`
+	Tenant     string    `json:"tenant"`
+	ActorType  string    `json:"actor_type"`
+	Purpose    Purpose   `json:"purpose"`
+	Channel    Channel   `json:"channel"`
+	To         string    `json:"to"`         // normalized destination
+	Identifier string    `json:"identifier"` // the identifier as the client submitted it
+	Code       string    `json:"code"`       // the one-time code (secret)
+	Subject    string    `json:"subject"`    // rendered message subject (email)
+	Text       string    `json:"text"`       // rendered message body
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"` // the code's expiry; delivering later is pointless
 }
 
 // Notifier delivers events: to a webhook, an email or SMS gateway, or the
