@@ -1,0 +1,228 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeOTPD is an in-memory otpd with the five routes the load generator
+// uses (plus the outbox). Messages show up in the outbox delay after the
+// request that sent them, as in the real server's asynchronous delivery.
+type fakeOTPD struct {
+	delay        time.Duration // before a sent message is visible in the outbox
+	loginLimit   time.Duration // minimum gap between two login codes to one email; 0 = none
+	publishable  string        // required x-publishable-api-key when not empty
+	retryAfterS  int
+	mu           sync.Mutex
+	seq          int
+	pending      map[string]string // email → pre-register code
+	regTokens    map[string]string // registration token → email
+	customers    map[string]bool
+	login        map[string]string // email → unused login code
+	lastLogin    map[string]time.Time
+	outbox       map[string][]fakeMsg // oldest first
+	hits         map[string]int       // route → requests
+	generates    map[string]int       // email → successful generates
+	verifies     map[string]int       // email → successful verifies
+	inFlight     map[string]bool      // email between generate and verify
+	overlapping  int                  // generates for an email already in flight
+	server       *httptest.Server
+	URL          string
+	registration int
+}
+
+type fakeMsg struct {
+	ID        string `json:"id"`
+	Event     string `json:"event"`
+	Channel   string `json:"channel"`
+	To        string `json:"to"`
+	Purpose   string `json:"purpose"`
+	Code      string `json:"code"`
+	Subject   string `json:"subject"`
+	Text      string `json:"text"`
+	CreatedAt string `json:"created_at"`
+}
+
+func newFake(t *testing.T, delay time.Duration) *fakeOTPD {
+	f := &fakeOTPD{
+		delay: delay, retryAfterS: 30,
+		pending: map[string]string{}, regTokens: map[string]string{}, customers: map[string]bool{},
+		login: map[string]string{}, lastLogin: map[string]time.Time{}, outbox: map[string][]fakeMsg{},
+		hits: map[string]int{}, generates: map[string]int{}, verifies: map[string]int{}, inFlight: map[string]bool{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /auth/{actor}/otp/pre-register", f.preRegister)
+	mux.HandleFunc("POST /auth/{actor}/otp/register", f.register)
+	mux.HandleFunc("POST /store/customers", f.createCustomer)
+	mux.HandleFunc("POST /auth/{actor}/otp/generate", f.generate)
+	mux.HandleFunc("POST /auth/{actor}/otp/verify", f.verify)
+	mux.HandleFunc("GET /dev/outbox", f.readOutbox)
+	f.server = httptest.NewServer(mux)
+	f.URL = f.server.URL
+	t.Cleanup(f.server.Close)
+	return f
+}
+
+func (f *fakeOTPD) count(route string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits[route]
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func readIdentifier(w http.ResponseWriter, r *http.Request) (id, otp string, ok bool) {
+	var body struct {
+		Identifier string `json:"identifier"`
+		OTP        string `json:"otp"`
+	}
+	if json.NewDecoder(r.Body).Decode(&body) != nil || body.Identifier == "" {
+		writeJSON(w, 400, map[string]string{"message": "Identifier is required"})
+		return "", "", false
+	}
+	return body.Identifier, body.OTP, true
+}
+
+// sendLocked queues a message for email; f.mu must be held.
+func (f *fakeOTPD) sendLocked(email, event string) string {
+	f.seq++
+	code := fmt.Sprintf("%06d", f.seq)
+	m := fakeMsg{ID: "msg_" + strconv.Itoa(f.seq), Event: event, Channel: "email", To: email, Code: code,
+		Subject: "code", Text: "Your code is " + code, CreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+	time.AfterFunc(f.delay, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.outbox[email] = append(f.outbox[email], m)
+	})
+	return code
+}
+
+func (f *fakeOTPD) preRegister(w http.ResponseWriter, r *http.Request) {
+	email, _, ok := readIdentifier(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	f.hits["pre-register"]++
+	if !f.customers[email] {
+		f.pending[email] = f.sendLocked(email, "pre-register.otp.generated")
+	}
+	f.mu.Unlock()
+	writeJSON(w, 200, map[string]string{"message": "Please validate the OTP to continue with the registration process."})
+}
+
+func (f *fakeOTPD) register(w http.ResponseWriter, r *http.Request) {
+	email, otp, ok := readIdentifier(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["register"]++
+	if code, ok := f.pending[email]; !ok || code != otp {
+		writeJSON(w, 401, map[string]string{"type": "unauthorized", "message": "Invalid OTP"})
+		return
+	}
+	delete(f.pending, email)
+	f.registration++
+	tok := "reg." + strconv.Itoa(f.registration)
+	f.regTokens[tok] = email
+	writeJSON(w, 200, map[string]string{"token": tok})
+}
+
+func (f *fakeOTPD) createCustomer(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["customer"]++
+	if f.publishable != "" && r.Header.Get("x-publishable-api-key") != f.publishable {
+		writeJSON(w, 400, map[string]string{"type": "not_allowed", "message": "Publishable API key required"})
+		return
+	}
+	email, ok := f.regTokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
+	var body struct {
+		Email string `json:"email"`
+	}
+	if !ok || json.NewDecoder(r.Body).Decode(&body) != nil || body.Email != email {
+		writeJSON(w, 401, map[string]string{"message": "Unauthorized"})
+		return
+	}
+	if f.customers[email] {
+		writeJSON(w, 422, map[string]string{"type": "duplicate_error"})
+		return
+	}
+	f.customers[email] = true
+	writeJSON(w, 200, map[string]any{"customer": map[string]any{"id": "cus_" + email, "email": email, "has_account": true}})
+}
+
+func (f *fakeOTPD) generate(w http.ResponseWriter, r *http.Request) {
+	email, _, ok := readIdentifier(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["generate"]++
+	if !f.customers[email] {
+		writeJSON(w, 200, map[string]string{"message": "If an account exists with this identifier, an OTP will be sent to the user"})
+		return
+	}
+	if last, ok := f.lastLogin[email]; ok && f.loginLimit > 0 && time.Since(last) < f.loginLimit {
+		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterS))
+		writeJSON(w, 429, map[string]string{"type": "too_many_requests", "message": "Too many requests"})
+		return
+	}
+	if f.inFlight[email] {
+		f.overlapping++
+	}
+	f.inFlight[email] = true
+	f.lastLogin[email] = time.Now()
+	f.generates[email]++
+	f.login[email] = f.sendLocked(email, "otp.generated")
+	writeJSON(w, 200, map[string]string{"message": "If an account exists with this identifier, an OTP will be sent to the user"})
+}
+
+func (f *fakeOTPD) verify(w http.ResponseWriter, r *http.Request) {
+	email, otp, ok := readIdentifier(w, r)
+	if !ok {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["verify"]++
+	f.inFlight[email] = false
+	if code, ok := f.login[email]; !ok || code != otp {
+		writeJSON(w, 401, map[string]string{"type": "unauthorized", "message": "Invalid OTP"})
+		return
+	}
+	delete(f.login, email) // a code works once
+	f.verifies[email]++
+	writeJSON(w, 200, map[string]string{"token": "login." + email})
+}
+
+func (f *fakeOTPD) readOutbox(w http.ResponseWriter, r *http.Request) {
+	to := r.URL.Query().Get("to")
+	limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+	if err != nil || limit < 1 {
+		limit = 50
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["outbox"]++
+	msgs := f.outbox[to]
+	out := []fakeMsg{}
+	for i := len(msgs) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, msgs[i])
+	}
+	writeJSON(w, 200, map[string]any{"messages": out})
+}

@@ -1,0 +1,151 @@
+// Command otpd-load is a load generator for otpd. It drives a running otpd
+// server (Medusa dialect) through whole sign-ups and sign-ins with N
+// concurrent closed-loop clients for T seconds per level, and measures a
+// plain net/http hello-world server that it starts itself (127.0.0.1, an
+// ephemeral port, handler writes "hello") with the same client code, so each
+// figure can be read as a ratio to that ceiling: the machines are noisy and
+// absolute numbers mean little.
+//
+// Recommended benchmark setup: start the server in dev mode, so that
+// GET /dev/outbox exists and the codes can be read back, and in another shell
+// run the load generator:
+//
+//	OTPD_DEV=1 go run ./cmd/otpd serve --dev
+//	go run ./cmd/otpd-load -clients 1,8,32,64 -duration 10s
+//
+// Both share the machine's cores, as in the project's reference measurements
+// (see PERFORMANCE.md, the "http" rows).
+//
+// Flows. A sign-up is 4 requests: POST /auth/{actor}/otp/pre-register,
+// GET /dev/outbox?to=<email>&limit=1 (polled every 2 ms for up to 2 s until
+// the code shows; each poll is an outbox request), POST
+// /auth/{actor}/otp/register, and, for the customer actor, POST
+// /store/customers with the registration token (and x-publishable-api-key
+// when -publishable-key is set). Emails are load-<runid>-<n>@example.test
+// with a random runid per run. A sign-in is 3 requests for an account that
+// completed sign-up: POST /auth/{actor}/otp/generate, the outbox (the newest
+// otp.generated message whose id differs from the one last used for that
+// account), POST /auth/{actor}/otp/verify.
+//
+// Accounts. The server limits sends per destination (by default one per
+// 30 s and five per 15 min, answering 429 with Retry-After), so sign-ins take
+// accounts from the pool built by the sign-ups round-robin, oldest first,
+// each held by one client at a time, so every account is reused as rarely as
+// possible. -seed N signs up accounts (unmeasured) before the sign-in levels
+// until the pool holds N; the pool is always seeded to at least the largest
+// client count. Each sign-in line shows the 429 count, the pool size, the
+// most sign-ins any account served and the shortest gap between two code
+// sends to one account: when 429s appear, raise -seed or relax the server's
+// limits for benchmarking.
+//
+// Order of a run: hello at every client count, then sign-ups at every client
+// count, then seeding if needed, then sign-ins at every client count. Each
+// level runs -warmup (not measured) then -duration (measured); flows and
+// requests count when they end inside the measured window.
+//
+// Output. One line per level and flow: the client count, completed flows/s
+// (or req/s for hello), failures by request and status or kind (429, 401,
+// net, timeout, decode, outbox no_code, ...), and per request type the p50
+// and p99 latency of the successful requests. Then a summary per client
+// count with signups/s, signins/s, hello req/s and the ratios the project
+// tracks, signup_ratio = signups/s ÷ (hello req/s ÷ 5) and signin_ratio =
+// signins/s ÷ (hello req/s ÷ 3) (target 0.25 at 32 clients). -json also
+// prints everything as JSON on stdout at the end.
+//
+// Flags:
+//
+//	-target URL            otpd base URL (default http://127.0.0.1:8080)
+//	-clients 1,8,32,64     client counts, one level each
+//	-duration 10s          measured time per level
+//	-warmup 1s             unmeasured time before each level
+//	-flows signup,signin   flows to run
+//	-actor customer        actor type in /auth/{actor}/otp/...
+//	-publishable-key KEY   x-publishable-api-key for /store/customers
+//	-hello=true            measure the hello-world ceiling
+//	-seed 0                accounts to have before the sign-in levels
+//	-seed-timeout 5m       bound on seeding
+//	-timeout 10s           per-request timeout
+//	-json                  also print a JSON summary
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	p, asJSON, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "otpd-load:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := Run(ctx, p, os.Stdout)
+	if s != nil && asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(s)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "otpd-load:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (p Plan, asJSON bool, err error) {
+	fs := flag.NewFlagSet("otpd-load", flag.ContinueOnError)
+	fs.StringVar(&p.Target, "target", "http://127.0.0.1:8080", "otpd base URL")
+	clients := fs.String("clients", "1,8,32,64", "comma-separated client counts, one level each")
+	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "measured time per level")
+	fs.DurationVar(&p.Warmup, "warmup", time.Second, "unmeasured time before each level")
+	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin")
+	fs.StringVar(&p.Actor, "actor", "customer", "actor type in /auth/{actor}/otp/...")
+	fs.StringVar(&p.PublishableKey, "publishable-key", "", "x-publishable-api-key header for /store/customers")
+	fs.BoolVar(&p.Hello, "hello", true, "measure an in-process net/http hello-world server at the same client counts")
+	fs.IntVar(&p.Seed, "seed", 0, "sign up accounts (unmeasured) before the sign-in levels until the pool holds this many")
+	fs.DurationVar(&p.SeedTimeout, "seed-timeout", 5*time.Minute, "bound on seeding")
+	fs.DurationVar(&p.Timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.BoolVar(&asJSON, "json", false, "also print a JSON summary at the end")
+	if err := fs.Parse(args); err != nil {
+		return p, false, err
+	}
+	if fs.NArg() > 0 {
+		return p, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for f := range strings.SplitSeq(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 10000 {
+			return p, false, fmt.Errorf("-clients: %q is not a count between 1 and 10000", f)
+		}
+		if slices.Contains(p.Clients, n) {
+			return p, false, fmt.Errorf("-clients: %d given twice", n)
+		}
+		p.Clients = append(p.Clients, n)
+	}
+	for f := range strings.SplitSeq(*flows, ",") {
+		switch f = strings.TrimSpace(f); f {
+		case FlowSignUp, FlowSignIn:
+			p.Flows = append(p.Flows, f)
+		case "":
+		default:
+			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin)", f)
+		}
+	}
+	if p.Duration <= 0 || p.Warmup < 0 || p.Timeout <= 0 || p.Seed < 0 {
+		return p, false, fmt.Errorf("-duration and -timeout must be positive, -warmup and -seed not negative")
+	}
+	if len(p.Flows) == 0 && !p.Hello {
+		return p, false, fmt.Errorf("nothing to run: no -flows and -hello=false")
+	}
+	return p, asJSON, nil
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// Plan is a whole run: which flows, at which client counts, for how long.
+type Plan struct {
+	Target         string
+	Actor          string
+	PublishableKey string
+	Clients        []int
+	Duration       time.Duration // measured, per level
+	Warmup         time.Duration // not measured, per level
+	Flows          []string      // FlowSignUp and/or FlowSignIn
+	Hello          bool          // measure the hello-world ceiling at the same client counts
+	Seed           int           // accounts to have in the pool before the sign-in levels
+	SeedTimeout    time.Duration // bound on seeding; default 5 min
+	Timeout        time.Duration // per request; default 10 s
+	RunID          string        // default random
+	OutboxWait     time.Duration // default 2 s
+	OutboxPoll     time.Duration // default 2 ms
+}
+
+// Row is one line of the summary table. Absent measurements are nil.
+type Row struct {
+	Clients     int      `json:"clients"`
+	SignupsPerS *float64 `json:"signups_per_s,omitempty"`
+	SigninsPerS *float64 `json:"signins_per_s,omitempty"`
+	HelloPerS   *float64 `json:"hello_req_per_s,omitempty"`
+	SignupRatio *float64 `json:"signup_ratio,omitempty"` // signups/s ÷ (hello req/s ÷ 5)
+	SigninRatio *float64 `json:"signin_ratio,omitempty"` // signins/s ÷ (hello req/s ÷ 3)
+}
+
+// Summary is everything a run measured; -json prints it.
+type Summary struct {
+	RunID     string      `json:"run_id"`
+	Target    string      `json:"target"`
+	Actor     string      `json:"actor"`
+	Clients   []int       `json:"clients"`
+	DurationS float64     `json:"duration_s"`
+	WarmupS   float64     `json:"warmup_s"`
+	Hello     []*Result   `json:"hello,omitempty"`
+	SignUp    []*Result   `json:"signup,omitempty"`
+	Seed      *SeedResult `json:"seed,omitempty"`
+	SignIn    []*Result   `json:"signin,omitempty"`
+	Rows      []Row       `json:"summary"`
+}
+
+// Requests per flow in the ratios the project tracks.
+const (
+	signUpRequests = 5
+	signInRequests = 3
+)
+
+// Run executes the plan, printing each level to w as it completes and the
+// summary table at the end. The order is: hello at every client count, then
+// sign-ups at every client count, then seeding (if the pool is short), then
+// sign-ins at every client count.
+func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
+	if len(p.Clients) == 0 {
+		return nil, fmt.Errorf("no client counts")
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = 10 * time.Second
+	}
+	if p.SeedTimeout <= 0 {
+		p.SeedTimeout = 5 * time.Minute
+	}
+	maxClients := slices.Max(p.Clients)
+	client := NewClient(maxClients, p.Timeout)
+	defer client.CloseIdleConnections()
+	r, err := NewRunner(Config{
+		Target: p.Target, Actor: p.Actor, PublishableKey: p.PublishableKey, RunID: p.RunID,
+		Client: client, OutboxWait: p.OutboxWait, OutboxPoll: p.OutboxPoll,
+	})
+	if err != nil {
+		return nil, err
+	}
+	signUp, signIn := slices.Contains(p.Flows, FlowSignUp), slices.Contains(p.Flows, FlowSignIn)
+	if signUp || signIn {
+		if err := preflight(ctx, client, r.base); err != nil {
+			return nil, err
+		}
+	}
+	s := &Summary{RunID: r.cfg.RunID, Target: r.base, Actor: r.cfg.Actor, Clients: p.Clients,
+		DurationS: p.Duration.Seconds(), WarmupS: p.Warmup.Seconds()}
+	fmt.Fprintf(w, "otpd-load run %s: target %s, actor %s, clients %v, %s per level after %s warm-up\n",
+		s.RunID, s.Target, s.Actor, p.Clients, p.Duration, p.Warmup)
+
+	if p.Hello {
+		if s.Hello, err = measureHello(ctx, client, p, w); err != nil {
+			return nil, err
+		}
+	}
+	if signUp {
+		for _, c := range p.Clients {
+			if ctx.Err() != nil {
+				break
+			}
+			res := r.Run(ctx, FlowSignUp, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
+			s.SignUp = append(s.SignUp, res)
+			PrintLevel(w, res)
+		}
+	}
+	if signIn && ctx.Err() == nil {
+		// Every client needs an account of its own at any time.
+		if need := max(p.Seed, maxClients); r.Pool.Len() < need {
+			s.Seed = r.Seed(ctx, need, maxClients, p.SeedTimeout)
+			PrintSeed(w, s.Seed)
+		}
+		for _, c := range p.Clients {
+			if ctx.Err() != nil {
+				break
+			}
+			res := r.Run(ctx, FlowSignIn, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
+			s.SignIn = append(s.SignIn, res)
+			PrintLevel(w, res)
+		}
+	}
+	s.Rows = summarize(p.Clients, s)
+	PrintSummary(w, s.Rows)
+	return s, ctx.Err()
+}
+
+// measureHello starts the hello-world server, measures it at every client
+// count with the shared client, printing each level to w, and stops it.
+func measureHello(ctx context.Context, client *http.Client, p Plan, w io.Writer) ([]*Result, error) {
+	base, stop, err := StartHello()
+	if err != nil {
+		return nil, fmt.Errorf("hello server: %w", err)
+	}
+	defer stop()
+	// Close the client's side first, so no connection the transport dialed
+	// but never used holds up the server's Shutdown.
+	defer client.CloseIdleConnections()
+	hr, err := NewRunner(Config{Target: base, Client: client})
+	if err != nil {
+		return nil, err
+	}
+	var out []*Result
+	for _, c := range p.Clients {
+		if ctx.Err() != nil {
+			break
+		}
+		res := hr.Run(ctx, FlowHello, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
+		PrintLevel(w, res)
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// preflight checks that the target answers GET /dev/outbox, which exists
+// only in dev mode.
+func preflight(ctx context.Context, c *http.Client, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/dev/outbox?to=load-probe%40example.test&limit=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", base, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/dev/outbox: %s; start the server in dev mode (OTPD_DEV=1 otpd serve --dev) so the codes can be read", base, resp.Status)
+	}
+	return nil
+}
+
+func summarize(clients []int, s *Summary) []Row {
+	rate := func(rs []*Result, c int) *float64 {
+		for _, r := range rs {
+			if r.Clients == c {
+				v := r.PerSecond
+				return &v
+			}
+		}
+		return nil
+	}
+	ratio := func(flows, hello *float64, requests float64) *float64 {
+		if flows == nil || hello == nil || *hello == 0 {
+			return nil
+		}
+		v := *flows / (*hello / requests)
+		return &v
+	}
+	rows := make([]Row, 0, len(clients))
+	for _, c := range clients {
+		row := Row{Clients: c, SignupsPerS: rate(s.SignUp, c), SigninsPerS: rate(s.SignIn, c), HelloPerS: rate(s.Hello, c)}
+		row.SignupRatio = ratio(row.SignupsPerS, row.HelloPerS, signUpRequests)
+		row.SigninRatio = ratio(row.SigninsPerS, row.HelloPerS, signInRequests)
+		rows = append(rows, row)
+	}
+	return rows
+}

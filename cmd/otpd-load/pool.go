@@ -1,0 +1,106 @@
+package main
+
+import (
+	"sync"
+	"time"
+)
+
+// Account is a signed-up email in the sign-in pool. Its fields other than
+// Email are only touched by the client that holds it.
+type Account struct {
+	Email     string
+	lastMsgID string    // id of the last outbox message whose code was used
+	lastSend  time.Time // when a code was last requested for it
+	uses      int       // sign-ins started with it
+	busy      bool
+}
+
+// Pool holds the accounts created by sign-ups and hands them to sign-in
+// clients round-robin, in the order they were created, so that every account
+// is reused as rarely as possible (once per Len sign-ins) and the oldest
+// accounts, whose last code was sent longest ago, are taken first. An
+// account is held by one client at a time.
+type Pool struct {
+	mu     sync.Mutex
+	accts  []*Account
+	next   int
+	minGap time.Duration // shortest time between two sends to one account since resetGap
+}
+
+// Add appends an account whose sign-up code (outbox message msgID) was sent at sent.
+func (p *Pool) Add(email, msgID string, sent time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.accts = append(p.accts, &Account{Email: email, lastMsgID: msgID, lastSend: sent})
+}
+
+// Len returns the number of accounts.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.accts)
+}
+
+// acquire returns the next free account round-robin and marks it busy, or
+// nil when every account is held.
+func (p *Pool) acquire(now time.Time) *Account {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.accts)
+	for i := range n {
+		idx := (p.next + i) % n
+		a := p.accts[idx]
+		if a.busy {
+			continue
+		}
+		a.busy = true
+		a.uses++
+		if !a.lastSend.IsZero() {
+			if gap := now.Sub(a.lastSend); p.minGap == 0 || gap < p.minGap {
+				p.minGap = gap
+			}
+		}
+		a.lastSend = now
+		p.next = (idx + 1) % n
+		return a
+	}
+	return nil
+}
+
+// release returns an account taken with acquire.
+func (p *Pool) release(a *Account) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a.busy = false
+}
+
+// resetGap starts a new measurement of the shortest reuse gap.
+func (p *Pool) resetGap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.minGap = 0
+}
+
+// Stats returns the pool's size, the most sign-ins any account has served,
+// and the shortest gap between two code sends to one account since the last
+// resetGap (sign-up sends count).
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PoolStats{Size: len(p.accts), MinGap: p.minGap.Seconds()}
+	for _, a := range p.accts {
+		s.MaxUses = max(s.MaxUses, a.uses)
+	}
+	return s
+}
+
+// usesByEmail returns each account's sign-in count (for tests).
+func (p *Pool) usesByEmail() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]int, len(p.accts))
+	for _, a := range p.accts {
+		m[a.Email] = a.uses
+	}
+	return m
+}

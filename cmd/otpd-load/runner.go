@@ -1,0 +1,474 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The flows the runner can drive.
+const (
+	FlowHello  = "hello"  // GET / on the hello-world server: 1 request
+	FlowSignUp = "signup" // pre-register, outbox, register, customer: 4 requests (+ extra outbox polls)
+	FlowSignIn = "signin" // generate, outbox, verify: 3 requests (+ extra outbox polls)
+)
+
+// flowOps lists each flow's request kinds in the order they are sent.
+var flowOps = map[string][]Op{
+	FlowHello:  {OpHello},
+	FlowSignUp: {OpPreRegister, OpOutbox, OpRegister, OpCustomer},
+	FlowSignIn: {OpGenerate, OpOutbox, OpVerify},
+}
+
+const maxBody = 1 << 20 // responses are read up to 1 MiB
+
+// NewClient returns the HTTP client every request shares: keep-alive with
+// enough idle connections per host for clients concurrent requests, no
+// proxy (only the target and loopback are contacted), no redirects followed,
+// and every request bounded by timeout.
+func NewClient(clients int, timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          0, // no global limit; the per-host one below applies
+		MaxIdleConnsPerHost:   clients + 8,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// NewRunID returns a random id that makes this run's emails unique.
+func NewRunID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Config configures a Runner.
+type Config struct {
+	Target         string        // base URL of the server
+	Actor          string        // actor type in /auth/{actor}/otp/...; default "customer"
+	PublishableKey string        // sent as x-publishable-api-key on /store/customers when set
+	RunID          string        // makes emails unique: load-<runid>-<n>@example.test
+	Client         *http.Client  // shared client; default NewClient(64, 10s)
+	OutboxWait     time.Duration // how long to poll the outbox for a code; default 2s
+	OutboxPoll     time.Duration // sleep between outbox polls; default 2ms
+}
+
+// Runner drives flows against one server with closed-loop clients. Sign-ups
+// add their accounts to Pool, and sign-ins take accounts from it.
+type Runner struct {
+	cfg  Config
+	base string
+	Pool *Pool
+	seq  atomic.Int64
+}
+
+// NewRunner checks cfg and fills in defaults.
+func NewRunner(cfg Config) (*Runner, error) {
+	u, err := url.Parse(cfg.Target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("target %q: want a base URL like http://127.0.0.1:8080", cfg.Target)
+	}
+	if cfg.Actor == "" {
+		cfg.Actor = "customer"
+	}
+	for _, c := range cfg.Actor {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return nil, fmt.Errorf("actor %q: want lower-case letters, digits, _ or -", cfg.Actor)
+		}
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = NewRunID()
+	}
+	if cfg.Client == nil {
+		cfg.Client = NewClient(64, 10*time.Second)
+	}
+	if cfg.OutboxWait <= 0 {
+		cfg.OutboxWait = 2 * time.Second
+	}
+	if cfg.OutboxPoll <= 0 {
+		cfg.OutboxPoll = 2 * time.Millisecond
+	}
+	return &Runner{cfg: cfg, base: strings.TrimRight(u.String(), "/"), Pool: &Pool{}}, nil
+}
+
+// Level is one measurement: Clients closed-loop clients run a flow over and
+// over. By default each runs for Warmup (not measured) then Duration
+// (measured); a flow or request counts when it ends inside the measured
+// window, and flows still running when it closes finish but are not counted.
+// With Iterations > 0 each client instead runs exactly Iterations flows, all
+// measured, and Duration (default 1 min) only bounds the run.
+type Level struct {
+	Clients    int
+	Warmup     time.Duration
+	Duration   time.Duration
+	Iterations int
+}
+
+// Run measures flow (FlowHello, FlowSignUp or FlowSignIn) at one level. It
+// returns when every client has stopped, which each does by itself at the
+// end of the window (or after its iterations), or when ctx is cancelled.
+func (r *Runner) Run(ctx context.Context, flow string, lv Level) *Result {
+	fn := r.flowFunc(flow)
+	clients := max(lv.Clients, 1)
+	start := time.Now()
+	mStart, mEnd := start.Add(lv.Warmup), start.Add(lv.Warmup+lv.Duration)
+	if lv.Iterations > 0 {
+		limit := lv.Duration
+		if limit <= 0 {
+			limit = time.Minute
+		}
+		mStart, mEnd = start, start.Add(limit)
+	}
+	if flow == FlowSignIn {
+		r.Pool.resetGap()
+	}
+	recs := make([]*recorder, clients)
+	var wg sync.WaitGroup
+	for i := range recs {
+		rec := newRecorder(mStart, mEnd)
+		recs[i] = rec
+		wg.Go(func() {
+			for n := 0; lv.Iterations <= 0 || n < lv.Iterations; n++ {
+				if ctx.Err() != nil || !time.Now().Before(mEnd) {
+					return
+				}
+				begin := time.Now()
+				err := fn(ctx, rec, mEnd)
+				end := time.Now()
+				if err != nil {
+					rec.flowFailed(err, end)
+				} else {
+					rec.flowDone(begin, end)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var seconds float64
+	if lv.Iterations > 0 {
+		seconds = time.Since(start).Seconds()
+	} else {
+		stopped := time.Now()
+		if stopped.After(mEnd) {
+			stopped = mEnd
+		}
+		seconds = max(0, stopped.Sub(mStart).Seconds())
+	}
+	res := merge(flow, flowOps[flow], recs, seconds)
+	if flow == FlowSignIn {
+		ps := r.Pool.Stats()
+		res.Pool = &ps
+	}
+	return res
+}
+
+// SeedResult reports the creation of sign-in accounts before measuring.
+type SeedResult struct {
+	Created int            `json:"created"`
+	Failed  int            `json:"failed"`
+	Seconds float64        `json:"seconds"`
+	Pool    int            `json:"pool"`
+	Errors  map[string]int `json:"errors,omitempty"`
+}
+
+// Seed signs up accounts with the given concurrency, unmeasured, until the
+// pool holds n accounts, timeout passes, or more than max(100, n) sign-ups
+// have failed.
+func (r *Runner) Seed(ctx context.Context, n, clients int, timeout time.Duration) *SeedResult {
+	start := time.Now()
+	need := int64(n - r.Pool.Len())
+	if need <= 0 {
+		return &SeedResult{Pool: r.Pool.Len()}
+	}
+	deadline := start.Add(timeout)
+	maxFail := max(100, need)
+	var claimed, created, failed atomic.Int64
+	recs := make([]*recorder, min(int64(max(clients, 1)), need))
+	var wg sync.WaitGroup
+	for i := range recs {
+		rec := newRecorder(start, deadline.Add(time.Hour))
+		recs[i] = rec
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) && failed.Load() < maxFail {
+				if claimed.Add(1) > need {
+					return
+				}
+				if err := r.signUp(ctx, rec, deadline); err != nil {
+					claimed.Add(-1)
+					failed.Add(1)
+					rec.flowFailed(err, time.Now())
+				} else {
+					created.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sr := &SeedResult{Created: int(created.Load()), Failed: int(failed.Load()), Seconds: time.Since(start).Seconds(), Pool: r.Pool.Len(), Errors: map[string]int{}}
+	for _, rec := range recs {
+		for k, v := range rec.errs {
+			sr.Errors[k] += v
+		}
+	}
+	if len(sr.Errors) == 0 {
+		sr.Errors = nil
+	}
+	return sr
+}
+
+type flowFunc func(ctx context.Context, rec *recorder, until time.Time) error
+
+func (r *Runner) flowFunc(flow string) flowFunc {
+	switch flow {
+	case FlowHello:
+		return r.hello
+	case FlowSignUp:
+		return r.signUp
+	case FlowSignIn:
+		return r.signIn
+	}
+	panic("otpd-load: unknown flow " + flow)
+}
+
+func (r *Runner) authPath(step string) string { return "/auth/" + r.cfg.Actor + "/otp/" + step }
+
+func (r *Runner) hello(ctx context.Context, rec *recorder, _ time.Time) error {
+	return r.do(ctx, rec, OpHello, http.MethodGet, "/", nil, nil, nil)
+}
+
+// signUp creates a new account: pre-register, read the code from the
+// outbox, register, and (for customers) create the customer. The account
+// joins the pool when every step succeeded.
+func (r *Runner) signUp(ctx context.Context, rec *recorder, _ time.Time) error {
+	email := fmt.Sprintf("load-%s-%d@example.test", r.cfg.RunID, r.seq.Add(1))
+	sent := time.Now()
+	if err := r.do(ctx, rec, OpPreRegister, http.MethodPost, r.authPath("pre-register"), map[string]string{"identifier": email}, nil, nil); err != nil {
+		return err
+	}
+	// The address is new, so the newest message is its pre-register code.
+	m, err := r.awaitCode(ctx, rec, email, func(msgs []outboxMessage) (*outboxMessage, bool) {
+		if len(msgs) > 0 && msgs[0].Code != "" {
+			return &msgs[0], false
+		}
+		return nil, false
+	})
+	if err != nil {
+		return err
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := r.do(ctx, rec, OpRegister, http.MethodPost, r.authPath("register"), map[string]string{"identifier": email, "otp": m.Code}, nil, &tok); err != nil {
+		return err
+	}
+	if tok.Token == "" {
+		return &flowError{Op: OpRegister, Kind: "no_token"}
+	}
+	if r.cfg.Actor == "customer" {
+		hdr := http.Header{"Authorization": {"Bearer " + tok.Token}}
+		if r.cfg.PublishableKey != "" {
+			hdr.Set("x-publishable-api-key", r.cfg.PublishableKey)
+		}
+		var out struct {
+			Customer json.RawMessage `json:"customer"`
+		}
+		if err := r.do(ctx, rec, OpCustomer, http.MethodPost, "/store/customers", map[string]string{"email": email}, hdr, &out); err != nil {
+			return err
+		}
+		if len(out.Customer) == 0 || string(out.Customer) == "null" {
+			return &flowError{Op: OpCustomer, Kind: "no_customer"}
+		}
+	}
+	r.Pool.Add(email, m.ID, sent)
+	return nil
+}
+
+// signIn takes the next pool account: generate, read the new code from the
+// outbox, verify.
+func (r *Runner) signIn(ctx context.Context, rec *recorder, until time.Time) error {
+	a := r.Pool.acquire(time.Now())
+	for a == nil { // every account is held by another client
+		if ctx.Err() != nil {
+			return &flowError{Op: OpGenerate, Kind: "canceled"}
+		}
+		if !time.Now().Before(until) {
+			return &flowError{Op: OpGenerate, Kind: "no_account"}
+		}
+		time.Sleep(time.Millisecond)
+		a = r.Pool.acquire(time.Now())
+	}
+	defer r.Pool.release(a)
+	if err := r.do(ctx, rec, OpGenerate, http.MethodPost, r.authPath("generate"), map[string]string{"identifier": a.Email}, nil, nil); err != nil {
+		return err
+	}
+	// The newest otp.generated message, unless it is the one whose code was
+	// already used: then the new message is not visible yet.
+	m, err := r.awaitCode(ctx, rec, a.Email, func(msgs []outboxMessage) (*outboxMessage, bool) {
+		for i := range msgs {
+			if msgs[i].Event != "otp.generated" {
+				continue
+			}
+			if msgs[i].ID == a.lastMsgID || msgs[i].Code == "" {
+				return nil, false
+			}
+			return &msgs[i], false
+		}
+		return nil, len(msgs) > 0 // only other events on this page: look further back
+	})
+	if err != nil {
+		return err
+	}
+	a.lastMsgID = m.ID
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := r.do(ctx, rec, OpVerify, http.MethodPost, r.authPath("verify"), map[string]string{"identifier": a.Email, "otp": m.Code}, nil, &tok); err != nil {
+		return err
+	}
+	if tok.Token == "" {
+		return &flowError{Op: OpVerify, Kind: "no_token"}
+	}
+	return nil
+}
+
+type outboxMessage struct {
+	ID      string `json:"id"`
+	Event   string `json:"event"`
+	Channel string `json:"channel"`
+	To      string `json:"to"`
+	Purpose string `json:"purpose"`
+	Code    string `json:"code"`
+}
+
+// awaitCode polls GET /dev/outbox?to=...&limit=1 until pick finds the
+// message, for at most OutboxWait. Each poll is an outbox request. When pick
+// asks for more (the newest message is of another kind) and the wait has
+// lasted over 200 ms, later polls ask for 10 messages.
+func (r *Runner) awaitCode(ctx context.Context, rec *recorder, to string, pick func([]outboxMessage) (*outboxMessage, bool)) (*outboxMessage, error) {
+	start := time.Now()
+	deadline := start.Add(r.cfg.OutboxWait)
+	limit := 1
+	for {
+		var page struct {
+			Messages []outboxMessage `json:"messages"`
+		}
+		q := url.Values{"to": {to}, "limit": {strconv.Itoa(limit)}}
+		if err := r.do(ctx, rec, OpOutbox, http.MethodGet, "/dev/outbox?"+q.Encode(), nil, nil, &page); err != nil {
+			return nil, err
+		}
+		m, more := pick(page.Messages)
+		if m != nil {
+			return m, nil
+		}
+		if more && len(page.Messages) >= limit && time.Since(start) > 200*time.Millisecond {
+			limit = 10
+		}
+		if !time.Now().Add(r.cfg.OutboxPoll).Before(deadline) {
+			return nil, &flowError{Op: OpOutbox, Kind: "no_code"}
+		}
+		t := time.NewTimer(r.cfg.OutboxPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &flowError{Op: OpOutbox, Kind: "canceled"}
+		case <-t.C:
+		}
+	}
+}
+
+// do sends one request with a JSON body (if body is not nil), records its
+// latency when it succeeds (2xx), and decodes the response into out (if not
+// nil). Failures are returned as *flowError.
+func (r *Runner) do(ctx context.Context, rec *recorder, op Op, method, path string, body any, hdr http.Header, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return &flowError{Op: op, Kind: "encode"}
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
+	if err != nil {
+		return &flowError{Op: op, Kind: "request"}
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	begin := time.Now()
+	resp, err := r.cfg.Client.Do(req)
+	if err != nil {
+		return &flowError{Op: op, Kind: errKind(ctx, err)}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	end := time.Now()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)) // let the connection be reused
+	resp.Body.Close()
+	if err != nil {
+		return &flowError{Op: op, Kind: errKind(ctx, err)}
+	}
+	if resp.StatusCode/100 != 2 {
+		fe := &flowError{Op: op, Kind: strconv.Itoa(resp.StatusCode)}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			fe.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), end)
+		}
+		return fe
+	}
+	rec.request(op, begin, end)
+	if out != nil && json.Unmarshal(data, out) != nil {
+		return &flowError{Op: op, Kind: "decode"}
+	}
+	return nil
+}
+
+func errKind(ctx context.Context, err error) string {
+	if ctx.Err() != nil {
+		return "canceled"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "net"
+}
+
+// retryAfter parses a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
