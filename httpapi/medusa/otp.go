@@ -36,6 +36,9 @@ func codeRequest(r *http.Request, identifier string) otpd.CodeRequest {
 // for an existing account. The answer is the same whether or not the
 // account exists; only an existing one gets a code.
 func (h *Handler) handleGenerate(w http.ResponseWriter, r *http.Request) {
+	if !h.actorType(w, r) {
+		return
+	}
 	body := h.decode(w, r, identifierBody)
 	if body == nil {
 		return
@@ -51,6 +54,9 @@ func (h *Handler) handleGenerate(w http.ResponseWriter, r *http.Request) {
 // handleVerify serves POST /auth/{actor_type}/otp/verify: redeem a sign-in
 // code for a session token. Every failure is 400 "Invalid OTP".
 func (h *Handler) handleVerify(w http.ResponseWriter, r *http.Request) {
+	if !h.actorType(w, r) {
+		return
+	}
 	body := h.decode(w, r, verifyBody)
 	if body == nil {
 		return
@@ -72,6 +78,9 @@ func (h *Handler) handleVerify(w http.ResponseWriter, r *http.Request) {
 // sign-up code for an identifier with no account. The answer is the same
 // when an account exists; then no code is sent.
 func (h *Handler) handlePreRegister(w http.ResponseWriter, r *http.Request) {
+	if !h.actorType(w, r) {
+		return
+	}
 	body := h.decode(w, r, identifierBody)
 	if body == nil {
 		return
@@ -89,11 +98,21 @@ func unauthorized(w http.ResponseWriter, msg string) {
 	httpapi.WriteJSON(w, http.StatusUnauthorized, medusaError{Type: "unauthorized", Message: msg})
 }
 
-// provider checks the {provider} of a core auth route. It answers and
-// returns false for providers otpd does not serve.
-func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
+// actorType checks the {actor_type} of a route before anything else: an
+// actor type that is not configured is 400, whatever the body. It answers
+// and returns false when the check fails.
+func (h *Handler) actorType(w http.ResponseWriter, r *http.Request) bool {
 	if _, err := h.Service.ActorType(r.PathValue("actor_type")); err != nil {
 		h.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+// provider checks the {actor_type} and {provider} of a core auth route. It
+// answers and returns false for providers otpd does not serve.
+func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
+	if !h.actorType(w, r) {
 		return false
 	}
 	if p := r.PathValue("provider"); p != otpd.ProviderOTP {

@@ -26,9 +26,21 @@ type claims struct {
 	AppMetadata    map[string]any `json:"app_metadata"`
 	UserMetadata   map[string]any `json:"user_metadata"`
 	// Tenant is otpd's addition, present only outside the default tenant.
-	Tenant string `json:"tenant,omitempty"`
-	jwt.RegisteredClaims
+	Tenant    string           `json:"tenant,omitempty"`
+	IssuedAt  *jwt.NumericDate `json:"iat"`
+	ExpiresAt *jwt.NumericDate `json:"exp"`
 }
+
+// claims implements jwt.Claims itself (rather than embedding
+// jwt.RegisteredClaims) to keep Medusa's member order: iat before exp.
+var _ jwt.Claims = claims{}
+
+func (c claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
+func (c claims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
+func (c claims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
+func (c claims) GetIssuer() (string, error)                   { return "", nil }
+func (c claims) GetSubject() (string, error)                  { return "", nil }
+func (c claims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
 
 func (t *Tokens) now() time.Time {
 	if t.Now != nil {
@@ -61,10 +73,8 @@ func (t *Tokens) Sign(p *otpd.Principal) (string, error) {
 		AuthIdentityID: p.AuthIdentityID,
 		AppMetadata:    app,
 		UserMetadata:   user,
-		RegisteredClaims: jwt.RegisteredClaims{
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-		},
+		IssuedAt:       jwt.NewNumericDate(now),
+		ExpiresAt:      jwt.NewNumericDate(now.Add(ttl)),
 	}
 	if p.Tenant != otpd.DefaultTenant {
 		c.Tenant = p.Tenant

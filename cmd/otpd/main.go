@@ -1,0 +1,387 @@
+// Command otpd is the otpd authentication server.
+//
+//	otpd serve [--addr 127.0.0.1:8080] [--config otpd.yaml] [--dev]
+//	otpd migrate [--config otpd.yaml]
+//	otpd version
+//
+// This is the only place where otpd's packages are wired together.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/devoutbox"
+	"github.com/otpd/otpd/httpapi"
+	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/metrics"
+	"github.com/otpd/otpd/sqlite"
+	"github.com/otpd/otpd/webhook"
+)
+
+func main() {
+	if err := newRootCommand(os.Stdout, os.Stderr).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "otpd:", err)
+		os.Exit(1)
+	}
+}
+
+// newRootCommand builds the CLI.
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "otpd",
+		Short:         "otpd: self-hosted one-time-code authentication server",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	var configPath, addr string
+	var dev, profile bool
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(configPath, func(c *Config) {
+				if cmd.Flags().Changed("addr") {
+					c.Addr = addr
+				}
+				if cmd.Flags().Changed("dev") {
+					c.Dev = dev
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if err := cfg.ValidateServe(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			m := &Main{Config: cfg, Stderr: stderr, Profile: profile}
+			if err := m.Open(ctx); err != nil {
+				m.Close()
+				return err
+			}
+			<-ctx.Done()
+			return m.Close()
+		},
+	}
+	serve.Flags().StringVar(&addr, "addr", "", "listen address (default 127.0.0.1:8080; env OTPD_ADDR)")
+	serve.Flags().StringVar(&configPath, "config", "", "YAML configuration file")
+	serve.Flags().BoolVar(&dev, "dev", false, "dev mode: in-memory outbox at /dev/outbox, generated secrets, loopback only (env OTPD_DEV)")
+	serve.Flags().BoolVar(&profile, "pprof", false, "serve Go profiles at /debug/pprof/ (loopback addresses only)")
+
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(configPath, nil)
+			if err != nil {
+				return err
+			}
+			path, err := parseDatabaseURL(cfg.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			db, err := sqlite.Open(cmd.Context(), path, sqlite.Options{NoMigrate: true})
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			n, err := db.Migrate(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "applied %d migration(s) to %s\n", n, redactURL(cfg.DatabaseURL))
+			return nil
+		},
+	}
+	migrate.Flags().StringVar(&configPath, "config", "", "YAML configuration file")
+
+	version := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "otpd %s %s\n", otpd.Version, otpd.Commit)
+		},
+	}
+	root.AddCommand(serve, migrate, version)
+	return root
+}
+
+// loadConfig builds the configuration: defaults, file, environment, then
+// flags (via override), and validates it.
+func loadConfig(path string, override func(*Config)) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		if err := cfg.ReadConfigFile(path); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	if override != nil {
+		override(&cfg)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Main is a running server. Open starts it; Close stops it gracefully.
+type Main struct {
+	Config  Config
+	Stderr  io.Writer
+	Profile bool // serve /debug/pprof/
+
+	Logger     *slog.Logger
+	DB         *sqlite.DB
+	Addr       net.Addr // the address actually listened on
+	httpServer *http.Server
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// Open wires otpd together and starts serving.
+func (m *Main) Open(ctx context.Context) error {
+	cfg := m.Config
+	if m.Stderr == nil {
+		m.Stderr = os.Stderr
+	}
+	m.Logger = newLogger(m.Stderr, cfg.Log.Level, cfg.Log.Format)
+	log := m.Logger
+
+	secrets := make([][]byte, 0, len(cfg.Secrets))
+	for _, s := range cfg.Secrets {
+		secrets = append(secrets, []byte(s))
+	}
+	if len(secrets) == 0 {
+		secrets = append(secrets, randomSecret())
+		log.Warn("dev mode: no server secret configured; using a random one. Codes and queued messages do not survive a restart. Set OTPD_SECRETS outside dev mode.")
+	}
+	jwtSecret := []byte(cfg.JWT.Secret)
+	if len(jwtSecret) == 0 {
+		jwtSecret = randomSecret()
+		log.Warn("dev mode: no JWT secret configured; using a random one. Tokens do not survive a restart, and no other service can verify them. Set OTPD_JWT_SECRET.")
+	}
+	keys, err := otpd.NewKeyring(secrets)
+	if err != nil {
+		return err
+	}
+
+	path, err := parseDatabaseURL(cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	m.DB, err = sqlite.Open(ctx, path, sqlite.Options{NoMigrate: !cfg.MigrateOnStart})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+
+	var met *metrics.Metrics
+	if cfg.Metrics {
+		met = metrics.New()
+	}
+
+	// Notifiers: the dev outbox is in-process and immediate; webhooks are
+	// durable, through the outbox table and the dispatcher.
+	var outbox *devoutbox.Outbox
+	engine := &otpd.Engine{
+		Store:    m.DB,
+		Keys:     keys,
+		Policies: cfg.Policies(),
+		Limits: otpd.SendLimits{
+			Cooldown: time.Duration(cfg.Limits.ResendCooldown),
+			Budget:   cfg.Limits.SendBudget,
+			Window:   time.Duration(cfg.Limits.SendWindow),
+		},
+		Logger: log,
+	}
+	if met != nil {
+		engine.Metrics = met
+	}
+	if cfg.Dev {
+		outbox = devoutbox.New(10000)
+		engine.Immediate = append(engine.Immediate, outbox)
+	}
+	notifiers := map[string]otpd.Notifier{}
+	for i, u := range cfg.Webhooks.URLs {
+		n, err := webhook.New(fmt.Sprintf("webhook-%d", i+1), u, cfg.Webhooks.Secret, webhook.WithTimeout(time.Duration(cfg.Webhooks.Timeout)))
+		if err != nil {
+			return fmt.Errorf("config webhooks.urls[%d]: %w", i, err)
+		}
+		notifiers[n.Name()] = n
+		engine.Durable = append(engine.Durable, n.Name())
+	}
+	dispatcher := &otpd.Dispatcher{
+		Store:       m.DB,
+		Keys:        keys,
+		Notifiers:   notifiers,
+		Logger:      log,
+		MaxAttempts: cfg.Webhooks.MaxAttempts,
+		Timeout:     time.Duration(cfg.Webhooks.Timeout),
+	}
+	engine.Kick = dispatcher.Kick
+
+	actorTypes := make([]otpd.ActorType, 0, len(cfg.ActorTypes))
+	for _, t := range cfg.ActorTypes {
+		actorTypes = append(actorTypes, otpd.ActorType{Name: t.Name, IDPrefix: t.IDPrefix})
+	}
+	service := &otpd.Service{
+		Store:      m.DB,
+		Engine:     engine,
+		Normalizer: otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion},
+		ActorTypes: actorTypes,
+	}
+
+	opts := httpapi.Options{
+		Logger: log,
+		Ready:  m.DB.Ping,
+		Dialects: []httpapi.Dialect{&medusa.Handler{
+			Service:         service,
+			Tokens:          &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(cfg.JWT.ExpiresIn)},
+			Logger:          log,
+			PublishableKeys: cfg.Medusa.PublishableKeys,
+		}},
+	}
+	if outbox != nil {
+		opts.DevOutbox = outbox.Handler()
+	}
+	if met != nil {
+		opts.Metrics = met.Handler()
+	}
+	handler := httpapi.NewHandler(opts)
+	if m.Profile {
+		handler = withProfiling(handler)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	if m.Profile && !isLoopback(ln.Addr().(*net.TCPAddr).IP.String()) {
+		ln.Close()
+		return errors.New("--pprof: only on a loopback address")
+	}
+	m.Addr = ln.Addr()
+	m.httpServer = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	go func() {
+		defer close(m.done)
+		dispatcher.Run(bg)
+	}()
+	go m.janitor(bg)
+	go func() {
+		if err := m.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+
+	log.Info("otpd listening", "addr", m.Addr.String(), "version", otpd.Version, "dev", cfg.Dev, "database", redactURL(cfg.DatabaseURL), "webhooks", len(notifiers))
+	if cfg.Dev {
+		log.Info("dev mode: codes are kept in memory, read them at http://" + m.Addr.String() + "/dev/outbox")
+	}
+	return nil
+}
+
+// Close stops accepting requests, lets those in flight finish, stops the
+// background work and closes the database. Queued messages stay queued.
+func (m *Main) Close() error {
+	var errs []error
+	if m.httpServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.Config.ShutdownTimeout))
+		errs = append(errs, m.httpServer.Shutdown(ctx))
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+	}
+	if m.DB != nil {
+		errs = append(errs, m.DB.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// janitor deletes challenges once they no longer count towards any limit.
+func (m *Main) janitor(ctx context.Context) {
+	keep := time.Duration(m.Config.Limits.SendWindow)
+	if c := time.Duration(m.Config.Limits.ResendCooldown); c > keep {
+		keep = c
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := m.DB.Update(ctx, func(tx otpd.Tx) error {
+			n, err := tx.DeleteChallengesBefore(ctx, time.Now().Add(-keep-time.Minute))
+			if n > 0 {
+				m.Logger.Debug("janitor deleted old challenges", "count", n)
+			}
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			m.Logger.Warn("janitor", "err", err)
+		}
+	}
+}
+
+func withProfiling(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", next)
+	return mux
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func randomSecret() []byte {
+	b := make([]byte, 48)
+	rand.Read(b)
+	return []byte(base64.RawStdEncoding.EncodeToString(b))
+}

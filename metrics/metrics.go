@@ -1,0 +1,58 @@
+// Package metrics exposes otpd's counters to Prometheus.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/otpd/otpd"
+)
+
+// Metrics implements otpd.Metrics on its own Prometheus registry.
+type Metrics struct {
+	registry *prometheus.Registry
+	issued   *prometheus.CounterVec
+	verified *prometheus.CounterVec
+}
+
+var _ otpd.Metrics = (*Metrics)(nil)
+
+// New returns a Metrics with otpd's counters and the Go and process
+// collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_codes_issued_total",
+			Help: "Codes issued, by purpose and channel; decoy=true counts sends recorded for identifiers without an account (nothing delivered).",
+		}, []string{"purpose", "channel", "decoy"}),
+		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_code_verifications_total",
+			Help: "Code verifications by purpose and outcome: success and mismatch were compared against a code; no_challenge found no live code (none, expired, consumed, or out of attempts); lost_race lost the redemption to a concurrent request.",
+		}, []string{"purpose", "outcome"}),
+	}
+	m.registry.MustRegister(m.issued, m.verified, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// CodeIssued implements otpd.Metrics.
+func (m *Metrics) CodeIssued(p otpd.Purpose, ch otpd.Channel, decoy bool) {
+	d := "false"
+	if decoy {
+		d = "true"
+	}
+	m.issued.WithLabelValues(string(p), string(ch), d).Inc()
+}
+
+// CodeVerified implements otpd.Metrics.
+func (m *Metrics) CodeVerified(p otpd.Purpose, outcome otpd.VerifyOutcome) {
+	m.verified.WithLabelValues(string(p), string(outcome)).Inc()
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
