@@ -75,9 +75,9 @@ func (c *Challenge) Live(now time.Time) bool {
 // SendStats summarizes the recent sends to one destination, for cooldowns
 // and budgets.
 type SendStats struct {
-	Count  int       // sends since the window start
+	Count  int       // sends to the destination since the window start
 	Oldest time.Time // creation of the oldest send counted (zero if Count == 0)
-	Last   time.Time // creation of the newest send to this destination (zero if none)
+	Last   time.Time // creation of the newest send of the same key (zero if none)
 }
 
 // Alphabet is the set of characters a code is drawn from.
@@ -120,8 +120,8 @@ func (p Policy) Validate() error {
 // security state (they bound SMS cost and inbox flooding) and are enforced
 // from the challenge rows in SQL, inside the transaction that issues.
 type SendLimits struct {
-	Cooldown time.Duration // minimum time between two sends to one destination
-	Budget   int           // sends allowed per Window to one destination
+	Cooldown time.Duration // minimum time between two sends of one challenge key (a resend)
+	Budget   int           // sends allowed per Window to one destination, all purposes together
 	Window   time.Duration
 }
 

@@ -16,8 +16,9 @@ import (
 //     destination); issuing retires whatever was live there;
 //   - codes come from crypto/rand without modulo bias and are stored only as
 //     an HMAC under the server secret;
-//   - sends to one destination are held to a cooldown and a budget, checked
-//     in the same transaction that records the send;
+//   - resends of one challenge are held to a cooldown, and sends to one
+//     destination to a budget, checked in the transaction that records the
+//     send;
 //   - a verification counts the guess in the store before comparing,
 //     compares in constant time, and redeems with a compare-and-set, so a
 //     code succeeds at most once and at most MaxAttempts guesses are ever
@@ -185,14 +186,15 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	return out, nil
 }
 
-// checkLimits enforces the per-destination cooldown and budget. SendStats
-// locks the destination for the rest of the transaction.
+// checkLimits enforces the resend cooldown of key and the budget of its
+// destination. SendStats locks the destination for the rest of the
+// transaction.
 func (e *Engine) checkLimits(ctx context.Context, tx Tx, key ChallengeKey, now time.Time) error {
 	lim := e.Limits
 	if lim.Cooldown <= 0 && lim.Budget <= 0 {
 		return nil
 	}
-	stats, err := tx.SendStats(ctx, key.Tenant, key.Destination, now.Add(-lim.Window))
+	stats, err := tx.SendStats(ctx, key, now.Add(-lim.Window))
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,14 @@ type Tx interface {
 // ChallengeTx stores challenges. Times are passed in by the caller (the
 // engine's clock) so that tests control expiry exactly.
 type ChallengeTx interface {
-	// SendStats counts the challenges sent (Channel != "") to destination in
-	// tenant since `since`, and reports the newest send of any age. Inside an
-	// Update it also locks the destination for the rest of the transaction, so
-	// that check-then-insert cannot race.
-	SendStats(ctx context.Context, tenant, destination string, since time.Time) (SendStats, error)
+	// SendStats reports the recent sends (challenges with Channel != "") for
+	// key: Count and Oldest over every send to key's tenant and destination
+	// created after since (the window excludes its start), whatever the purpose or actor type (the
+	// budget protects the destination); Last, the newest send of key itself,
+	// of any age (the cooldown spaces resends of one kind). Inside an Update
+	// it also locks the destination for the rest of the transaction, so that
+	// check-then-insert cannot race.
+	SendStats(ctx context.Context, key ChallengeKey, since time.Time) (SendStats, error)
 
 	// RetireChallenges marks every live challenge of key as retired at now and
 	// returns how many it retired.

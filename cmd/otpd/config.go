@@ -142,8 +142,6 @@ func (c *Config) ReadConfigFile(path string) error {
 	return nil
 }
 
-
-
 // envVar binds one OTPD_* variable to a config member.
 type envVar struct {
 	name string

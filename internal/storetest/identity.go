@@ -1,0 +1,371 @@
+package storetest
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/otpd/otpd"
+)
+
+var identityTests = []subtest{
+	{"CreateAndFind", testCreateAndFindIdentity},
+	{"NilMetadataIsEmpty", testIdentityNilMetadata},
+	{"CreateWithActorIDs", testCreateIdentityWithActorIDs},
+	{"CreateConflict", testCreateIdentityConflict},
+	{"OtherTenant", testIdentityOtherTenant},
+	{"NotFound", testIdentityNotFound},
+	{"FindProviderIdentities", testFindProviderIdentities},
+	{"LinkActor", testLinkActor},
+	{"LinkActorConflict", testLinkActorConflict},
+	{"LinkActorNotFound", testLinkActorNotFound},
+	{"FindAuthIdentityByActor", testFindAuthIdentityByActor},
+}
+
+// newIdentity returns an auth identity of tenant and its otp provider
+// identity for entityID, both created at created.
+func newIdentity(tenant, entityID string, created time.Time) (*otpd.AuthIdentity, *otpd.ProviderIdentity) {
+	a := &otpd.AuthIdentity{
+		ID:          otpd.NewID("authid"),
+		Tenant:      tenant,
+		ActorIDs:    map[string]string{},
+		AppMetadata: map[string]any{},
+		CreatedAt:   created,
+		UpdatedAt:   created,
+	}
+	p := &otpd.ProviderIdentity{
+		ID:               otpd.NewID("provid"),
+		Tenant:           tenant,
+		AuthIdentityID:   a.ID,
+		Provider:         otpd.ProviderOTP,
+		EntityID:         entityID,
+		UserMetadata:     map[string]any{},
+		ProviderMetadata: map[string]any{},
+		CreatedAt:        created,
+		UpdatedAt:        created,
+	}
+	return a, p
+}
+
+func mustCreateIdentity(tb testing.TB, s otpd.Store, a *otpd.AuthIdentity, p *otpd.ProviderIdentity) {
+	tb.Helper()
+	MustUpdate(tb, s, func(tx otpd.Tx) error { return tx.CreateAuthIdentity(tb.Context(), a, p) })
+}
+
+func findIdentity(tb testing.TB, s otpd.Store, tenant, id string) (*otpd.AuthIdentity, error) {
+	tb.Helper()
+	var (
+		a    *otpd.AuthIdentity
+		ferr error
+	)
+	MustView(tb, s, func(tx otpd.Tx) error {
+		a, ferr = tx.FindAuthIdentityByID(tb.Context(), tenant, id)
+		return nil
+	})
+	return a, ferr
+}
+
+func checkIdentity(tb testing.TB, got, want *otpd.AuthIdentity) {
+	tb.Helper()
+	if got == nil {
+		tb.Fatalf("auth identity = nil, want %s", want.ID)
+	}
+	if got.ID != want.ID || got.Tenant != want.Tenant {
+		tb.Errorf("auth identity = %s/%s, want %s/%s", got.Tenant, got.ID, want.Tenant, want.ID)
+	}
+	if got.ActorIDs == nil {
+		tb.Errorf("ActorIDs = nil, want a map")
+	}
+	if len(got.ActorIDs) != 0 || len(want.ActorIDs) != 0 {
+		if !reflect.DeepEqual(got.ActorIDs, want.ActorIDs) {
+			tb.Errorf("ActorIDs = %v, want %v", got.ActorIDs, want.ActorIDs)
+		}
+	}
+	checkMap(tb, "AppMetadata", got.AppMetadata, want.AppMetadata)
+	checkTime(tb, "CreatedAt", got.CreatedAt, want.CreatedAt)
+	checkTime(tb, "UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+}
+
+func checkProviderIdentity(tb testing.TB, got, want *otpd.ProviderIdentity) {
+	tb.Helper()
+	if got == nil {
+		tb.Fatalf("provider identity = nil, want %s", want.ID)
+	}
+	if got.ID != want.ID || got.Tenant != want.Tenant || got.AuthIdentityID != want.AuthIdentityID ||
+		got.Provider != want.Provider || got.EntityID != want.EntityID {
+		tb.Errorf("provider identity = %+v, want %+v", got, want)
+	}
+	checkMap(tb, "UserMetadata", got.UserMetadata, want.UserMetadata)
+	checkMap(tb, "ProviderMetadata", got.ProviderMetadata, want.ProviderMetadata)
+	checkTime(tb, "CreatedAt", got.CreatedAt, want.CreatedAt)
+	checkTime(tb, "UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+}
+
+// checkMap compares JSON metadata: got must be non-nil, and equal to want
+// (nil want means empty).
+func checkMap(tb testing.TB, what string, got, want map[string]any) {
+	tb.Helper()
+	if got == nil {
+		tb.Errorf("%s = nil, want a map", what)
+		return
+	}
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		tb.Errorf("%s = %#v, want %#v", what, got, want)
+	}
+}
+
+func testCreateAndFindIdentity(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	a.AppMetadata = map[string]any{"role": "tester", "n": float64(2), "nested": map[string]any{"ok": true}}
+	a.UpdatedAt = t0.Add(time.Second)
+	p.UserMetadata = map[string]any{"first_name": "Alice"}
+	p.ProviderMetadata = map[string]any{"password": "hash"}
+	mustCreateIdentity(t, s, a, p)
+
+	got, err := findIdentity(t, s, a.Tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, got, a)
+	MustView(t, s, func(tx otpd.Tx) error {
+		got, err := tx.FindProviderIdentity(t.Context(), p.Tenant, p.Provider, p.EntityID)
+		if err != nil {
+			return err
+		}
+		checkProviderIdentity(t, got, p)
+		return nil
+	})
+}
+
+func testIdentityNilMetadata(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	a.ActorIDs, a.AppMetadata = nil, nil
+	p.UserMetadata, p.ProviderMetadata = nil, nil
+	mustCreateIdentity(t, s, a, p)
+
+	got, err := findIdentity(t, s, a.Tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ActorIDs == nil || len(got.ActorIDs) != 0 {
+		t.Errorf("ActorIDs = %#v, want an empty map", got.ActorIDs)
+	}
+	if got.AppMetadata == nil || len(got.AppMetadata) != 0 {
+		t.Errorf("AppMetadata = %#v, want an empty map", got.AppMetadata)
+	}
+	MustView(t, s, func(tx otpd.Tx) error {
+		got, err := tx.FindProviderIdentity(t.Context(), p.Tenant, p.Provider, p.EntityID)
+		if err != nil {
+			return err
+		}
+		if got.UserMetadata == nil || len(got.UserMetadata) != 0 {
+			t.Errorf("UserMetadata = %#v, want an empty map", got.UserMetadata)
+		}
+		if got.ProviderMetadata == nil || len(got.ProviderMetadata) != 0 {
+			t.Errorf("ProviderMetadata = %#v, want an empty map", got.ProviderMetadata)
+		}
+		return nil
+	})
+}
+
+func testCreateIdentityWithActorIDs(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	a.ActorIDs = map[string]string{"customer": "cus_1", "user": "user_1"}
+	mustCreateIdentity(t, s, a, p)
+	got, err := findIdentity(t, s, a.Tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, got, a)
+}
+
+func testCreateIdentityConflict(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+
+	a2, p2 := newIdentity(otpd.DefaultTenant, "alice@example.com", t0.Add(time.Second))
+	// The caller handles the conflict and commits: nothing of a2 may remain.
+	MustUpdate(t, s, func(tx otpd.Tx) error {
+		err := tx.CreateAuthIdentity(t.Context(), a2, p2)
+		wantCode(t, "CreateAuthIdentity with an existing (tenant, provider, entity)", err, otpd.ECONFLICT)
+		return nil
+	})
+	_, err := findIdentity(t, s, a2.Tenant, a2.ID)
+	wantCode(t, "FindAuthIdentityByID of the refused identity", err, otpd.ENOTFOUND)
+
+	// Another provider for the same entity is a different identity.
+	a3, p3 := newIdentity(otpd.DefaultTenant, "alice@example.com", t0.Add(2*time.Second))
+	p3.Provider = "emailpass"
+	mustCreateIdentity(t, s, a3, p3)
+}
+
+func testIdentityOtherTenant(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	b, q := newIdentity("other", "alice@example.com", t0.Add(time.Second))
+	mustCreateIdentity(t, s, a, p)
+	mustCreateIdentity(t, s, b, q)
+
+	MustView(t, s, func(tx otpd.Tx) error {
+		ctx := t.Context()
+		got, err := tx.FindProviderIdentity(ctx, "other", otpd.ProviderOTP, "alice@example.com")
+		if err != nil {
+			return err
+		}
+		checkProviderIdentity(t, got, q)
+		got, err = tx.FindProviderIdentity(ctx, otpd.DefaultTenant, otpd.ProviderOTP, "alice@example.com")
+		if err != nil {
+			return err
+		}
+		checkProviderIdentity(t, got, p)
+
+		_, err = tx.FindAuthIdentityByID(ctx, "other", a.ID)
+		wantCode(t, "FindAuthIdentityByID across tenants", err, otpd.ENOTFOUND)
+		pis, err := tx.FindProviderIdentities(ctx, "other", a.ID)
+		if err != nil {
+			return err
+		}
+		if len(pis) != 0 {
+			t.Errorf("FindProviderIdentities across tenants = %d, want 0", len(pis))
+		}
+		return nil
+	})
+}
+
+func testIdentityNotFound(t *testing.T, s otpd.Store) {
+	MustView(t, s, func(tx otpd.Tx) error {
+		ctx := t.Context()
+		_, err := tx.FindAuthIdentityByID(ctx, otpd.DefaultTenant, otpd.NewID("authid"))
+		wantCode(t, "FindAuthIdentityByID", err, otpd.ENOTFOUND)
+		_, err = tx.FindProviderIdentity(ctx, otpd.DefaultTenant, otpd.ProviderOTP, "nobody@example.com")
+		wantCode(t, "FindProviderIdentity", err, otpd.ENOTFOUND)
+		_, err = tx.FindAuthIdentityByActor(ctx, otpd.DefaultTenant, "customer", "cus_none")
+		wantCode(t, "FindAuthIdentityByActor", err, otpd.ENOTFOUND)
+		return nil
+	})
+}
+
+// testFindProviderIdentities checks the list of an identity's provider
+// identities. IdentityTx can only create an identity with its first provider
+// identity, so the list has one element here; the order is checked across
+// identities of one tenant instead.
+func testFindProviderIdentities(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	b, q := newIdentity(otpd.DefaultTenant, "bob@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	mustCreateIdentity(t, s, b, q)
+	MustView(t, s, func(tx otpd.Tx) error {
+		got, err := tx.FindProviderIdentities(t.Context(), a.Tenant, a.ID)
+		if err != nil {
+			return err
+		}
+		if len(got) != 1 {
+			t.Fatalf("FindProviderIdentities = %d identities, want 1", len(got))
+		}
+		checkProviderIdentity(t, got[0], p)
+
+		got, err = tx.FindProviderIdentities(t.Context(), a.Tenant, otpd.NewID("authid"))
+		if err != nil {
+			t.Errorf("FindProviderIdentities of a missing identity: %v, want nil", err)
+		}
+		if len(got) != 0 {
+			t.Errorf("FindProviderIdentities of a missing identity = %d, want 0", len(got))
+		}
+		return nil
+	})
+}
+
+func link(tb testing.TB, s otpd.Store, tenant, authID, actorType, actorID string, now time.Time) error {
+	tb.Helper()
+	var lerr error
+	MustUpdate(tb, s, func(tx otpd.Tx) error {
+		lerr = tx.LinkActor(tb.Context(), tenant, authID, actorType, actorID, now)
+		return nil
+	})
+	return lerr
+}
+
+func testLinkActor(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	if err := link(t, s, a.Tenant, a.ID, "customer", "cus_1", t0.Add(time.Minute)); err != nil {
+		t.Fatalf("LinkActor customer: %v", err)
+	}
+	if err := link(t, s, a.Tenant, a.ID, "user", "user_1", t0.Add(2*time.Minute)); err != nil {
+		t.Fatalf("LinkActor user (a second actor type): %v", err)
+	}
+	got, err := findIdentity(t, s, a.Tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"customer": "cus_1", "user": "user_1"}
+	if !reflect.DeepEqual(got.ActorIDs, want) {
+		t.Fatalf("ActorIDs = %v, want %v", got.ActorIDs, want)
+	}
+}
+
+func testLinkActorConflict(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	if err := link(t, s, a.Tenant, a.ID, "customer", "cus_1", t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, actorID := range []string{"cus_2", "cus_1"} {
+		err := link(t, s, a.Tenant, a.ID, "customer", actorID, t0)
+		wantCode(t, "LinkActor of an already linked type to "+actorID, err, otpd.ECONFLICT)
+	}
+	got, err := findIdentity(t, s, a.Tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"customer": "cus_1"}; !reflect.DeepEqual(got.ActorIDs, want) {
+		t.Fatalf("ActorIDs = %v, want %v", got.ActorIDs, want)
+	}
+}
+
+func testLinkActorNotFound(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	err := link(t, s, otpd.DefaultTenant, otpd.NewID("authid"), "customer", "cus_1", t0)
+	wantCode(t, "LinkActor of a missing identity", err, otpd.ENOTFOUND)
+	err = link(t, s, "other", a.ID, "customer", "cus_1", t0)
+	wantCode(t, "LinkActor of an identity of another tenant", err, otpd.ENOTFOUND)
+	MustView(t, s, func(tx otpd.Tx) error {
+		_, err := tx.FindAuthIdentityByActor(t.Context(), "other", "customer", "cus_1")
+		wantCode(t, "FindAuthIdentityByActor after a refused link", err, otpd.ENOTFOUND)
+		return nil
+	})
+}
+
+func testFindAuthIdentityByActor(t *testing.T, s otpd.Store) {
+	older, p1 := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	newer, p2 := newIdentity(otpd.DefaultTenant, "+15550100", t0.Add(time.Hour))
+	// Created newest first, so insertion order cannot pass for age.
+	mustCreateIdentity(t, s, newer, p2)
+	mustCreateIdentity(t, s, older, p1)
+	for _, a := range []*otpd.AuthIdentity{newer, older} {
+		if err := link(t, s, a.Tenant, a.ID, "customer", "cus_1", t0.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	MustView(t, s, func(tx otpd.Tx) error {
+		ctx := t.Context()
+		got, err := tx.FindAuthIdentityByActor(ctx, otpd.DefaultTenant, "customer", "cus_1")
+		if err != nil {
+			return err
+		}
+		if got.ID != older.ID {
+			t.Errorf("FindAuthIdentityByActor = %s, want the oldest %s", got.ID, older.ID)
+		}
+		if got.ActorIDs["customer"] != "cus_1" {
+			t.Errorf("ActorIDs = %v, want customer cus_1", got.ActorIDs)
+		}
+		_, err = tx.FindAuthIdentityByActor(ctx, otpd.DefaultTenant, "user", "cus_1")
+		wantCode(t, "FindAuthIdentityByActor of another actor type", err, otpd.ENOTFOUND)
+		_, err = tx.FindAuthIdentityByActor(ctx, "other", "customer", "cus_1")
+		wantCode(t, "FindAuthIdentityByActor in another tenant", err, otpd.ENOTFOUND)
+		return nil
+	})
+}

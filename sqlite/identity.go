@@ -1,0 +1,258 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/otpd/otpd"
+)
+
+// CreateAuthIdentity implements otpd.IdentityTx. The provider identity is
+// stored under a's id and tenant, and a.ActorIDs, if any, become actor links.
+// On any failure nothing of the call remains in the transaction, so a caller
+// that handles ECONFLICT and commits does not leave an orphan identity.
+func (t *tx) CreateAuthIdentity(ctx context.Context, a *otpd.AuthIdentity, p *otpd.ProviderIdentity) (err error) {
+	app, err := encodeJSON(a.AppMetadata)
+	if err != nil {
+		return wrapf("create auth identity: app_metadata", err)
+	}
+	user, err := encodeJSON(p.UserMetadata)
+	if err != nil {
+		return wrapf("create auth identity: user_metadata", err)
+	}
+	prov, err := encodeJSON(p.ProviderMetadata)
+	if err != nil {
+		return wrapf("create auth identity: provider_metadata", err)
+	}
+
+	_, err = t.exec(ctx, qCreateAuthIdentity, a.ID, a.Tenant, app, ms(a.CreatedAt), ms(a.UpdatedAt))
+	if isUniqueViolation(err) {
+		return otpd.Errorf(otpd.ECONFLICT, "Auth identity %s already exists.", a.ID)
+	} else if err != nil {
+		return mapError("create auth identity", err)
+	}
+	// From here on, undo the insert on failure (cheaper than a SAVEPOINT on
+	// the success path; the cascade removes links already inserted).
+	defer func() {
+		if err != nil {
+			if _, derr := t.exec(ctx, qDeleteAuthIdentity, a.ID); derr != nil {
+				err = errors.Join(err, mapError("create auth identity: undo", derr))
+			}
+		}
+	}()
+
+	_, err = t.exec(ctx, qCreateProviderIdentity,
+		p.ID, a.Tenant, a.ID, p.Provider, p.EntityID, user, prov, ms(p.CreatedAt), ms(p.UpdatedAt))
+	if isUniqueViolation(err) {
+		return otpd.Errorf(otpd.ECONFLICT, "An identity for this %s identifier already exists.", p.Provider)
+	} else if err != nil {
+		return mapError("create provider identity", err)
+	}
+	for actorType, actorID := range a.ActorIDs {
+		_, err = t.exec(ctx, qInsertActorLink, a.ID, actorType, actorID, a.Tenant, ms(a.CreatedAt))
+		if err != nil {
+			return mapError("create auth identity: link actor", err)
+		}
+	}
+	return nil
+}
+
+// FindAuthIdentityByID implements otpd.IdentityTx.
+func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd.AuthIdentity, error) {
+	rows, err := t.query(ctx, qFindAuthIdentityByID, tenant, id)
+	if err != nil {
+		return nil, mapError("find auth identity", err)
+	}
+	defer rows.Close()
+	var a *otpd.AuthIdentity
+	for rows.Next() {
+		var (
+			app                string
+			created, updated   int64
+			actorType, actorID sql.NullString
+			scanID, scanTenant string
+		)
+		if err := rows.Scan(&scanID, &scanTenant, &app, &created, &updated, &actorType, &actorID); err != nil {
+			return nil, mapError("find auth identity", err)
+		}
+		if a == nil {
+			meta, err := decodeJSON(app)
+			if err != nil {
+				return nil, wrapf("find auth identity: app_metadata", err)
+			}
+			a = &otpd.AuthIdentity{
+				ID: scanID, Tenant: scanTenant, ActorIDs: map[string]string{}, AppMetadata: meta,
+				CreatedAt: fromMS(created), UpdatedAt: fromMS(updated),
+			}
+		}
+		if actorType.Valid {
+			a.ActorIDs[actorType.String] = actorID.String
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapError("find auth identity", err)
+	}
+	if a == nil {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
+	}
+	return a, nil
+}
+
+// FindProviderIdentity implements otpd.IdentityTx.
+func (t *tx) FindProviderIdentity(ctx context.Context, tenant, provider, entityID string) (*otpd.ProviderIdentity, error) {
+	p, err := scanProviderIdentity(t.queryRow(ctx, qFindProviderIdentity, tenant, provider, entityID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Provider identity not found.")
+	} else if err != nil {
+		return nil, mapError("find provider identity", err)
+	}
+	return p, nil
+}
+
+// FindProviderIdentities implements otpd.IdentityTx. An identity with none
+// (or a missing identity) gives an empty slice and no error.
+func (t *tx) FindProviderIdentities(ctx context.Context, tenant, authIdentityID string) ([]*otpd.ProviderIdentity, error) {
+	rows, err := t.query(ctx, qFindProviderIdentities, tenant, authIdentityID)
+	if err != nil {
+		return nil, mapError("find provider identities", err)
+	}
+	defer rows.Close()
+	out := []*otpd.ProviderIdentity{}
+	for rows.Next() {
+		p, err := scanProviderIdentity(rows)
+		if err != nil {
+			return nil, mapError("find provider identities", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapError("find provider identities", err)
+	}
+	return out, nil
+}
+
+// FindAuthIdentityByActor implements otpd.IdentityTx.
+func (t *tx) FindAuthIdentityByActor(ctx context.Context, tenant, actorType, actorID string) (*otpd.AuthIdentity, error) {
+	var id string
+	err := t.queryRow(ctx, qFindAuthIdentityIDByActor, tenant, actorType, actorID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No auth identity is linked to this actor.")
+	} else if err != nil {
+		return nil, mapError("find auth identity by actor", err)
+	}
+	return t.FindAuthIdentityByID(ctx, tenant, id)
+}
+
+// LinkActor implements otpd.IdentityTx. It also sets the identity's
+// UpdatedAt to now, as changing app_metadata does in Medusa.
+func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error {
+	res, err := t.exec(ctx, qLinkActor, tenant, authIdentityID, actorType, actorID, ms(now))
+	if isUniqueViolation(err) {
+		return otpd.Errorf(otpd.ECONFLICT, "The identity is already linked to a %s.", actorType)
+	} else if err != nil {
+		return mapError("link actor", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return mapError("link actor", err)
+	}
+	if n == 0 {
+		return otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
+	}
+	if _, err := t.exec(ctx, qTouchAuthIdentity, authIdentityID, ms(now)); err != nil {
+		return mapError("link actor", err)
+	}
+	return nil
+}
+
+// CreateActor implements otpd.IdentityTx. The partial unique indexes on
+// (tenant, type, email) and (tenant, type, phone) among actors with an
+// account turn a duplicate into ECONFLICT.
+func (t *tx) CreateActor(ctx context.Context, a *otpd.Actor) error {
+	meta, err := encodeJSON(a.Metadata)
+	if err != nil {
+		return wrapf("create actor: metadata", err)
+	}
+	_, err = t.exec(ctx, qCreateActor,
+		a.ID, a.Tenant, a.Type, a.Email, a.Phone, a.FirstName, a.LastName, a.CompanyName,
+		meta, a.EmailVerified, a.PhoneVerified, a.HasAccount, ms(a.CreatedAt), ms(a.UpdatedAt))
+	if isUniqueViolation(err) {
+		return otpd.Errorf(otpd.ECONFLICT, "An account with this email or phone already exists.")
+	}
+	return mapError("create actor", err)
+}
+
+// FindActorByID implements otpd.IdentityTx.
+func (t *tx) FindActorByID(ctx context.Context, tenant, actorType, id string) (*otpd.Actor, error) {
+	a, err := scanActor(t.queryRow(ctx, qFindActorByID, id, tenant, actorType))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	} else if err != nil {
+		return nil, mapError("find actor", err)
+	}
+	return a, nil
+}
+
+// FindActorByContact implements otpd.IdentityTx. Among several matches it
+// returns one with an account, then the oldest.
+func (t *tx) FindActorByContact(ctx context.Context, tenant, actorType string, c otpd.Contact) (*otpd.Actor, error) {
+	var q query
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = qFindActorByEmail
+	case otpd.ChannelSMS:
+		q = qFindActorByPhone
+	default:
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	}
+	if c.Value == "" {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	}
+	a, err := scanActor(t.queryRow(ctx, q, tenant, actorType, c.Value))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	} else if err != nil {
+		return nil, mapError("find actor by contact", err)
+	}
+	return a, nil
+}
+
+func scanProviderIdentity(s scanner) (*otpd.ProviderIdentity, error) {
+	var (
+		p                otpd.ProviderIdentity
+		user, prov       string
+		created, updated int64
+	)
+	err := s.Scan(&p.ID, &p.Tenant, &p.AuthIdentityID, &p.Provider, &p.EntityID, &user, &prov, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	if p.UserMetadata, err = decodeJSON(user); err != nil {
+		return nil, wrapf("user_metadata", err)
+	}
+	if p.ProviderMetadata, err = decodeJSON(prov); err != nil {
+		return nil, wrapf("provider_metadata", err)
+	}
+	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
+	return &p, nil
+}
+
+func scanActor(s scanner) (*otpd.Actor, error) {
+	var (
+		a                otpd.Actor
+		meta             string
+		created, updated int64
+	)
+	err := s.Scan(&a.ID, &a.Tenant, &a.Type, &a.Email, &a.Phone, &a.FirstName, &a.LastName, &a.CompanyName,
+		&meta, &a.EmailVerified, &a.PhoneVerified, &a.HasAccount, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	if a.Metadata, err = decodeJSON(meta); err != nil {
+		return nil, wrapf("metadata", err)
+	}
+	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
+	return &a, nil
+}

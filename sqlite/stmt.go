@@ -1,0 +1,285 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+
+	"github.com/otpd/otpd"
+)
+
+// query names one of the statements the store prepares.
+type query int
+
+const (
+	qSendStats query = iota
+	qRetireChallenges
+	qCreateChallenge
+	qAttemptChallenge
+	qConsumeChallenge
+	qDeleteChallengesBefore
+	qCreateAuthIdentity
+	qDeleteAuthIdentity
+	qCreateProviderIdentity
+	qInsertActorLink
+	qLinkActor
+	qTouchAuthIdentity
+	qFindAuthIdentityByID
+	qFindProviderIdentity
+	qFindProviderIdentities
+	qFindAuthIdentityIDByActor
+	qCreateActor
+	qFindActorByID
+	qFindActorByEmail
+	qFindActorByPhone
+	qEnqueueMessage
+	qClaimMessages
+	qDeleteMessage
+	qRescheduleMessage
+	qCountMessages
+	numQueries
+)
+
+// Column lists, in the order the scan functions read them.
+const challengeColumns = `id, tenant, actor_type, purpose, destination, channel, subject_id,
+	code_hash, attempts, max_attempts, created_at, expires_at, consumed_at, retired_at`
+
+const actorColumns = `id, tenant, type, email, phone, first_name, last_name, company_name,
+	metadata, email_verified, phone_verified, has_account, created_at, updated_at`
+
+const providerIdentityColumns = `id, tenant, auth_identity_id, provider, entity_id,
+	user_metadata, provider_metadata, created_at, updated_at`
+
+const outboxColumns = `id, notifier, payload, attempts, next_attempt_at, created_at, expires_at, last_error`
+
+// queries holds each statement's text and whether it writes (read-only
+// statements are also prepared on the reader pool). In the challenge
+// statements, the liveness predicate at ?5 ("now") is: not consumed, not
+// retired, not expired, guesses left; it matches otpd.Challenge.Live.
+var queries = [numQueries]struct {
+	sql   string
+	write bool
+}{
+	// SendStats: Count and Oldest over the sends (channel <> '') to the
+	// destination after ?3, whatever the purpose or actor type
+	// (challenges_destination_idx); Last, the newest send of the key itself,
+	// of any age (challenges_key_idx, read backwards).
+	qSendStats: {sql: `
+SELECT count(*), min(created_at),
+	(SELECT created_at FROM challenges
+	 WHERE tenant = ?1 AND actor_type = ?4 AND purpose = ?5 AND destination = ?2 AND channel <> ''
+	 ORDER BY created_at DESC LIMIT 1)
+FROM challenges
+WHERE tenant = ?1 AND destination = ?2 AND channel <> '' AND created_at > ?3`},
+
+	qRetireChallenges: {write: true, sql: `
+UPDATE challenges SET retired_at = ?5
+WHERE tenant = ?1 AND actor_type = ?2 AND purpose = ?3 AND destination = ?4
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?5 AND attempts < max_attempts`},
+
+	qCreateChallenge: {write: true, sql: `
+INSERT INTO challenges (` + challengeColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	// AttemptChallenge: one statement picks the newest live challenge of the
+	// key and counts the guess; the outer WHERE repeats the liveness
+	// predicate so the increment can never apply to a row that is not live.
+	qAttemptChallenge: {write: true, sql: `
+UPDATE challenges SET attempts = attempts + 1
+WHERE id = (
+		SELECT id FROM challenges
+		WHERE tenant = ?1 AND actor_type = ?2 AND purpose = ?3 AND destination = ?4
+			AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?5 AND attempts < max_attempts
+		ORDER BY created_at DESC, id DESC
+		LIMIT 1)
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?5 AND attempts < max_attempts
+RETURNING ` + challengeColumns},
+
+	// ConsumeChallenge: compare-and-set. It deliberately does not test
+	// attempts < max_attempts: the guess that is being redeemed has already
+	// been counted, and the last allowed guess may be the right one.
+	qConsumeChallenge: {write: true, sql: `
+UPDATE challenges SET consumed_at = ?2
+WHERE id = ?1 AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?2`},
+
+	qDeleteChallengesBefore: {write: true, sql: `DELETE FROM challenges WHERE expires_at < ?`},
+
+	qCreateAuthIdentity: {write: true, sql: `
+INSERT INTO auth_identities (id, tenant, app_metadata, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?)`},
+
+	qDeleteAuthIdentity: {write: true, sql: `DELETE FROM auth_identities WHERE id = ?`},
+
+	qCreateProviderIdentity: {write: true, sql: `
+INSERT INTO provider_identities (` + providerIdentityColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	qInsertActorLink: {write: true, sql: `
+INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
+VALUES (?, ?, ?, ?, ?)`},
+
+	// LinkActor inserts the link only if the identity exists in the tenant:
+	// zero rows means ENOTFOUND, a primary-key violation ECONFLICT.
+	qLinkActor: {write: true, sql: `
+INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
+SELECT id, ?3, ?4, tenant, ?5 FROM auth_identities WHERE id = ?2 AND tenant = ?1`},
+
+	qTouchAuthIdentity: {write: true, sql: `UPDATE auth_identities SET updated_at = ?2 WHERE id = ?1`},
+
+	// One row per actor link (or one with NULL link columns).
+	qFindAuthIdentityByID: {sql: `
+SELECT a.id, a.tenant, a.app_metadata, a.created_at, a.updated_at, l.actor_type, l.actor_id
+FROM auth_identities a
+LEFT JOIN auth_identity_actors l ON l.auth_identity_id = a.id
+WHERE a.id = ?2 AND a.tenant = ?1`},
+
+	qFindProviderIdentity: {sql: `
+SELECT ` + providerIdentityColumns + ` FROM provider_identities
+WHERE tenant = ? AND provider = ? AND entity_id = ?`},
+
+	qFindProviderIdentities: {sql: `
+SELECT ` + providerIdentityColumns + ` FROM provider_identities
+WHERE auth_identity_id = ?2 AND tenant = ?1
+ORDER BY created_at, id`},
+
+	qFindAuthIdentityIDByActor: {sql: `
+SELECT a.id FROM auth_identity_actors l
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE l.tenant = ? AND l.actor_type = ? AND l.actor_id = ?
+ORDER BY a.created_at, a.id
+LIMIT 1`},
+
+	qCreateActor: {write: true, sql: `
+INSERT INTO actors (` + actorColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	qFindActorByID: {sql: `SELECT ` + actorColumns + ` FROM actors WHERE id = ? AND tenant = ? AND type = ?`},
+
+	qFindActorByEmail: {sql: `
+SELECT ` + actorColumns + ` FROM actors
+WHERE tenant = ? AND type = ? AND email = ?
+ORDER BY has_account DESC, created_at, id
+LIMIT 1`},
+
+	qFindActorByPhone: {sql: `
+SELECT ` + actorColumns + ` FROM actors
+WHERE tenant = ? AND type = ? AND phone = ?
+ORDER BY has_account DESC, created_at, id
+LIMIT 1`},
+
+	qEnqueueMessage: {write: true, sql: `
+INSERT INTO outbox (` + outboxColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	// ClaimMessages: one statement selects the due messages and moves them
+	// to the lease, so two dispatchers never claim the same message.
+	qClaimMessages: {write: true, sql: `
+UPDATE outbox SET next_attempt_at = ?1
+WHERE id IN (
+	SELECT id FROM outbox WHERE next_attempt_at <= ?2
+	ORDER BY next_attempt_at, id
+	LIMIT ?3)
+RETURNING ` + outboxColumns},
+
+	qDeleteMessage: {write: true, sql: `DELETE FROM outbox WHERE id = ?`},
+
+	qRescheduleMessage: {write: true, sql: `
+UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1`},
+
+	qCountMessages: {sql: `SELECT count(*) FROM outbox`},
+}
+
+// stmtSet is the statements prepared on one pool. They are prepared on first
+// use rather than at Open, because with Options.NoMigrate the tables may not
+// exist yet; prepare runs outside any transaction, so it cannot deadlock on
+// the writer's single connection. database/sql then re-prepares a statement
+// once per connection and keeps it, and the driver keeps SQLite's compiled
+// statement, so transactions never re-parse SQL.
+type stmtSet struct {
+	db    *sql.DB
+	write bool // prepare writing statements too
+
+	mu    sync.Mutex
+	ready atomic.Bool
+	stmts [numQueries]*sql.Stmt // nil for writing statements on the reader
+}
+
+func (s *stmtSet) prepare(ctx context.Context) error {
+	if s.ready.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready.Load() {
+		return nil
+	}
+	for q := range numQueries {
+		if queries[q].write && !s.write {
+			continue
+		}
+		st, err := s.db.PrepareContext(ctx, queries[q].sql)
+		if err != nil {
+			s.closeLocked()
+			return mapError("prepare statements (is the schema migrated?)", err)
+		}
+		s.stmts[q] = st
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+func (s *stmtSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ready.Store(false)
+	s.closeLocked()
+}
+
+func (s *stmtSet) closeLocked() {
+	for i, st := range s.stmts {
+		if st != nil {
+			st.Close()
+			s.stmts[i] = nil
+		}
+	}
+}
+
+// tx implements otpd.Tx on one database/sql transaction.
+type tx struct {
+	tx    *sql.Tx
+	stmts *stmtSet
+}
+
+var _ otpd.Tx = (*tx)(nil)
+
+// stmt returns q bound to the transaction, or nil when q is not prepared on
+// this pool (a write inside View), in which case callers run the text and
+// get SQLite's read-only error.
+func (t *tx) stmt(ctx context.Context, q query) *sql.Stmt {
+	if st := t.stmts.stmts[q]; st != nil {
+		return t.tx.StmtContext(ctx, st)
+	}
+	return nil
+}
+
+func (t *tx) exec(ctx context.Context, q query, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, queries[q].sql, args...)
+}
+
+func (t *tx) query(ctx context.Context, q query, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, queries[q].sql, args...)
+}
+
+func (t *tx) queryRow(ctx context.Context, q query, args ...any) *sql.Row {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, queries[q].sql, args...)
+}
