@@ -63,6 +63,12 @@ type IssueRequest struct {
 	// code. Flows use it for identifiers without an account, so that cooldowns,
 	// budgets and the work done are the same whether or not an account exists.
 	Decoy bool
+
+	// Lookup, when set, runs first inside the issuing transaction and decides
+	// the subject and whether the send is a decoy (overriding SubjectID and
+	// Decoy). Looking the account up in the same transaction costs no extra
+	// round trip and sees the same state the send is recorded against.
+	Lookup func(ctx context.Context, tx Tx) (subjectID string, decoy bool, err error)
 }
 
 // Issued is the result of Issue. Code is empty for decoys.
@@ -106,36 +112,30 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		ExpiresAt:    now.Add(pol.TTL),
 	}
 	out := &Issued{Challenge: ch}
-	if req.Decoy {
-		// 32 random bytes: no code's HMAC will ever equal it.
-		ch.CodeHash = make([]byte, 32)
-		rand.Read(ch.CodeHash)
-	} else {
-		code, err := e.newCode(pol)
-		if err != nil {
-			return nil, err
-		}
-		out.Code = code
-		ch.CodeHash = e.Keys.HashCode(ch.ID, code)
-		out.Event = &Event{
-			ID:         NewID("evt"),
-			Name:       req.Event,
-			Tenant:     req.Key.Tenant,
-			ActorType:  req.Key.ActorType,
-			Purpose:    req.Key.Purpose,
-			Channel:    req.Channel,
-			To:         req.Key.Destination,
-			Identifier: req.Identifier,
-			Code:       code,
-			CreatedAt:  now,
-			ExpiresAt:  ch.ExpiresAt,
-		}
-		out.Event.Subject, out.Event.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
+	// The code, its hash and its messages are made before the transaction, to
+	// keep the writer's critical section short; a decoy discards them.
+	code, err := e.newCode(pol)
+	if err != nil {
+		return nil, err
 	}
-
+	codeHash := e.Keys.HashCode(ch.ID, code)
+	ev := &Event{
+		ID:         NewID("evt"),
+		Name:       req.Event,
+		Tenant:     req.Key.Tenant,
+		ActorType:  req.Key.ActorType,
+		Purpose:    req.Key.Purpose,
+		Channel:    req.Channel,
+		To:         req.Key.Destination,
+		Identifier: req.Identifier,
+		Code:       code,
+		CreatedAt:  now,
+		ExpiresAt:  ch.ExpiresAt,
+	}
+	ev.Subject, ev.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
 	var msgs []*OutboxMessage
-	if out.Event != nil && len(e.Durable) > 0 {
-		payload, err := json.Marshal(out.Event)
+	if len(e.Durable) > 0 {
+		payload, err := json.Marshal(ev)
 		if err != nil {
 			return nil, err
 		}
@@ -152,17 +152,31 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		}
 	}
 
-	err := e.Store.Update(ctx, func(tx Tx) error {
+	decoy := req.Decoy
+	err = e.Store.Update(ctx, func(tx Tx) error {
+		ch.SubjectID, decoy = req.SubjectID, req.Decoy
+		if req.Lookup != nil {
+			var err error
+			if ch.SubjectID, decoy, err = req.Lookup(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if err := e.checkLimits(ctx, tx, req.Key, now); err != nil {
 			return err
 		}
 		if _, err := tx.RetireChallenges(ctx, req.Key, now); err != nil {
 			return err
 		}
+		ch.CodeHash = codeHash
+		if decoy {
+			// 32 random bytes: no code's HMAC will ever equal it.
+			ch.CodeHash = make([]byte, 32)
+			rand.Read(ch.CodeHash)
+		}
 		if err := tx.CreateChallenge(ctx, ch); err != nil {
 			return err
 		}
-		if len(msgs) > 0 {
+		if len(msgs) > 0 && !decoy {
 			return tx.EnqueueMessages(ctx, msgs)
 		}
 		return nil
@@ -170,8 +184,11 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !decoy {
+		out.Code, out.Event = code, ev
+	}
 	if e.Metrics != nil {
-		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel, req.Decoy)
+		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel, decoy)
 	}
 	if out.Event != nil {
 		for _, n := range e.Immediate {
@@ -180,7 +197,7 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 			}
 		}
 	}
-	if len(msgs) > 0 && e.Kick != nil {
+	if len(msgs) > 0 && !decoy && e.Kick != nil {
 		e.Kick()
 	}
 	return out, nil

@@ -498,3 +498,32 @@ func BenchmarkKeyring_MatchCode(b *testing.B) {
 		k.MatchCode("chal_1", "123456", h)
 	}
 }
+
+func TestEngine_Lookup(t *testing.T) {
+	e, _, met := newEngine(t)
+	// A lookup that finds no account makes a decoy: no code, no event, but
+	// the send counts against the limits like a real one.
+	out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail,
+		Lookup: func(context.Context, otpd.Tx) (string, bool, error) { return "", true, nil }})
+	if err != nil || out.Code != "" || out.Event != nil {
+		t.Fatalf("decoy lookup: %+v %v", out, err)
+	}
+	if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail}); otpd.ErrorCode(err) != otpd.ERATELIMIT {
+		t.Fatalf("resend after a decoy: %v, want ERATELIMIT", err)
+	}
+	// A failing lookup records nothing.
+	other := key
+	other.Destination = "carol@example.com"
+	boom := errors.New("boom")
+	if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: other, Channel: otpd.ChannelEmail,
+		Lookup: func(context.Context, otpd.Tx) (string, bool, error) { return "", false, boom }}); !errors.Is(err, boom) {
+		t.Fatalf("failing lookup: %v, want boom", err)
+	}
+	code := issue(t, e, other) // not held by a cooldown: the failed send left no trace
+	if err := verify(e, other, code); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if met.issued != 2 {
+		t.Fatalf("issued=%d, want 2 (the decoy and the real code)", met.issued)
+	}
+}

@@ -67,33 +67,26 @@ func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
 	if err != nil {
 		return err
 	}
-	var subject string
-	err = s.Store.View(ctx, func(tx Tx) error {
-		actor, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
-		if ErrorCode(err) == ENOTFOUND {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		id, err := tx.FindAuthIdentityByActor(ctx, tenant, r.ActorType, actor.ID)
-		if ErrorCode(err) == ENOTFOUND {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		subject = id.ID
-		return nil
-	})
-	if err != nil {
-		return err
-	}
 	_, err = s.Engine.Issue(ctx, IssueRequest{
 		Key:        ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignIn, Destination: c.Value},
 		Channel:    c.Channel,
-		SubjectID:  subject,
 		Event:      EventOTPGenerated,
 		Identifier: r.Identifier,
-		Decoy:      subject == "",
+		Lookup: func(ctx context.Context, tx Tx) (string, bool, error) {
+			actor, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
+			if ErrorCode(err) == ENOTFOUND {
+				return "", true, nil
+			} else if err != nil {
+				return "", false, err
+			}
+			id, err := tx.FindAuthIdentityByActor(ctx, tenant, r.ActorType, actor.ID)
+			if ErrorCode(err) == ENOTFOUND {
+				return "", true, nil
+			} else if err != nil {
+				return "", false, err
+			}
+			return id.ID, false, nil
+		},
 	})
 	return err
 }
@@ -136,26 +129,20 @@ func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
 	if err != nil {
 		return err
 	}
-	exists := false
-	err = s.Store.View(ctx, func(tx Tx) error {
-		a, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
-		if ErrorCode(err) == ENOTFOUND {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		exists = a.HasAccount
-		return nil
-	})
-	if err != nil {
-		return err
-	}
 	_, err = s.Engine.Issue(ctx, IssueRequest{
 		Key:        ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUp, Destination: c.Value},
 		Channel:    c.Channel,
 		Event:      EventPreRegisterOTPGenerated,
 		Identifier: r.Identifier,
-		Decoy:      exists,
+		Lookup: func(ctx context.Context, tx Tx) (string, bool, error) {
+			a, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
+			if ErrorCode(err) == ENOTFOUND {
+				return "", false, nil
+			} else if err != nil {
+				return "", false, err
+			}
+			return "", a.HasAccount, nil
+		},
 	})
 	return err
 }

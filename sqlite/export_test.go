@@ -21,3 +21,9 @@ func (db *DB) Pragmas(ctx context.Context, pool string) map[string]int64 {
 	}
 	return out
 }
+
+// CommitStats returns how many transactions the writer committed and how
+// many Updates they carried.
+func (db *DB) CommitStats() (commits, updates int64) {
+	return db.commits.Load(), db.committed.Load()
+}

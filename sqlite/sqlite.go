@@ -5,10 +5,13 @@
 //
 // A DB holds two connection pools on the same file:
 //
-//   - the writer: exactly one connection (SetMaxOpenConns(1)). Every Update
-//     runs on it, and its transactions start with BEGIN IMMEDIATE (the DSN's
-//     _txlock=immediate), which takes SQLite's write lock at BEGIN rather than
-//     at the first write. A DEFERRED transaction that reads and then writes
+//   - the writer: exactly one connection (SetMaxOpenConns(1)), driven by one
+//     goroutine that group-commits: it takes every Update waiting when it
+//     becomes free (up to 128), runs each in its own SAVEPOINT inside one
+//     transaction and commits once, so the commit, the costliest step, is
+//     shared under load (writer.go). Its transactions start with BEGIN
+//     IMMEDIATE (the DSN's _txlock=immediate), which takes SQLite's write
+//     lock at BEGIN rather than at the first write. A DEFERRED transaction that reads and then writes
 //     fails with SQLITE_BUSY without honouring busy_timeout when another
 //     writer got there first (SECURITY.md D5); an IMMEDIATE one waits for the
 //     lock at BEGIN, under busy_timeout, and then cannot fail that way. One
@@ -70,6 +73,13 @@ type DB struct {
 
 	writeStmts *stmtSet
 	readStmts  *stmtSet
+
+	// The writer goroutine (writer.go) runs every Update.
+	writes     chan *writeOp
+	quit       chan struct{}
+	writerDone sync.WaitGroup
+	commits    atomic.Int64 // transactions committed by the writer
+	committed  atomic.Int64 // Updates they carried
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -158,7 +168,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		reader:     reader,
 		writeStmts: &stmtSet{db: writer, write: true},
 		readStmts:  &stmtSet{db: reader},
+		writes:     make(chan *writeOp),
+		quit:       make(chan struct{}),
 	}
+	db.writerDone.Add(1)
+	go db.writeLoop()
 	if !opts.NoMigrate {
 		if _, err := db.Migrate(ctx); err != nil {
 			db.Close()
@@ -170,16 +184,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 
 // Path returns the database file path given to Open.
 func (db *DB) Path() string { return db.path }
-
-// Update runs fn in a write transaction (BEGIN IMMEDIATE on the single writer
-// connection) and commits if fn returns nil. If fn returns an error, Update
-// rolls back and returns that error unchanged; if fn panics, Update rolls
-// back and panics again. Failures to begin or commit are EUNAVAILABLE when
-// the database cannot be reached (locked by another process, I/O errors, the
-// DB closed).
-func (db *DB) Update(ctx context.Context, fn func(tx otpd.Tx) error) error {
-	return db.run(ctx, db.writer, db.writeStmts, nil, fn)
-}
 
 // View runs fn in a read-only transaction on the reader pool. The
 // transaction sees one consistent snapshot; writes inside it fail.
@@ -237,6 +241,8 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.closed.Store(true)
+		close(db.quit)
+		db.writerDone.Wait()
 		db.writeStmts.close()
 		db.readStmts.close()
 		// Let SQLite refresh its planner statistics if they are stale; it is

@@ -249,6 +249,20 @@ func (s *stmtSet) closeLocked() {
 type tx struct {
 	tx    *sql.Tx
 	stmts *stmtSet
+
+	// detached: statements ignore their context's cancellation. Set on
+	// group-committed transactions, where one caller going away must not
+	// interrupt a statement, since SQLite rolls back the whole transaction
+	// (everyone's writes) when an interrupted write is inside it. Each
+	// Update's context is checked before its function starts instead.
+	detached bool
+}
+
+func (t *tx) ctx(ctx context.Context) context.Context {
+	if t.detached {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 var _ otpd.Tx = (*tx)(nil)
@@ -257,6 +271,7 @@ var _ otpd.Tx = (*tx)(nil)
 // this pool (a write inside View), in which case callers run the text and
 // get SQLite's read-only error.
 func (t *tx) stmt(ctx context.Context, q query) *sql.Stmt {
+	ctx = t.ctx(ctx)
 	if st := t.stmts.stmts[q]; st != nil {
 		return t.tx.StmtContext(ctx, st)
 	}
@@ -264,6 +279,7 @@ func (t *tx) stmt(ctx context.Context, q query) *sql.Stmt {
 }
 
 func (t *tx) exec(ctx context.Context, q query, args ...any) (sql.Result, error) {
+	ctx = t.ctx(ctx)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -271,6 +287,7 @@ func (t *tx) exec(ctx context.Context, q query, args ...any) (sql.Result, error)
 }
 
 func (t *tx) query(ctx context.Context, q query, args ...any) (*sql.Rows, error) {
+	ctx = t.ctx(ctx)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -278,6 +295,7 @@ func (t *tx) query(ctx context.Context, q query, args ...any) (*sql.Rows, error)
 }
 
 func (t *tx) queryRow(ctx context.Context, q query, args ...any) *sql.Row {
+	ctx = t.ctx(ctx)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
