@@ -97,6 +97,10 @@ var pragmas = []string{
 	"synchronous(NORMAL)",
 	"foreign_keys(ON)",
 	"cache_size(-32000)",
+	// The group-commit writer runs each Update in a SAVEPOINT, whose
+	// statement journal SQLite spills to a temporary file past 64 KiB; in
+	// memory it costs no system calls.
+	"temp_store(MEMORY)",
 }
 
 // dsn returns the modernc DSN of path: a file: URI (so that any character in

@@ -83,6 +83,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == serveHelloFlag {
+		if err := serveHello(); err != nil {
+			fmt.Fprintln(os.Stderr, "otpd-load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	p, asJSON, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "otpd-load:", err)
@@ -111,7 +118,8 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin")
 	fs.StringVar(&p.Actor, "actor", "customer", "actor type in /auth/{actor}/otp/...")
 	fs.StringVar(&p.PublishableKey, "publishable-key", "", "x-publishable-api-key header for /store/customers")
-	fs.BoolVar(&p.Hello, "hello", true, "measure an in-process net/http hello-world server at the same client counts")
+	fs.BoolVar(&p.Hello, "hello", true, "measure a net/http hello-world server, in its own process like otpd, at the same client counts")
+	fs.BoolVar(&p.HelloInProcess, "hello-in-process", false, "run the hello-world server inside the load generator (faster: one Go scheduler for client and server)")
 	fs.IntVar(&p.Seed, "seed", 0, "sign up accounts (unmeasured) before the sign-in levels until the pool holds this many")
 	fs.DurationVar(&p.SeedTimeout, "seed-timeout", 5*time.Minute, "bound on seeding")
 	fs.DurationVar(&p.Timeout, "timeout", 10*time.Second, "per-request timeout")

@@ -19,6 +19,7 @@ type Plan struct {
 	Warmup         time.Duration // not measured, per level
 	Flows          []string      // FlowSignUp and/or FlowSignIn
 	Hello          bool          // measure the hello-world ceiling at the same client counts
+	HelloInProcess bool          // run the hello-world server in this process instead of a child process
 	Seed           int           // accounts to have in the pool before the sign-in levels
 	SeedTimeout    time.Duration // bound on seeding; default 5 min
 	Timeout        time.Duration // per request; default 10 s
@@ -131,7 +132,11 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 // measureHello starts the hello-world server, measures it at every client
 // count with the shared client, printing each level to w, and stops it.
 func measureHello(ctx context.Context, client *http.Client, p Plan, w io.Writer) ([]*Result, error) {
-	base, stop, err := StartHello()
+	start := StartHelloProcess
+	if p.HelloInProcess {
+		start = StartHello
+	}
+	base, stop, err := start()
 	if err != nil {
 		return nil, fmt.Errorf("hello server: %w", err)
 	}
