@@ -54,7 +54,7 @@ type Challenge struct {
 
 	// SubjectID is the auth identity the code proves control of. It is empty
 	// for sign-up codes (no identity yet) and for decoys, which are recorded
-	// for identifiers with no account so that limits and timing do not reveal
+	// for identifiers with no account so that answers and limits do not reveal
 	// whether an account exists; a decoy's hash matches no code.
 	SubjectID string
 

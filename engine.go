@@ -60,8 +60,10 @@ type IssueRequest struct {
 	Identifier string // as the client submitted it, for the event payload
 
 	// Decoy records a send that is never delivered and whose hash matches no
-	// code. Flows use it for identifiers without an account, so that cooldowns,
-	// budgets and the work done are the same whether or not an account exists.
+	// code. Flows use it for identifiers without an account, so that the
+	// answer, the cooldown and the budget are the same whether or not an
+	// account exists. The database work is nearly the same (a real send also
+	// queues its webhook messages); response times are not equalized.
 	Decoy bool
 
 	// Lookup, when set, runs first inside the issuing transaction and decides
@@ -188,7 +190,9 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		out.Code, out.Event = code, ev
 	}
 	if e.Metrics != nil {
-		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel, decoy)
+		// Decoys are counted with real sends: a metric that told them apart
+		// would tell anyone who can read it which addresses have accounts.
+		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel)
 	}
 	if out.Event != nil {
 		for _, n := range e.Immediate {
@@ -341,6 +345,6 @@ const (
 // Metrics observes the engine. Implementations must be safe for concurrent
 // use.
 type Metrics interface {
-	CodeIssued(p Purpose, ch Channel, decoy bool)
+	CodeIssued(p Purpose, ch Channel)
 	CodeVerified(p Purpose, outcome VerifyOutcome)
 }

@@ -34,7 +34,7 @@ type countingMetrics struct {
 	issued   int
 }
 
-func (m *countingMetrics) CodeIssued(otpd.Purpose, otpd.Channel, bool) {
+func (m *countingMetrics) CodeIssued(otpd.Purpose, otpd.Channel) {
 	m.mu.Lock()
 	m.issued++
 	m.mu.Unlock()

@@ -58,10 +58,10 @@ func (s *Service) resolve(r CodeRequest, field string) (tenant string, c Contact
 	return tenant, c, err
 }
 
-// RequestSignIn sends a sign-in code to the actor of r's type whose email or
-// phone is r.Identifier. When there is no such actor, or it has no auth
-// identity, nothing is sent but a decoy send is recorded, so the answer, the
-// limits and the work are the same as for an existing account.
+// RequestSignIn sends a sign-in code to the account of r's type whose verified
+// email or phone is r.Identifier. When there is no such account, or it has no auth
+// identity, nothing is sent but a decoy send is recorded, so the answer and
+// the limits are the same as for an existing account.
 func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
 	tenant, c, err := s.resolve(r, "identifier")
 	if err != nil {
@@ -135,13 +135,13 @@ func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
 		Event:      EventPreRegisterOTPGenerated,
 		Identifier: r.Identifier,
 		Lookup: func(ctx context.Context, tx Tx) (string, bool, error) {
-			a, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
+			_, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
 			if ErrorCode(err) == ENOTFOUND {
 				return "", false, nil
 			} else if err != nil {
 				return "", false, err
 			}
-			return "", a.HasAccount, nil
+			return "", true, nil // an account proved this address: decoy
 		},
 	})
 	return err
@@ -226,7 +226,8 @@ func (s *Service) mintFollowUp(ctx context.Context, tx Tx, signUp *Challenge, su
 
 // SignInAfterSignUp redeems the follow-up of a sign-up code: the code that
 // just created the identity, presented once more to sign in as the actor
-// created since. Every failure is ErrInvalidCode.
+// created since. Before that actor exists the follow-up is refused but not
+// spent. Every failure is ErrInvalidCode.
 func (s *Service) SignInAfterSignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
 	tenant, c, err := s.resolve(r, "identifier")
 	if AsError(err) != nil && AsError(err).Field == "identifier" {
@@ -242,6 +243,11 @@ func (s *Service) SignInAfterSignUp(ctx context.Context, r CodeRequest, code str
 			return ErrInvalidCode
 		} else if err != nil {
 			return err
+		}
+		if id.ActorIDs[r.ActorType] == "" {
+			// No actor yet: failing here rolls the redemption back, so the
+			// follow-up stays usable once the client has created the actor.
+			return ErrInvalidCode
 		}
 		p = PrincipalFor(id, r.ActorType, nil)
 		return nil
@@ -264,18 +270,22 @@ type ActorFields struct {
 
 // Errors of CreateActor, with the messages Medusa clients know.
 var (
-	ErrAlreadyActor  = &Error{Code: EINVALID, Message: "Request already authenticated as a customer."}
-	ErrEmailRequired = &Error{Code: EINVALID, Message: "Email is required to create a customer"}
-	ErrActorExists   = &Error{Code: ECONFLICT, Message: "Customer with this email already has an account"}
+	ErrAlreadyActor     = &Error{Code: EINVALID, Message: "Request already authenticated as a customer."}
+	ErrEmailRequired    = &Error{Code: EINVALID, Message: "Email is required to create a customer"}
+	ErrActorExists      = &Error{Code: ECONFLICT, Message: "Customer with this email already has an account"}
+	ErrActorPhoneExists = &Error{Code: ECONFLICT, Message: "Customer with this phone already has an account"}
 )
 
 // CreateActor creates the actor of p's actor type for p's auth identity and
 // links them, in one transaction. p must not be linked to an actor of that
 // type yet (ErrAlreadyActor). When the identity signed up by code, the
 // identifier it proved is the actor's email or phone, marked verified: a
-// client cannot claim another address than the one it proved (EINVALID
-// naming the field). Returns ErrActorExists when another account has the
-// email or phone.
+// client cannot claim another address in its place (EINVALID naming the
+// field). Any other email or phone given is stored unverified: it reserves
+// nothing and no code sent to it signs in to this actor, so nobody can
+// capture another person's address by typing it. Returns ErrActorExists
+// (ErrActorPhoneExists) when an account has already proved the email
+// (phone).
 func (s *Service) CreateActor(ctx context.Context, p *Principal, f ActorFields) (*Actor, error) {
 	t, err := s.ActorType(p.ActorType)
 	if err != nil {
@@ -329,6 +339,20 @@ func (s *Service) CreateActor(ctx context.Context, p *Principal, f ActorFields) 
 		if a.Email == "" && a.Phone == "" {
 			return ErrEmailRequired
 		}
+		for _, c := range []struct {
+			contact Contact
+			taken   *Error
+		}{{Contact{ChannelEmail, a.Email}, ErrActorExists}, {Contact{ChannelSMS, a.Phone}, ErrActorPhoneExists}} {
+			if c.contact.Value == "" {
+				continue
+			}
+			if _, err := tx.FindActorByContact(ctx, p.Tenant, t.Name, c.contact); err == nil {
+				return c.taken
+			} else if ErrorCode(err) != ENOTFOUND {
+				return err
+			}
+		}
+		// The unique index on verified contacts settles a concurrent claim.
 		if err := tx.CreateActor(ctx, a); ErrorCode(err) == ECONFLICT {
 			return ErrActorExists
 		} else if err != nil {

@@ -105,16 +105,21 @@ type IdentityTx interface {
 	// type, ENOTFOUND if the identity does not exist.
 	LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error
 
-	// CreateActor inserts an actor. Returns ECONFLICT if an actor of the same
-	// tenant and type with HasAccount already uses the email or the phone.
+	// CreateActor inserts an actor. Returns ECONFLICT if another actor of the
+	// same tenant and type with HasAccount has the same verified email or
+	// verified phone, this actor's being verified too. Unverified contacts
+	// are never unique: claiming an address proves nothing and reserves
+	// nothing.
 	CreateActor(ctx context.Context, a *Actor) error
 
 	// FindActorByID returns an actor. Returns ENOTFOUND if it does not exist.
 	FindActorByID(ctx context.Context, tenant, actorType, id string) (*Actor, error)
 
-	// FindActorByContact returns the actor of tenant and type whose email
-	// (ChannelEmail) or phone (ChannelSMS) is c.Value, preferring one with
-	// HasAccount. Returns ENOTFOUND if there is none.
+	// FindActorByContact returns the account (HasAccount) of tenant and type
+	// whose verified email (ChannelEmail) or verified phone (ChannelSMS) is
+	// c.Value. Guests and unverified contacts never match: a code sent to an
+	// address must only ever sign in to an account that proved it owns the
+	// address. Returns ENOTFOUND if there is none.
 	FindActorByContact(ctx context.Context, tenant, actorType string, c Contact) (*Actor, error)
 }
 

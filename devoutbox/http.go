@@ -23,7 +23,8 @@ const (
 //	limit  at most this many messages (1-1000, default 50)
 //
 // A bad limit is answered 400 {"error": "invalid", "message": ..., "field": "limit"};
-// any method but GET and HEAD, 405.
+// the server registers the handler for GET, so other methods get the
+// router's 405.
 func (o *Outbox) Handler() http.Handler {
 	return http.HandlerFunc(o.serveHTTP)
 }

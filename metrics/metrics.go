@@ -26,9 +26,9 @@ func New() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "otpd_codes_issued_total",
-			Help: "Codes issued, by purpose and channel; decoy=true counts sends recorded for identifiers without an account (nothing delivered).",
-		}, []string{"purpose", "channel", "decoy"}),
+			Name: "otpd_code_sends_total",
+			Help: "Code requests accepted, by purpose and channel. Requests for identifiers without an account are counted alike (nothing is delivered for them): this metric must not reveal which addresses have accounts.",
+		}, []string{"purpose", "channel"}),
 		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_code_verifications_total",
 			Help: "Code verifications by purpose and outcome: success and mismatch were compared against a code; no_challenge found no live code (none, expired, consumed, or out of attempts); lost_race lost the redemption to a concurrent request.",
@@ -39,12 +39,8 @@ func New() *Metrics {
 }
 
 // CodeIssued implements otpd.Metrics.
-func (m *Metrics) CodeIssued(p otpd.Purpose, ch otpd.Channel, decoy bool) {
-	d := "false"
-	if decoy {
-		d = "true"
-	}
-	m.issued.WithLabelValues(string(p), string(ch), d).Inc()
+func (m *Metrics) CodeIssued(p otpd.Purpose, ch otpd.Channel) {
+	m.issued.WithLabelValues(string(p), string(ch)).Inc()
 }
 
 // CodeVerified implements otpd.Metrics.

@@ -213,7 +213,7 @@ func TestPragmas(t *testing.T) {
 // TestBeginImmediate: an Update takes the write lock at BEGIN, so a second
 // process cannot begin a write transaction while it runs, even one that
 // only reads; with DEFERRED it could, and could then fail mid-transaction
-// with SQLITE_BUSY (SECURITY.md D5).
+// with SQLITE_BUSY, ignoring busy_timeout.
 func TestBeginImmediate(t *testing.T) {
 	ctx := context.Background()
 	a := MustOpen(t)

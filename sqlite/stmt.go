@@ -158,14 +158,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 
 	qFindActorByEmail: {sql: `
 SELECT ` + actorColumns + ` FROM actors
-WHERE tenant = ? AND type = ? AND email = ?
-ORDER BY has_account DESC, created_at, id
+WHERE tenant = ? AND type = ? AND email = ? AND has_account AND email_verified AND email <> ''
 LIMIT 1`},
 
 	qFindActorByPhone: {sql: `
 SELECT ` + actorColumns + ` FROM actors
-WHERE tenant = ? AND type = ? AND phone = ?
-ORDER BY has_account DESC, created_at, id
+WHERE tenant = ? AND type = ? AND phone = ? AND has_account AND phone_verified AND phone <> ''
 LIMIT 1`},
 
 	qEnqueueMessage: {write: true, sql: `

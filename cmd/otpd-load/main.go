@@ -13,8 +13,9 @@
 //	OTPD_DEV=1 go run ./cmd/otpd serve --dev
 //	go run ./cmd/otpd-load -clients 1,8,32,64 -duration 10s
 //
-// Both share the machine's cores, as in the project's reference measurements
-// (see PERFORMANCE.md, the "http" rows).
+// Both share the machine's cores with the load generator, and so does the
+// hello-world server it measures, which runs in a child process for the
+// same reason (see StartHelloProcess).
 //
 // Flows. A sign-up is 4 requests: POST /auth/{actor}/otp/pre-register,
 // GET /dev/outbox?to=<email>&limit=1 (polled every 2 ms for up to 2 s until

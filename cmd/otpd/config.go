@@ -28,7 +28,6 @@ type Config struct {
 	DatabaseURL    string   `yaml:"database_url"`
 	Secrets        []string `yaml:"secrets"`
 	MigrateOnStart bool     `yaml:"migrate_on_start"`
-	Tenant         string   `yaml:"-"`
 
 	JWT struct {
 		Secret    string   `yaml:"secret"`
@@ -106,7 +105,6 @@ func DefaultConfig() Config {
 	c.Addr = "127.0.0.1:8080"
 	c.DatabaseURL = "sqlite://otpd.db"
 	c.MigrateOnStart = true
-	c.Tenant = otpd.DefaultTenant
 	c.JWT.ExpiresIn = Duration(24 * time.Hour)
 	for _, t := range otpd.DefaultActorTypes {
 		c.ActorTypes = append(c.ActorTypes, ActorTypeConfig{Name: t.Name, IDPrefix: t.IDPrefix})
@@ -198,7 +196,7 @@ func envDuration(p func(c *Config) *Duration) func(*Config, string) error {
 	}
 }
 
-// envVars lists every environment override; docs/configuration.md mirrors it.
+// envVars lists every environment override; the README's configuration table mirrors it.
 var envVars = []envVar{
 	{"OTPD_ADDR", envString(func(c *Config) *string { return &c.Addr })},
 	{"OTPD_DEV", envBool(func(c *Config) *bool { return &c.Dev })},
@@ -308,8 +306,11 @@ func (c *Config) Validate() error {
 	if len(c.Webhooks.URLs) > 0 && !strings.HasPrefix(c.Webhooks.Secret, "whsec_") {
 		return errors.New("config webhooks.secret (OTPD_WEBHOOK_SECRET): required with webhook URLs, in the Standard Webhooks form whsec_<base64>")
 	}
-	if c.Webhooks.Timeout <= 0 || c.Webhooks.MaxAttempts < 1 {
-		return errors.New("config webhooks: timeout must be positive and max_attempts at least 1")
+	if c.Webhooks.Timeout < Duration(time.Second) || c.Webhooks.Timeout > Duration(30*time.Second) {
+		return errors.New("config webhooks.timeout: must be between 1s and 30s")
+	}
+	if c.Webhooks.MaxAttempts < 1 || c.Webhooks.MaxAttempts > 100 {
+		return errors.New("config webhooks.max_attempts: must be between 1 and 100")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

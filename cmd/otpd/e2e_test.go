@@ -237,6 +237,13 @@ func TestE2E_Walkthrough(t *testing.T) {
 	if st := s.call("GET", "/store/customers/me", tok2.Token, nil, &me2); st != 200 || me2.Customer.ID != me.Customer.ID {
 		t.Fatalf("me after sign-in: %d %+v, want %s", st, me2, me.Customer.ID)
 	}
+	// Sends for addresses with and without an account count alike: /metrics
+	// must not reveal which addresses have accounts.
+	before := s.metric("otpd_code_sends_total", `purpose="sign_in"`)
+	s.call("POST", "/auth/customer/otp/generate", "", map[string]string{"identifier": "nobody@example.com"}, nil)
+	if got := s.metric("otpd_code_sends_total", `purpose="sign_in"`); got != before+1 {
+		t.Fatalf("sends metric %d -> %d for an address without an account, want +1 like any send", before, got)
+	}
 	for _, path := range []string{"/health", "/ready"} {
 		if st := s.call("GET", path, "", nil, nil); st != 200 {
 			t.Fatalf("%s: %d", path, st)

@@ -298,7 +298,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		dispatcher.Run(bg)
+		if err := dispatcher.Run(bg); err != nil {
+			log.Error("outbox dispatcher stopped: webhooks are not delivered", "err", err)
+		}
 	}()
 	go m.janitor(bg)
 	go func() {

@@ -12,6 +12,8 @@
 package medusa
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -70,6 +72,12 @@ type medusaError struct {
 // internal errors are logged, with the request id; their text never leaves
 // the process.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The client went away before its request ran: nothing failed.
+		h.logger().Debug("request canceled by the client", "request_id", httpapi.RequestID(r.Context()), "path", r.URL.Path)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	e := otpd.AsError(err)
 	if e == nil {
 		h.logger().Error("internal error", "request_id", httpapi.RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)

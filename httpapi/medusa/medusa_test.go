@@ -199,6 +199,8 @@ func TestSignUpAndSignIn(t *testing.T) {
 	e.expect(e.do("POST", "/auth/customer/otp/register", map[string]string{"identifier": "bob@example.com", "otp": code}), 401, bodyUnauthOTP)
 	// A registration token is not a customer session.
 	e.expect(e.do("GET", "/store/customers/me", nil, bearer(reg)...), 401, bodyUnauth)
+	// The follow-up shortcut is refused, not spent, before the customer exists.
+	e.expect(e.do("POST", "/auth/customer/otp", map[string]string{"identifier": "bob@example.com", "otp": code}), 401, bodyUnauthOTP)
 
 	cus := e.do("POST", "/store/customers", map[string]any{"first_name": "Bob", "last_name": "Ref", "metadata": map[string]any{"tier": 1}}, bearer(reg)...)
 	e.expect(cus, 200, "")
@@ -568,4 +570,36 @@ func TestConcurrentVerify(t *testing.T) {
 	if statuses[200] != 1 || statuses[400] != 199 {
 		t.Fatalf("statuses %v, want 1×200, 199×400", statuses)
 	}
+}
+
+// TestStoreCustomers_UnverifiedContactReservesNothing: an identity that
+// proved a phone may store an email it did not prove, but that email neither
+// signs in to the account nor stops its owner from signing up.
+func TestStoreCustomers_UnverifiedContactReservesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.expect(e.do("POST", "/auth/customer/otp/pre-register", map[string]string{"identifier": "+12025550177"}), 200, "")
+	reg := token(t, e.do("POST", "/auth/customer/otp/register", map[string]string{"identifier": "+12025550177", "otp": e.code("+12025550177")}))
+	e.expect(e.do("POST", "/store/customers", map[string]string{"email": "victim@example.com"}, bearer(reg)...), 200, "")
+
+	// A sign-in code for the unverified email is not sent: it is not the
+	// account's proven address.
+	e.expect(e.do("POST", "/auth/customer/otp/generate", map[string]string{"identifier": "victim@example.com"}), 200, bodyGenerated)
+	if n := e.sent("victim@example.com"); n != 0 {
+		t.Fatalf("%d code(s) sent to an unverified address", n)
+	}
+	// Its owner signs up with it and gets an account of her own.
+	victim := e.signUp("victim@example.com")
+	if claims(t, victim)["actor_id"] == claims(t, token(t, e.do("POST", "/auth/token/refresh", nil, bearer(reg)...)))["actor_id"] {
+		t.Fatal("the owner of the address landed in the squatter's account")
+	}
+	// Now that an account proved it, nobody else may store it.
+	e.clock.Add(time.Minute)
+	e.expect(e.do("POST", "/auth/customer/otp/pre-register", map[string]string{"identifier": "+12025550178"}), 200, "")
+	reg2 := token(t, e.do("POST", "/auth/customer/otp/register", map[string]string{"identifier": "+12025550178", "otp": e.code("+12025550178")}))
+	e.expect(e.do("POST", "/store/customers", map[string]string{"email": "victim@example.com"}, bearer(reg2)...), 422,
+		`{"code":"invalid_request_error","type":"duplicate_error","message":"Customer with this email already has an account"}`)
+	e.expect(e.do("POST", "/auth/customer/otp/pre-register", map[string]string{"identifier": "x@example.com"}), 200, "")
+	reg3 := token(t, e.do("POST", "/auth/customer/otp/register", map[string]string{"identifier": "x@example.com", "otp": e.code("x@example.com")}))
+	e.expect(e.do("POST", "/store/customers", map[string]string{"phone": "+12025550177"}, bearer(reg3)...), 422,
+		`{"code":"invalid_request_error","type":"duplicate_error","message":"Customer with this phone already has an account"}`)
 }

@@ -12,22 +12,25 @@ var actorTests = []subtest{
 	{"NotFound", testActorNotFound},
 	{"CreateConflict", testCreateActorConflict},
 	{"GuestsMayShare", testActorGuestsMayShare},
-	{"FindByContactPrefersAccount", testFindActorByContact},
+	{"FindByContactOnlyVerifiedAccounts", testFindActorByContact},
 	{"FindByContactNotFound", testFindActorByContactNotFound},
 }
 
-// newActor returns an actor of tenant and type created at created.
+// newActor returns an actor of tenant and type created at created. An
+// account's contacts are verified; a guest's are not.
 func newActor(tenant, actorType, email, phone string, hasAccount bool, created time.Time) *otpd.Actor {
 	return &otpd.Actor{
-		ID:         otpd.NewID("cus"),
-		Tenant:     tenant,
-		Type:       actorType,
-		Email:      email,
-		Phone:      phone,
-		Metadata:   map[string]any{},
-		HasAccount: hasAccount,
-		CreatedAt:  created,
-		UpdatedAt:  created,
+		ID:            otpd.NewID("cus"),
+		Tenant:        tenant,
+		Type:          actorType,
+		Email:         email,
+		Phone:         phone,
+		Metadata:      map[string]any{},
+		HasAccount:    hasAccount,
+		EmailVerified: hasAccount && email != "",
+		PhoneVerified: hasAccount && phone != "",
+		CreatedAt:     created,
+		UpdatedAt:     created,
 	}
 }
 
@@ -118,6 +121,13 @@ func testCreateActorConflict(t *testing.T, s otpd.Store) {
 	sameID := newActor(otpd.DefaultTenant, "customer", "third@example.com", "", true, t0)
 	sameID.ID = a.ID
 	wantCode(t, "CreateActor with an existing id", createActor(t, s, sameID), otpd.ECONFLICT)
+	// Only verified contacts are unique: an unverified claim on an address
+	// reserves nothing (else anyone could squat another person's address).
+	unverified := newActor(otpd.DefaultTenant, "customer", "alice@example.com", "+15550100", true, t0)
+	unverified.EmailVerified, unverified.PhoneVerified = false, false
+	if err := createActor(t, s, unverified); err != nil {
+		t.Errorf("CreateActor with an account's email and phone, unverified: %v, want nil", err)
+	}
 }
 
 func testActorGuestsMayShare(t *testing.T, s otpd.Store) {
@@ -146,26 +156,33 @@ func testActorGuestsMayShare(t *testing.T, s otpd.Store) {
 func testFindActorByContact(t *testing.T, s otpd.Store) {
 	const email, phone = "alice@example.com", "+15550100"
 	guest := newActor(otpd.DefaultTenant, "customer", email, phone, false, t0)
+	unverified := newActor(otpd.DefaultTenant, "customer", email, phone, true, t0.Add(time.Minute))
+	unverified.EmailVerified, unverified.PhoneVerified = false, false
 	account := newActor(otpd.DefaultTenant, "customer", email, phone, true, t0.Add(time.Hour))
 	lateGuest := newActor(otpd.DefaultTenant, "customer", email, phone, false, t0.Add(2*time.Hour))
-	onlyGuest := newActor(otpd.DefaultTenant, "customer", "bob@example.com", "+15550101", false, t0)
-	for _, a := range []*otpd.Actor{guest, account, lateGuest, onlyGuest} {
+	emailOnly := newActor(otpd.DefaultTenant, "customer", "bob@example.com", "+15550101", true, t0)
+	emailOnly.PhoneVerified = false
+	for _, a := range []*otpd.Actor{guest, unverified, account, lateGuest, emailOnly} {
 		if err := createActor(t, s, a); err != nil {
 			t.Fatal(err)
 		}
 	}
 	tests := []struct {
 		contact otpd.Contact
-		want    *otpd.Actor
+		want    *otpd.Actor // nil: ENOTFOUND
 	}{
 		{otpd.Contact{Channel: otpd.ChannelEmail, Value: email}, account},
 		{otpd.Contact{Channel: otpd.ChannelSMS, Value: phone}, account},
-		{otpd.Contact{Channel: otpd.ChannelEmail, Value: "bob@example.com"}, onlyGuest},
-		{otpd.Contact{Channel: otpd.ChannelSMS, Value: "+15550101"}, onlyGuest},
+		{otpd.Contact{Channel: otpd.ChannelEmail, Value: "bob@example.com"}, emailOnly},
+		{otpd.Contact{Channel: otpd.ChannelSMS, Value: "+15550101"}, nil}, // not verified
 	}
 	MustView(t, s, func(tx otpd.Tx) error {
 		for _, tt := range tests {
 			got, err := tx.FindActorByContact(t.Context(), otpd.DefaultTenant, "customer", tt.contact)
+			if tt.want == nil {
+				wantCode(t, "FindActorByContact of an unverified contact", err, otpd.ENOTFOUND)
+				continue
+			}
 			if err != nil {
 				t.Errorf("FindActorByContact(%v): %v", tt.contact, err)
 				continue
@@ -174,6 +191,17 @@ func testFindActorByContact(t *testing.T, s otpd.Store) {
 				t.Errorf("FindActorByContact(%v) = %s, want %s", tt.contact, got.ID, tt.want.ID)
 			}
 		}
+		return nil
+	})
+	// Guests never match.
+	g := newActor(otpd.DefaultTenant, "customer", "carol@example.com", "", false, t0)
+	g.EmailVerified = true
+	if err := createActor(t, s, g); err != nil {
+		t.Fatal(err)
+	}
+	MustView(t, s, func(tx otpd.Tx) error {
+		_, err := tx.FindActorByContact(t.Context(), otpd.DefaultTenant, "customer", otpd.Contact{Channel: otpd.ChannelEmail, Value: "carol@example.com"})
+		wantCode(t, "FindActorByContact of a guest", err, otpd.ENOTFOUND)
 		return nil
 	})
 }

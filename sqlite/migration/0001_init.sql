@@ -98,16 +98,14 @@ CREATE TABLE actors (
     updated_at     INTEGER NOT NULL
 );
 
--- One account per email and per phone within a tenant and actor type. Guest
--- actors (has_account false) may share them, as in Medusa.
+-- One account per verified email and per verified phone within a tenant and
+-- actor type; these indexes also serve the sign-in lookup. Unverified
+-- contacts and guest actors (has_account false, as in Medusa) reserve
+-- nothing: otherwise anyone could claim another person's address.
 CREATE UNIQUE INDEX actors_account_email_idx
-    ON actors (tenant, type, email) WHERE has_account AND email <> '';
+    ON actors (tenant, type, email) WHERE has_account AND email_verified AND email <> '';
 CREATE UNIQUE INDEX actors_account_phone_idx
-    ON actors (tenant, type, phone) WHERE has_account AND phone <> '';
-
--- Lookups by contact, guests included.
-CREATE INDEX actors_email_idx ON actors (tenant, type, email);
-CREATE INDEX actors_phone_idx ON actors (tenant, type, phone);
+    ON actors (tenant, type, phone) WHERE has_account AND phone_verified AND phone <> '';
 
 -- outbox holds events queued for durable notifiers, sealed under the server
 -- key. A row is deleted once delivered or given up.
