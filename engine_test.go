@@ -358,30 +358,36 @@ func TestEngine_AlphanumericCaseInsensitive(t *testing.T) {
 	}
 }
 
+// burst runs n copies of fn at once and returns how many returned nil.
+func burst(t *testing.T, n int, fn func() error) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := fn(); err == nil {
+				ok.Add(1)
+			} else if err != otpd.ErrInvalidCode {
+				t.Errorf("unexpected error: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return int(ok.Load())
+}
+
 // TestEngine_ConcurrentVerify: many simultaneous verifications of one right
 // code succeed exactly once.
 func TestEngine_ConcurrentVerify(t *testing.T) {
 	e, _, met := newEngine(t)
 	e.Policies = map[otpd.Purpose]otpd.Policy{otpd.PurposeSignIn: {Length: 6, Alphabet: otpd.AlphabetNumeric, TTL: time.Minute, MaxAttempts: 1000}}
 	code := issue(t, e, key)
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	start := make(chan struct{})
-	for i := 0; i < 200; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if err := verify(e, key, code); err == nil {
-				ok.Add(1)
-			} else if err != otpd.ErrInvalidCode {
-				t.Errorf("Verify: %v", err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if got := ok.Load(); got != 1 {
+	if got := burst(t, 200, func() error { return verify(e, key, code) }); got != 1 {
 		t.Fatalf("successes=%d, want 1", got)
 	}
 	if got := met.count(otpd.OutcomeSuccess); got != 1 {
@@ -394,20 +400,9 @@ func TestEngine_ConcurrentVerify(t *testing.T) {
 func TestEngine_ConcurrentWrongGuesses(t *testing.T) {
 	e, _, met := newEngine(t)
 	code := issue(t, e, key)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 200; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if err := verify(e, key, "999999"); err != otpd.ErrInvalidCode {
-				t.Errorf("wrong guess: %v", err)
-			}
-		}()
+	if got := burst(t, 200, func() error { return verify(e, key, "999999") }); got != 0 {
+		t.Fatalf("wrong guesses accepted: %d", got)
 	}
-	close(start)
-	wg.Wait()
 	if got, want := met.count(otpd.OutcomeMismatch), otpd.DefaultPolicy.MaxAttempts; got != want {
 		t.Fatalf("compared=%d, want %d", got, want)
 	}

@@ -46,105 +46,128 @@ type CodeRequest struct {
 	Identifier string
 }
 
-func (s *Service) resolve(r CodeRequest, field string) (tenant string, c Contact, err error) {
+// key resolves r into the challenge key of purpose and the contact it
+// names. A bad identifier is EINVALID naming the field "identifier".
+func (s *Service) key(r CodeRequest, purpose Purpose) (ChallengeKey, Contact, error) {
 	if _, err := s.ActorType(r.ActorType); err != nil {
-		return "", Contact{}, err
+		return ChallengeKey{}, Contact{}, err
 	}
-	tenant = r.Tenant
+	tenant := r.Tenant
 	if tenant == "" {
 		tenant = DefaultTenant
 	}
-	c, err = s.Normalizer.Parse(field, r.Identifier)
-	return tenant, c, err
+	c, err := s.Normalizer.Parse("identifier", r.Identifier)
+	if err != nil {
+		return ChallengeKey{}, Contact{}, err
+	}
+	return ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: purpose, Destination: c.Value}, c, nil
 }
 
-// RequestSignIn sends a sign-in code to the account of r's type whose verified
-// email or phone is r.Identifier. When there is no such account, or it has no auth
-// identity, nothing is sent but a decoy send is recorded, so the answer and
-// the limits are the same as for an existing account.
-func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
-	tenant, c, err := s.resolve(r, "identifier")
+// request issues a code of purpose for r, announced as event. lookup, run in
+// the issuing transaction, names the subject or asks for a decoy.
+func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, event string,
+	lookup func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (subjectID string, decoy bool, err error)) error {
+	key, c, err := s.key(r, purpose)
 	if err != nil {
 		return err
 	}
 	_, err = s.Engine.Issue(ctx, IssueRequest{
-		Key:        ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignIn, Destination: c.Value},
+		Key:        key,
 		Channel:    c.Channel,
-		Event:      EventOTPGenerated,
+		Event:      event,
 		Identifier: r.Identifier,
 		Lookup: func(ctx context.Context, tx Tx) (string, bool, error) {
-			actor, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
-			if ErrorCode(err) == ENOTFOUND {
-				return "", true, nil
-			} else if err != nil {
-				return "", false, err
-			}
-			id, err := tx.FindAuthIdentityByActor(ctx, tenant, r.ActorType, actor.ID)
-			if ErrorCode(err) == ENOTFOUND {
-				return "", true, nil
-			} else if err != nil {
-				return "", false, err
-			}
-			return id.ID, false, nil
+			return lookup(ctx, tx, key, c)
 		},
 	})
 	return err
+}
+
+// redeem verifies code against r's challenge of purpose and, in the same
+// transaction, runs then to build the principal: if then fails, the code is
+// not spent. An identifier that cannot be normalized is ErrInvalidCode, like
+// any code that does not match.
+func (s *Service) redeem(ctx context.Context, r CodeRequest, purpose Purpose, code string,
+	then func(tx Tx, ch *Challenge, c Contact) (*Principal, error)) (*Principal, error) {
+	key, c, err := s.key(r, purpose)
+	if e := AsError(err); e != nil && e.Field == "identifier" {
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	var out *Principal
+	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
+		p, err := then(tx, ch, c)
+		out = p
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// subject returns the auth identity a redeemed challenge proves. A challenge
+// without one (a decoy never matches; belt and braces) or whose identity was
+// deleted since is ErrInvalidCode.
+func subject(ctx context.Context, tx Tx, ch *Challenge) (*AuthIdentity, error) {
+	if ch.SubjectID == "" {
+		return nil, ErrInvalidCode
+	}
+	id, err := tx.FindAuthIdentityByID(ctx, ch.Tenant, ch.SubjectID)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, ErrInvalidCode
+	}
+	return id, err
+}
+
+// RequestSignIn sends a sign-in code to the account of r's type whose
+// verified email or phone is r.Identifier. When there is no such account, or
+// it has no auth identity, nothing is sent but a decoy send is recorded, so
+// the answer and the limits are the same as for an existing account.
+func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
+	return s.request(ctx, r, PurposeSignIn, EventOTPGenerated, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+		actor, err := tx.FindActorByContact(ctx, key.Tenant, key.ActorType, c)
+		if ErrorCode(err) == ENOTFOUND {
+			return "", true, nil
+		} else if err != nil {
+			return "", false, err
+		}
+		id, err := tx.FindAuthIdentityByActor(ctx, key.Tenant, key.ActorType, actor.ID)
+		if ErrorCode(err) == ENOTFOUND {
+			return "", true, nil
+		} else if err != nil {
+			return "", false, err
+		}
+		return id.ID, false, nil
+	})
 }
 
 // SignIn redeems a sign-in code and returns the principal it proves. Every
 // failure is ErrInvalidCode.
 func (s *Service) SignIn(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
-	tenant, c, err := s.resolve(r, "identifier")
-	if AsError(err) != nil && AsError(err).Field == "identifier" {
-		return nil, ErrInvalidCode
-	} else if err != nil {
-		return nil, err
-	}
-	var p *Principal
-	key := ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignIn, Destination: c.Value}
-	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
-		if ch.SubjectID == "" {
-			return ErrInvalidCode // a decoy never matches; belt and braces
+	return s.redeem(ctx, r, PurposeSignIn, code, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
+		id, err := subject(ctx, tx, ch)
+		if err != nil {
+			return nil, err
 		}
-		id, err := tx.FindAuthIdentityByID(ctx, tenant, ch.SubjectID)
-		if ErrorCode(err) == ENOTFOUND {
-			return ErrInvalidCode // the identity was deleted after the code was sent
-		} else if err != nil {
-			return err
-		}
-		p = PrincipalFor(id, r.ActorType, nil)
-		return nil
+		return PrincipalFor(id, r.ActorType, nil), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
-// RequestSignUp sends a sign-up code to r.Identifier, unless an actor of r's
-// type already has that email or phone: then a decoy is recorded instead, so
-// the answer does not reveal that the account exists.
+// RequestSignUp sends a sign-up code to r.Identifier, unless an account of
+// r's type has already proved that email or phone: then a decoy is recorded
+// instead, so the answer does not reveal that the account exists.
 func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
-	tenant, c, err := s.resolve(r, "identifier")
-	if err != nil {
-		return err
-	}
-	_, err = s.Engine.Issue(ctx, IssueRequest{
-		Key:        ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUp, Destination: c.Value},
-		Channel:    c.Channel,
-		Event:      EventPreRegisterOTPGenerated,
-		Identifier: r.Identifier,
-		Lookup: func(ctx context.Context, tx Tx) (string, bool, error) {
-			_, err := tx.FindActorByContact(ctx, tenant, r.ActorType, c)
-			if ErrorCode(err) == ENOTFOUND {
-				return "", false, nil
-			} else if err != nil {
-				return "", false, err
-			}
-			return "", true, nil // an account proved this address: decoy
-		},
+	return s.request(ctx, r, PurposeSignUp, EventPreRegisterOTPGenerated, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+		_, err := tx.FindActorByContact(ctx, key.Tenant, key.ActorType, c)
+		if ErrorCode(err) == ENOTFOUND {
+			return "", false, nil
+		} else if err != nil {
+			return "", false, err
+		}
+		return "", true, nil
 	})
-	return err
 }
 
 // SignUp redeems a sign-up code. In the same transaction it retrieves or
@@ -153,30 +176,17 @@ func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
 // FollowUpTTL, as the actor the client creates next. The principal returned
 // has an empty ActorID unless the identity was already linked.
 func (s *Service) SignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
-	tenant, c, err := s.resolve(r, "identifier")
-	if AsError(err) != nil && AsError(err).Field == "identifier" {
-		return nil, ErrInvalidCode
-	} else if err != nil {
-		return nil, err
-	}
 	now := s.now()
-	var p *Principal
-	key := ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUp, Destination: c.Value}
-	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
-		id, err := s.ensureIdentity(ctx, tx, tenant, c, now)
+	return s.redeem(ctx, r, PurposeSignUp, code, func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
+		id, err := s.ensureIdentity(ctx, tx, ch.Tenant, c, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.mintFollowUp(ctx, tx, ch, id.ID, code, now); err != nil {
-			return err
+			return nil, err
 		}
-		p = PrincipalFor(id, r.ActorType, nil)
-		return nil
+		return PrincipalFor(id, r.ActorType, nil), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // ensureIdentity returns the auth identity owning the otp provider identity
@@ -229,33 +239,18 @@ func (s *Service) mintFollowUp(ctx context.Context, tx Tx, signUp *Challenge, su
 // created since. Before that actor exists the follow-up is refused but not
 // spent. Every failure is ErrInvalidCode.
 func (s *Service) SignInAfterSignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
-	tenant, c, err := s.resolve(r, "identifier")
-	if AsError(err) != nil && AsError(err).Field == "identifier" {
-		return nil, ErrInvalidCode
-	} else if err != nil {
-		return nil, err
-	}
-	var p *Principal
-	key := ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: PurposeSignUpFollowUp, Destination: c.Value}
-	_, err = s.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
-		id, err := tx.FindAuthIdentityByID(ctx, tenant, ch.SubjectID)
-		if ErrorCode(err) == ENOTFOUND {
-			return ErrInvalidCode
-		} else if err != nil {
-			return err
+	return s.redeem(ctx, r, PurposeSignUpFollowUp, code, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
+		id, err := subject(ctx, tx, ch)
+		if err != nil {
+			return nil, err
 		}
 		if id.ActorIDs[r.ActorType] == "" {
 			// No actor yet: failing here rolls the redemption back, so the
 			// follow-up stays usable once the client has created the actor.
-			return ErrInvalidCode
+			return nil, ErrInvalidCode
 		}
-		p = PrincipalFor(id, r.ActorType, nil)
-		return nil
+		return PrincipalFor(id, r.ActorType, nil), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // ActorFields are the profile fields of a new actor. Nil means not given.

@@ -83,11 +83,8 @@ func (h *Handler) handleCreateCustomer(w http.ResponseWriter, r *http.Request) {
 		CompanyName: body.StringPtr("company_name"),
 		Metadata:    body.Object("metadata"),
 	})
-	if otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
-		httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
-		return
-	} else if err != nil {
-		h.writeError(w, r, err)
+	if err != nil {
+		h.writeAuthError(w, r, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"customer": toCustomer(a)})
@@ -103,11 +100,8 @@ func (h *Handler) handleGetCustomer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := h.Service.FindActor(r.Context(), p)
-	if otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
-		httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
-		return
-	} else if err != nil {
-		h.writeError(w, r, err)
+	if err != nil {
+		h.writeAuthError(w, r, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"customer": toCustomer(a)})

@@ -112,6 +112,17 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 }
 
+// writeAuthError is writeError for routes behind the bearer-token check:
+// there, EUNAUTHORIZED (the identity or actor is gone) is the middleware's
+// 401 {"message":"Unauthorized"}, as for a bad token.
+func (h *Handler) writeAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	if otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
+		writeUnauthorized(w)
+		return
+	}
+	h.writeError(w, r, err)
+}
+
 // decode reads a body against fields, answering Medusa's validation errors
 // itself. It returns nil when it has answered.
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, fields []httpapi.Field) httpapi.Values {
@@ -157,6 +168,11 @@ func issueMessage(is httpapi.Issue) string {
 	return "Invalid body"
 }
 
+// writeUnauthorized answers Medusa's authentication middleware's 401.
+func writeUnauthorized(w http.ResponseWriter) {
+	httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
+}
+
 var bearerRE = regexp.MustCompile(`^(\S+)\s+(\S+)$`)
 
 // authenticate returns the principal of the request's Bearer token, or
@@ -171,7 +187,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, actorType
 			return p
 		}
 	}
-	httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
+	writeUnauthorized(w)
 	return nil
 }
 

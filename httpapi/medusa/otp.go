@@ -1,6 +1,7 @@
 package medusa
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/otpd/otpd"
@@ -36,19 +37,7 @@ func codeRequest(r *http.Request, identifier string) otpd.CodeRequest {
 // for an existing account. The answer is the same whether or not the
 // account exists; only an existing one gets a code.
 func (h *Handler) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	if !h.actorType(w, r) {
-		return
-	}
-	body := h.decode(w, r, identifierBody)
-	if body == nil {
-		return
-	}
-	id, _ := body.String("identifier")
-	if err := h.Service.RequestSignIn(r.Context(), codeRequest(r, id)); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": msgGenerated})
+	h.requestCode(w, r, h.Service.RequestSignIn, msgGenerated)
 }
 
 // handleVerify serves POST /auth/{actor_type}/otp/verify: redeem a sign-in
@@ -78,6 +67,12 @@ func (h *Handler) handleVerify(w http.ResponseWriter, r *http.Request) {
 // sign-up code for an identifier with no account. The answer is the same
 // when an account exists; then no code is sent.
 func (h *Handler) handlePreRegister(w http.ResponseWriter, r *http.Request) {
+	h.requestCode(w, r, h.Service.RequestSignUp, msgPreRegister)
+}
+
+// requestCode reads {identifier}, asks flow for a code and answers msg,
+// whatever the account's existence.
+func (h *Handler) requestCode(w http.ResponseWriter, r *http.Request, flow func(context.Context, otpd.CodeRequest) error, msg string) {
 	if !h.actorType(w, r) {
 		return
 	}
@@ -86,11 +81,11 @@ func (h *Handler) handlePreRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := body.String("identifier")
-	if err := h.Service.RequestSignUp(r.Context(), codeRequest(r, id)); err != nil {
+	if err := flow(r.Context(), codeRequest(r, id)); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": msgPreRegister})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": msg})
 }
 
 // unauthorized answers Medusa's route-level 401.
@@ -126,32 +121,7 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 // otp provider it redeems a pre-register code and answers a registration
 // token (actor_id ""), creating the auth identity if needed.
 func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
-	if !h.provider(w, r) {
-		return
-	}
-	body := h.decode(w, r, providerBody)
-	if body == nil {
-		return
-	}
-	id, _ := body.String("identifier")
-	code, _ := body.String("otp")
-	switch {
-	case id == "":
-		unauthorized(w, "Identifier is required")
-		return
-	case code == "":
-		unauthorized(w, "OTP is required")
-		return
-	}
-	p, err := h.Service.SignUp(r.Context(), codeRequest(r, id), code)
-	if err == otpd.ErrInvalidCode {
-		unauthorized(w, msgInvalidOTP)
-		return
-	} else if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	h.writeToken(w, r, p)
+	h.redeemWithProvider(w, r, "OTP is required", h.Service.SignUp)
 }
 
 // handleAuthenticate serves POST /auth/{actor_type}/{provider}. With the otp
@@ -159,6 +129,15 @@ func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
 // registered the identity, and answers a token carrying the actor created
 // since. Ordinary sign-in by code goes through /otp/generate and /otp/verify.
 func (h *Handler) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
+	h.redeemWithProvider(w, r, "OTP is required for authentication", h.Service.SignInAfterSignUp)
+}
+
+// redeemWithProvider is the otp provider's side of Medusa's core auth
+// routes: it checks the provider, reads {identifier, otp} (missing members
+// are the provider's 401s, with otpMissing for the code), redeems the code
+// with redeem and answers a token, or 401 "Invalid OTP".
+func (h *Handler) redeemWithProvider(w http.ResponseWriter, r *http.Request, otpMissing string,
+	redeem func(context.Context, otpd.CodeRequest, string) (*otpd.Principal, error)) {
 	if !h.provider(w, r) {
 		return
 	}
@@ -173,10 +152,10 @@ func (h *Handler) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, "Identifier is required")
 		return
 	case code == "":
-		unauthorized(w, "OTP is required for authentication")
+		unauthorized(w, otpMissing)
 		return
 	}
-	p, err := h.Service.SignInAfterSignUp(r.Context(), codeRequest(r, id), code)
+	p, err := redeem(r.Context(), codeRequest(r, id), code)
 	if err == otpd.ErrInvalidCode {
 		unauthorized(w, msgInvalidOTP)
 		return
@@ -196,11 +175,8 @@ func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	np, err := h.Service.Refresh(r.Context(), p)
-	if otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
-		httpapi.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized"})
-		return
-	} else if err != nil {
-		h.writeError(w, r, err)
+	if err != nil {
+		h.writeAuthError(w, r, err)
 		return
 	}
 	h.writeToken(w, r, np)
