@@ -127,19 +127,13 @@ func subject(ctx context.Context, tx Tx, ch *Challenge) (*AuthIdentity, error) {
 // the answer and the limits are the same as for an existing account.
 func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
 	return s.request(ctx, r, PurposeSignIn, EventOTPGenerated, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
-		actor, err := tx.FindActorByContact(ctx, key.Tenant, key.ActorType, c)
+		id, err := tx.FindAuthIdentityIDByContact(ctx, key.Tenant, key.ActorType, c)
 		if ErrorCode(err) == ENOTFOUND {
 			return "", true, nil
 		} else if err != nil {
 			return "", false, err
 		}
-		id, err := tx.FindAuthIdentityByActor(ctx, key.Tenant, key.ActorType, actor.ID)
-		if ErrorCode(err) == ENOTFOUND {
-			return "", true, nil
-		} else if err != nil {
-			return "", false, err
-		}
-		return id.ID, false, nil
+		return id, false, nil
 	})
 }
 

@@ -105,6 +105,12 @@ type IdentityTx interface {
 	// type, ENOTFOUND if the identity does not exist.
 	LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error
 
+	// FindAuthIdentityIDByContact returns the id of the oldest auth identity
+	// linked to the account FindActorByContact would return: the subject of
+	// a sign-in code for c, in one step. Returns ENOTFOUND if there is no
+	// such account or no identity is linked to it.
+	FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType string, c Contact) (string, error)
+
 	// CreateActor inserts an actor. Returns ECONFLICT if another actor of the
 	// same tenant and type with HasAccount has the same verified email or
 	// verified phone, this actor's being verified too. Unverified contacts

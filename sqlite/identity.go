@@ -145,6 +145,27 @@ func (t *tx) FindAuthIdentityByActor(ctx context.Context, tenant, actorType, act
 	return t.FindAuthIdentityByID(ctx, tenant, id)
 }
 
+// FindAuthIdentityIDByContact implements otpd.IdentityTx.
+func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType string, c otpd.Contact) (string, error) {
+	var q query
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = qFindAuthIdentityIDByEmail
+	case otpd.ChannelSMS:
+		q = qFindAuthIdentityIDByPhone
+	default:
+		return "", otpd.Errorf(otpd.ENOTFOUND, "No account has this contact.")
+	}
+	var id string
+	err := t.queryRow(ctx, q, tenant, actorType, c.Value).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", otpd.Errorf(otpd.ENOTFOUND, "No account has this contact.")
+	} else if err != nil {
+		return "", mapError("find auth identity by contact", err)
+	}
+	return id, nil
+}
+
 // LinkActor implements otpd.IdentityTx. It also sets the identity's
 // UpdatedAt to now, as changing app_metadata does in Medusa.
 func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error {

@@ -29,6 +29,8 @@ const (
 	qFindProviderIdentity
 	qFindProviderIdentities
 	qFindAuthIdentityIDByActor
+	qFindAuthIdentityIDByEmail
+	qFindAuthIdentityIDByPhone
 	qCreateActor
 	qFindActorByID
 	qFindActorByEmail
@@ -142,6 +144,24 @@ WHERE tenant = ? AND provider = ? AND entity_id = ?`},
 SELECT ` + providerIdentityColumns + ` FROM provider_identities
 WHERE auth_identity_id = ?2 AND tenant = ?1
 ORDER BY created_at, id`},
+
+	// The sign-in lookup: the verified account of a contact (its unique
+	// partial index) and its oldest linked identity, in one statement.
+	qFindAuthIdentityIDByEmail: {sql: `
+SELECT l.auth_identity_id FROM actors c
+JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE c.tenant = ?1 AND c.type = ?2 AND c.email = ?3 AND c.has_account AND c.email_verified AND c.email <> ''
+ORDER BY a.created_at, a.id
+LIMIT 1`},
+
+	qFindAuthIdentityIDByPhone: {sql: `
+SELECT l.auth_identity_id FROM actors c
+JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE c.tenant = ?1 AND c.type = ?2 AND c.phone = ?3 AND c.has_account AND c.phone_verified AND c.phone <> ''
+ORDER BY a.created_at, a.id
+LIMIT 1`},
 
 	qFindAuthIdentityIDByActor: {sql: `
 SELECT a.id FROM auth_identity_actors l

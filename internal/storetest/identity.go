@@ -20,6 +20,7 @@ var identityTests = []subtest{
 	{"LinkActorConflict", testLinkActorConflict},
 	{"LinkActorNotFound", testLinkActorNotFound},
 	{"FindAuthIdentityByActor", testFindAuthIdentityByActor},
+	{"FindAuthIdentityIDByContact", testFindAuthIdentityIDByContact},
 }
 
 // newIdentity returns an auth identity of tenant and its otp provider
@@ -366,6 +367,75 @@ func testFindAuthIdentityByActor(t *testing.T, s otpd.Store) {
 		wantCode(t, "FindAuthIdentityByActor of another actor type", err, otpd.ENOTFOUND)
 		_, err = tx.FindAuthIdentityByActor(ctx, "other", "customer", "cus_1")
 		wantCode(t, "FindAuthIdentityByActor in another tenant", err, otpd.ENOTFOUND)
+		return nil
+	})
+}
+
+// testFindAuthIdentityIDByContact: the one-step sign-in lookup agrees with
+// FindActorByContact followed by FindAuthIdentityByActor, in every case.
+func testFindAuthIdentityIDByContact(t *testing.T, s otpd.Store) {
+	account := newActor(otpd.DefaultTenant, "customer", "alice@example.com", "+15550100", true, t0)
+	unverified := newActor(otpd.DefaultTenant, "customer", "bob@example.com", "+15550101", true, t0)
+	unverified.EmailVerified = false
+	guest := newActor(otpd.DefaultTenant, "customer", "carol@example.com", "", false, t0)
+	unlinked := newActor(otpd.DefaultTenant, "customer", "dave@example.com", "", true, t0)
+	for _, a := range []*otpd.Actor{account, unverified, guest, unlinked} {
+		if err := createActor(t, s, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	older, p1 := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	newer, p2 := newIdentity(otpd.DefaultTenant, "+15550100", t0.Add(time.Hour))
+	other, p3 := newIdentity(otpd.DefaultTenant, "bob@example.com", t0)
+	gid, p4 := newIdentity(otpd.DefaultTenant, "carol@example.com", t0)
+	mustCreateIdentity(t, s, newer, p2)
+	mustCreateIdentity(t, s, older, p1)
+	mustCreateIdentity(t, s, other, p3)
+	mustCreateIdentity(t, s, gid, p4)
+	for _, l := range []struct{ id, actor string }{{newer.ID, account.ID}, {older.ID, account.ID}, {other.ID, unverified.ID}, {gid.ID, guest.ID}} {
+		if err := link(t, s, otpd.DefaultTenant, l.id, "customer", l.actor, t0.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	email := func(v string) otpd.Contact { return otpd.Contact{Channel: otpd.ChannelEmail, Value: v} }
+	phone := func(v string) otpd.Contact { return otpd.Contact{Channel: otpd.ChannelSMS, Value: v} }
+	tests := []struct {
+		name    string
+		tenant  string
+		typ     string
+		contact otpd.Contact
+		want    string // "" means ENOTFOUND
+	}{
+		{"verified email, oldest identity", otpd.DefaultTenant, "customer", email("alice@example.com"), older.ID},
+		{"verified phone", otpd.DefaultTenant, "customer", phone("+15550100"), older.ID},
+		{"unverified email", otpd.DefaultTenant, "customer", email("bob@example.com"), ""},
+		{"verified phone of that account", otpd.DefaultTenant, "customer", phone("+15550101"), other.ID},
+		{"guest", otpd.DefaultTenant, "customer", email("carol@example.com"), ""},
+		{"account without identity", otpd.DefaultTenant, "customer", email("dave@example.com"), ""},
+		{"another actor type", otpd.DefaultTenant, "user", email("alice@example.com"), ""},
+		{"another tenant", "other", "customer", email("alice@example.com"), ""},
+		{"email looked up as phone", otpd.DefaultTenant, "customer", phone("alice@example.com"), ""},
+	}
+	MustView(t, s, func(tx otpd.Tx) error {
+		ctx := t.Context()
+		for _, tt := range tests {
+			got, err := tx.FindAuthIdentityIDByContact(ctx, tt.tenant, tt.typ, tt.contact)
+			// The composition of the two general lookups, for comparison.
+			var composed string
+			if a, err := tx.FindActorByContact(ctx, tt.tenant, tt.typ, tt.contact); err == nil {
+				if id, err := tx.FindAuthIdentityByActor(ctx, tt.tenant, tt.typ, a.ID); err == nil {
+					composed = id.ID
+				}
+			}
+			if tt.want == "" {
+				wantCode(t, "FindAuthIdentityIDByContact "+tt.name, err, otpd.ENOTFOUND)
+			} else if err != nil || got != tt.want {
+				t.Errorf("FindAuthIdentityIDByContact %s = %q, %v; want %q", tt.name, got, err, tt.want)
+			}
+			if composed != tt.want {
+				t.Errorf("%s: the composed lookup gives %q, want %q", tt.name, composed, tt.want)
+			}
+		}
 		return nil
 	})
 }
