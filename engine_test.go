@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -465,25 +466,33 @@ func BenchmarkEngine_Issue(b *testing.B) {
 	})
 }
 
+// BenchmarkEngine_IssueAndVerify issues and redeems a code per iteration on
+// SQLite, with 2 goroutines per core (g=2 on 2 cores) and with 16 (g=32, the
+// load of 32 HTTP clients, where the group-commit writer batches).
 func BenchmarkEngine_IssueAndVerify(b *testing.B) {
-	e, _, _ := newEngine(b)
-	e.Limits = otpd.SendLimits{Cooldown: time.Nanosecond, Budget: 1 << 30, Window: time.Minute}
-	e.Now = nil
-	e.NewCode = nil
-	var n atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			k := key
-			k.Destination = "user" + strconv.FormatInt(n.Add(1), 10) + "@example.com"
-			out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, SubjectID: "authid_1"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := e.Verify(context.Background(), k, out.Code, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	for _, par := range []int{1, 16} {
+		b.Run("g="+strconv.Itoa(par*runtime.GOMAXPROCS(0)), func(b *testing.B) {
+			e, _, _ := newEngine(b)
+			e.Limits = otpd.SendLimits{Cooldown: time.Nanosecond, Budget: 1 << 30, Window: time.Minute}
+			e.Now = nil
+			e.NewCode = nil
+			var n atomic.Int64
+			b.SetParallelism(par)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					k := key
+					k.Destination = "user" + strconv.FormatInt(n.Add(1), 10) + "@example.com"
+					out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, SubjectID: "authid_1"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := e.Verify(context.Background(), k, out.Code, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
 
 func BenchmarkKeyring_MatchCode(b *testing.B) {
