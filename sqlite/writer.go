@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 
 	"github.com/otpd/otpd"
 )
@@ -206,12 +205,4 @@ func runOp(fn func(otpd.Tx) error, t *tx) (r opResult) {
 		}
 	}()
 	return opResult{err: fn(t)}
-}
-
-// String describes a result, for debugging.
-func (r opResult) String() string {
-	if r.panicked {
-		return fmt.Sprintf("panic(%v)", r.panicVal)
-	}
-	return fmt.Sprint(r.err)
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -602,4 +604,82 @@ func TestStoreCustomers_UnverifiedContactReservesNothing(t *testing.T) {
 	reg3 := token(t, e.do("POST", "/auth/customer/otp/register", map[string]string{"identifier": "x@example.com", "otp": e.code("x@example.com")}))
 	e.expect(e.do("POST", "/store/customers", map[string]string{"phone": "+12025550177"}, bearer(reg3)...), 422,
 		`{"code":"invalid_request_error","type":"duplicate_error","message":"Customer with this phone already has an account"}`)
+}
+
+// brokenStore fails every transaction with err.
+type brokenStore struct {
+	otpd.Store
+	err error
+}
+
+func (b brokenStore) Update(context.Context, func(otpd.Tx) error) error { return b.err }
+func (b brokenStore) View(context.Context, func(otpd.Tx) error) error   { return b.err }
+func (b brokenStore) Ping(context.Context) error                        { return b.err }
+
+// newBrokenEnv serves the dialect on a store that fails with err, logging
+// into logs.
+func newBrokenEnv(t *testing.T, err error, logs *bytes.Buffer) *httptest.Server {
+	kr, _ := otpd.NewKeyring([][]byte{[]byte("medusa-test-server-secret-0123456789abcdef")})
+	store := brokenStore{err: err}
+	engine := &otpd.Engine{Store: store, Keys: kr, Limits: otpd.DefaultSendLimits}
+	svc := &otpd.Service{Store: store, Engine: engine, ActorTypes: otpd.DefaultActorTypes}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	h := httpapi.NewHandler(httpapi.Options{
+		Logger:   log,
+		Ready:    store.Ping,
+		Dialects: []httpapi.Dialect{&medusa.Handler{Service: svc, Tokens: &medusa.Tokens{Secret: []byte(jwtSecret)}, Logger: log}},
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func post(t *testing.T, url, body string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, strings.TrimSpace(string(raw))
+}
+
+// TestInternalError: an unexpected failure is a 500 with Medusa's generic
+// body, logged with the request id, and its text never reaches the client.
+func TestInternalError(t *testing.T) {
+	var logs bytes.Buffer
+	srv := newBrokenEnv(t, errors.New("disk on fire at /var/lib/otpd"), &logs)
+	resp, body := post(t, srv.URL+"/auth/customer/otp/generate", `{"identifier":"a@example.com"}`)
+	if resp.StatusCode != 500 || body != `{"code":"unknown_error","type":"unknown_error","message":"An unknown error occurred."}` {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	if id == "" || !strings.Contains(logs.String(), "request_id="+id) || !strings.Contains(logs.String(), "disk on fire") {
+		t.Fatalf("log lacks the request id %q or the cause:\n%s", id, logs.String())
+	}
+}
+
+// TestUnavailable: a store that cannot be reached gives 503 with
+// Retry-After, and /ready turns false.
+func TestUnavailable(t *testing.T) {
+	var logs bytes.Buffer
+	srv := newBrokenEnv(t, otpd.Errorf(otpd.EUNAVAILABLE, "The database is unavailable."), &logs)
+	for path, req := range map[string]string{
+		"/auth/customer/otp/generate": `{"identifier":"a@example.com"}`,
+		"/auth/customer/otp/verify":   `{"identifier":"a@example.com","otp":"123456"}`,
+	} {
+		resp, body := post(t, srv.URL+path, req)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `"service_unavailable"`) {
+			t.Fatalf("%s: got %d %s (Retry-After %q)", path, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+		}
+	}
+	resp, err := http.Get(srv.URL + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("/ready: %d, want 503", resp.StatusCode)
+	}
 }
