@@ -10,8 +10,12 @@
 // GET /dev/outbox exists and the codes can be read back, and in another shell
 // run the load generator:
 //
-//	OTPD_DEV=1 go run ./cmd/otpd serve --dev
+//	OTPD_RESEND_COOLDOWN=1s OTPD_SEND_BUDGET=100000 go run ./cmd/otpd serve --dev
 //	go run ./cmd/otpd-load -clients 1,8,32,64 -duration 10s
+//
+// The relaxed limits let the sign-in levels reuse the accounts the sign-up
+// levels created (with the defaults, an address gets one code per 30 s and
+// five per 15 min); the limit check itself still runs on every send.
 //
 // Both share the machine's cores with the load generator, and so does the
 // hello-world server it measures, which runs in a child process for the
