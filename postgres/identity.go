@@ -1,0 +1,278 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/otpd/otpd"
+)
+
+// CreateAuthIdentity implements otpd.IdentityTx. The provider identity is
+// stored under a's id and tenant, and a.ActorIDs, if any, become actor links.
+// A conflict inserts nothing (ON CONFLICT DO NOTHING), so the transaction
+// stays usable; if the provider identity conflicts, the auth identity just
+// inserted is deleted again, so a caller that handles ECONFLICT and commits
+// does not leave an orphan identity.
+func (t *tx) CreateAuthIdentity(ctx context.Context, a *otpd.AuthIdentity, p *otpd.ProviderIdentity) (err error) {
+	app, err := encodeJSON(a.AppMetadata)
+	if err != nil {
+		return wrapf("create auth identity: app_metadata", err)
+	}
+	user, err := encodeJSON(p.UserMetadata)
+	if err != nil {
+		return wrapf("create auth identity: user_metadata", err)
+	}
+	prov, err := encodeJSON(p.ProviderMetadata)
+	if err != nil {
+		return wrapf("create auth identity: provider_metadata", err)
+	}
+
+	tag, err := t.tx.Exec(ctx, sqlCreateAuthIdentity, a.ID, a.Tenant, app, ms(a.CreatedAt), ms(a.UpdatedAt))
+	if err != nil {
+		return mapError("create auth identity", err)
+	} else if tag.RowsAffected() == 0 {
+		return otpd.Errorf(otpd.ECONFLICT, "Auth identity %s already exists.", a.ID)
+	}
+	// From here on, undo the insert on failure (cheaper than a SAVEPOINT on
+	// the success path; the cascade removes links already inserted).
+	defer func() {
+		if err != nil {
+			if _, derr := t.tx.Exec(ctx, sqlDeleteAuthIdentity, a.ID); derr != nil {
+				err = errors.Join(err, mapError("create auth identity: undo", derr))
+			}
+		}
+	}()
+
+	tag, err = t.tx.Exec(ctx, sqlCreateProviderIdentity,
+		p.ID, a.Tenant, a.ID, p.Provider, p.EntityID, user, prov, ms(p.CreatedAt), ms(p.UpdatedAt))
+	if err != nil {
+		return mapError("create provider identity", err)
+	} else if tag.RowsAffected() == 0 {
+		return otpd.Errorf(otpd.ECONFLICT, "An identity for this %s identifier already exists.", p.Provider)
+	}
+	for actorType, actorID := range a.ActorIDs {
+		if _, err = t.tx.Exec(ctx, sqlInsertActorLink, a.ID, actorType, actorID, a.Tenant, ms(a.CreatedAt)); err != nil {
+			return mapError("create auth identity: link actor", err)
+		}
+	}
+	return nil
+}
+
+// FindAuthIdentityByID implements otpd.IdentityTx.
+func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd.AuthIdentity, error) {
+	rows, err := t.tx.Query(ctx, sqlFindAuthIdentityByID, tenant, id)
+	if err != nil {
+		return nil, mapError("find auth identity", err)
+	}
+	defer rows.Close()
+	var a *otpd.AuthIdentity
+	for rows.Next() {
+		var (
+			app                []byte
+			created, updated   int64
+			actorType, actorID *string
+			scanID, scanTenant string
+		)
+		if err := rows.Scan(&scanID, &scanTenant, &app, &created, &updated, &actorType, &actorID); err != nil {
+			return nil, mapError("find auth identity", err)
+		}
+		if a == nil {
+			meta, err := decodeJSON(app)
+			if err != nil {
+				return nil, wrapf("find auth identity: app_metadata", err)
+			}
+			a = &otpd.AuthIdentity{
+				ID: scanID, Tenant: scanTenant, ActorIDs: map[string]string{}, AppMetadata: meta,
+				CreatedAt: fromMS(created), UpdatedAt: fromMS(updated),
+			}
+		}
+		if actorType != nil && actorID != nil {
+			a.ActorIDs[*actorType] = *actorID
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapError("find auth identity", err)
+	}
+	if a == nil {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
+	}
+	return a, nil
+}
+
+// FindProviderIdentity implements otpd.IdentityTx.
+func (t *tx) FindProviderIdentity(ctx context.Context, tenant, provider, entityID string) (*otpd.ProviderIdentity, error) {
+	p, err := scanProviderIdentity(t.tx.QueryRow(ctx, sqlFindProviderIdentity, tenant, provider, entityID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Provider identity not found.")
+	} else if err != nil {
+		return nil, mapError("find provider identity", err)
+	}
+	return p, nil
+}
+
+// FindProviderIdentities implements otpd.IdentityTx. An identity with none
+// (or a missing identity) gives an empty slice and no error.
+func (t *tx) FindProviderIdentities(ctx context.Context, tenant, authIdentityID string) ([]*otpd.ProviderIdentity, error) {
+	rows, err := t.tx.Query(ctx, sqlFindProviderIdentities, tenant, authIdentityID)
+	if err != nil {
+		return nil, mapError("find provider identities", err)
+	}
+	defer rows.Close()
+	out := []*otpd.ProviderIdentity{}
+	for rows.Next() {
+		p, err := scanProviderIdentity(rows)
+		if err != nil {
+			return nil, mapError("find provider identities", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapError("find provider identities", err)
+	}
+	return out, nil
+}
+
+// FindAuthIdentityByActor implements otpd.IdentityTx.
+func (t *tx) FindAuthIdentityByActor(ctx context.Context, tenant, actorType, actorID string) (*otpd.AuthIdentity, error) {
+	var id string
+	err := t.tx.QueryRow(ctx, sqlFindAuthIdentityIDByActor, tenant, actorType, actorID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No auth identity is linked to this actor.")
+	} else if err != nil {
+		return nil, mapError("find auth identity by actor", err)
+	}
+	return t.FindAuthIdentityByID(ctx, tenant, id)
+}
+
+// FindAuthIdentityIDByContact implements otpd.IdentityTx.
+func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType string, c otpd.Contact) (string, error) {
+	var q string
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = sqlFindAuthIdentityIDByEmail
+	case otpd.ChannelSMS:
+		q = sqlFindAuthIdentityIDByPhone
+	default:
+		return "", otpd.Errorf(otpd.ENOTFOUND, "No account has this contact.")
+	}
+	var id string
+	err := t.tx.QueryRow(ctx, q, tenant, actorType, c.Value).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", otpd.Errorf(otpd.ENOTFOUND, "No account has this contact.")
+	} else if err != nil {
+		return "", mapError("find auth identity by contact", err)
+	}
+	return id, nil
+}
+
+// LinkActor implements otpd.IdentityTx, in one statement. It also sets the
+// identity's UpdatedAt to now, as changing app_metadata does in Medusa.
+func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error {
+	var found, linked int64
+	err := t.tx.QueryRow(ctx, sqlLinkActor, tenant, authIdentityID, actorType, actorID, ms(now)).Scan(&found, &linked)
+	if err != nil {
+		return mapError("link actor", err)
+	}
+	if found == 0 {
+		return otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
+	}
+	if linked == 0 {
+		return otpd.Errorf(otpd.ECONFLICT, "The identity is already linked to a %s.", actorType)
+	}
+	return nil
+}
+
+// CreateActor implements otpd.IdentityTx. The partial unique indexes on
+// (tenant, type, email) and (tenant, type, phone) among actors with an
+// account, and the primary key, turn a duplicate into ECONFLICT (no row
+// inserted, the transaction still usable).
+func (t *tx) CreateActor(ctx context.Context, a *otpd.Actor) error {
+	meta, err := encodeJSON(a.Metadata)
+	if err != nil {
+		return wrapf("create actor: metadata", err)
+	}
+	tag, err := t.tx.Exec(ctx, sqlCreateActor,
+		a.ID, a.Tenant, a.Type, a.Email, a.Phone, a.FirstName, a.LastName, a.CompanyName,
+		meta, a.EmailVerified, a.PhoneVerified, a.HasAccount, ms(a.CreatedAt), ms(a.UpdatedAt))
+	if err != nil {
+		return mapError("create actor", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return otpd.Errorf(otpd.ECONFLICT, "An account with this email or phone already exists.")
+	}
+	return nil
+}
+
+// FindActorByID implements otpd.IdentityTx.
+func (t *tx) FindActorByID(ctx context.Context, tenant, actorType, id string) (*otpd.Actor, error) {
+	a, err := scanActor(t.tx.QueryRow(ctx, sqlFindActorByID, id, tenant, actorType))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	} else if err != nil {
+		return nil, mapError("find actor", err)
+	}
+	return a, nil
+}
+
+// FindActorByContact implements otpd.IdentityTx.
+func (t *tx) FindActorByContact(ctx context.Context, tenant, actorType string, c otpd.Contact) (*otpd.Actor, error) {
+	var q string
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = sqlFindActorByEmail
+	case otpd.ChannelSMS:
+		q = sqlFindActorByPhone
+	default:
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	}
+	if c.Value == "" {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	}
+	a, err := scanActor(t.tx.QueryRow(ctx, q, tenant, actorType, c.Value))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
+	} else if err != nil {
+		return nil, mapError("find actor by contact", err)
+	}
+	return a, nil
+}
+
+func scanProviderIdentity(s scanner) (*otpd.ProviderIdentity, error) {
+	var (
+		p                otpd.ProviderIdentity
+		user, prov       []byte
+		created, updated int64
+	)
+	err := s.Scan(&p.ID, &p.Tenant, &p.AuthIdentityID, &p.Provider, &p.EntityID, &user, &prov, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	if p.UserMetadata, err = decodeJSON(user); err != nil {
+		return nil, wrapf("user_metadata", err)
+	}
+	if p.ProviderMetadata, err = decodeJSON(prov); err != nil {
+		return nil, wrapf("provider_metadata", err)
+	}
+	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
+	return &p, nil
+}
+
+func scanActor(s scanner) (*otpd.Actor, error) {
+	var (
+		a                otpd.Actor
+		meta             []byte
+		created, updated int64
+	)
+	err := s.Scan(&a.ID, &a.Tenant, &a.Type, &a.Email, &a.Phone, &a.FirstName, &a.LastName, &a.CompanyName,
+		&meta, &a.EmailVerified, &a.PhoneVerified, &a.HasAccount, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	if a.Metadata, err = decodeJSON(meta); err != nil {
+		return nil, wrapf("metadata", err)
+	}
+	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
+	return &a, nil
+}

@@ -1,0 +1,91 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/otpd/otpd"
+)
+
+// EnqueueMessages implements otpd.OutboxTx.
+func (t *tx) EnqueueMessages(ctx context.Context, msgs []*otpd.OutboxMessage) error {
+	for _, m := range msgs {
+		payload := m.Payload
+		if payload == nil {
+			payload = []byte{} // NOT NULL
+		}
+		tag, err := t.tx.Exec(ctx, sqlEnqueueMessage, m.ID, m.Notifier, payload, m.Attempts,
+			ms(m.NextAttemptAt), ms(m.CreatedAt), ms(m.ExpiresAt), m.LastError)
+		if err != nil {
+			return mapError("enqueue message", err)
+		} else if tag.RowsAffected() == 0 {
+			return otpd.Errorf(otpd.ECONFLICT, "Message %s already exists.", m.ID)
+		}
+	}
+	return nil
+}
+
+// ClaimMessages implements otpd.OutboxTx with one UPDATE ... RETURNING. The
+// messages returned carry their new NextAttemptAt (leaseUntil). PostgreSQL
+// does not order RETURNING rows, so they are sorted here: oldest (CreatedAt, then
+// the time-ordered ID) first.
+func (t *tx) ClaimMessages(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*otpd.OutboxMessage, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := t.tx.Query(ctx, sqlClaimMessages, ms(leaseUntil), ms(now), limit)
+	if err != nil {
+		return nil, mapError("claim messages", err)
+	}
+	defer rows.Close()
+	var out []*otpd.OutboxMessage
+	for rows.Next() {
+		var (
+			m                      otpd.OutboxMessage
+			attempts               int32
+			next, created, expires int64
+		)
+		if err := rows.Scan(&m.ID, &m.Notifier, &m.Payload, &attempts, &next, &created, &expires, &m.LastError); err != nil {
+			return nil, mapError("claim messages", err)
+		}
+		m.Attempts = int(attempts)
+		m.NextAttemptAt, m.CreatedAt, m.ExpiresAt = fromMS(next), fromMS(created), fromMS(expires)
+		out = append(out, &m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapError("claim messages", err)
+	}
+	slices.SortFunc(out, func(a, b *otpd.OutboxMessage) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// DeleteMessage implements otpd.OutboxTx. Deleting a missing message is not
+// an error.
+func (t *tx) DeleteMessage(ctx context.Context, id string) error {
+	_, err := t.tx.Exec(ctx, sqlDeleteMessage, id)
+	return mapError("delete message", err)
+}
+
+// RescheduleMessage implements otpd.OutboxTx. Rescheduling a message that is
+// gone (delivered meanwhile by another dispatcher after the lease ran out)
+// is not an error: there is nothing left to retry.
+func (t *tx) RescheduleMessage(ctx context.Context, id string, attempts int, next time.Time, lastError string) error {
+	_, err := t.tx.Exec(ctx, sqlRescheduleMessage, id, attempts, ms(next), lastError)
+	return mapError("reschedule message", err)
+}
+
+// CountMessages implements otpd.OutboxTx.
+func (t *tx) CountMessages(ctx context.Context) (int, error) {
+	var n int
+	if err := t.tx.QueryRow(ctx, sqlCountMessages).Scan(&n); err != nil {
+		return 0, mapError("count messages", err)
+	}
+	return n, nil
+}

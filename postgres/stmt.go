@@ -1,0 +1,203 @@
+package postgres
+
+import (
+	"github.com/jackc/pgx/v5"
+	"github.com/otpd/otpd"
+)
+
+// Column lists, in the order the scan functions read them.
+const challengeColumns = `id, tenant, actor_type, purpose, destination, channel, subject_id,
+	code_hash, attempts, max_attempts, created_at, expires_at, consumed_at, retired_at`
+
+const actorColumns = `id, tenant, type, email, phone, first_name, last_name, company_name,
+	metadata, email_verified, phone_verified, has_account, created_at, updated_at`
+
+const providerIdentityColumns = `id, tenant, auth_identity_id, provider, entity_id,
+	user_metadata, provider_metadata, created_at, updated_at`
+
+const outboxColumns = `id, notifier, payload, attempts, next_attempt_at, created_at, expires_at, last_error`
+
+// The statements. In the challenge statements, the liveness predicate at $5
+// ("now") is: not consumed, not retired, not expired, guesses left; it
+// matches otpd.Challenge.Live.
+const (
+	// sqlLockDestination locks (tenant, destination) until the end of the
+	// transaction. The key is length-prefixed so that no two pairs share a
+	// hashed string (PostgreSQL text cannot hold chr(0) as a separator).
+	sqlLockDestination = `SELECT pg_advisory_xact_lock(hashtextextended(length($1::text) || ':' || $1::text || $2::text, 0))`
+
+	// sqlSendStats: Count and Oldest over the sends (channel <> '') to the
+	// destination after $3, whatever the purpose or actor type
+	// (challenges_destination_idx); Last, the newest send of the key itself,
+	// of any age (challenges_key_idx, read backwards).
+	sqlSendStats = `
+SELECT count(*), min(created_at),
+	(SELECT created_at FROM challenges
+	 WHERE tenant = $1 AND actor_type = $4 AND purpose = $5 AND destination = $2 AND channel <> ''
+	 ORDER BY created_at DESC LIMIT 1)
+FROM challenges
+WHERE tenant = $1 AND destination = $2 AND channel <> '' AND created_at > $3`
+
+	sqlRetireChallenges = `
+UPDATE challenges SET retired_at = $5
+WHERE tenant = $1 AND actor_type = $2 AND purpose = $3 AND destination = $4
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $5 AND attempts < max_attempts`
+
+	// sqlCreateChallenge: zero rows inserted means the id exists.
+	sqlCreateChallenge = `
+INSERT INTO challenges (` + challengeColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT DO NOTHING`
+
+	// sqlAttemptChallenge: one statement picks the newest live challenge of
+	// the key and counts the guess. The outer WHERE repeats the liveness
+	// predicate: a concurrent guess that changed the row first makes
+	// PostgreSQL re-check it against the new version (D3), so the increment
+	// never applies to a row that is no longer live.
+	sqlAttemptChallenge = `
+UPDATE challenges SET attempts = attempts + 1
+WHERE id = (
+		SELECT id FROM challenges
+		WHERE tenant = $1 AND actor_type = $2 AND purpose = $3 AND destination = $4
+			AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $5 AND attempts < max_attempts
+		ORDER BY created_at DESC, id DESC
+		LIMIT 1)
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $5 AND attempts < max_attempts
+RETURNING ` + challengeColumns
+
+	// sqlConsumeChallenge: compare-and-set. It deliberately does not test
+	// attempts < max_attempts: the guess that is being redeemed has already
+	// been counted, and the last allowed guess may be the right one.
+	sqlConsumeChallenge = `
+UPDATE challenges SET consumed_at = $2
+WHERE id = $1 AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $2`
+
+	sqlDeleteChallengesBefore = `DELETE FROM challenges WHERE expires_at < $1`
+
+	sqlCreateAuthIdentity = `
+INSERT INTO auth_identities (id, tenant, app_metadata, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING`
+
+	sqlDeleteAuthIdentity = `DELETE FROM auth_identities WHERE id = $1`
+
+	sqlCreateProviderIdentity = `
+INSERT INTO provider_identities (` + providerIdentityColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT DO NOTHING`
+
+	sqlInsertActorLink = `
+INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
+VALUES ($1, $2, $3, $4, $5)`
+
+	// sqlLinkActor links the identity only if it exists in the tenant and
+	// has no actor of that type yet, and then touches its updated_at: found
+	// = 0 means ENOTFOUND, linked = 0 ECONFLICT. One round trip.
+	sqlLinkActor = `
+WITH a AS (
+	SELECT id, tenant FROM auth_identities WHERE id = $2 AND tenant = $1
+), ins AS (
+	INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
+	SELECT id, $3, $4, tenant, $5 FROM a
+	ON CONFLICT DO NOTHING
+	RETURNING auth_identity_id
+), touch AS (
+	UPDATE auth_identities SET updated_at = $5 FROM ins WHERE auth_identities.id = ins.auth_identity_id
+)
+SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM ins)`
+
+	// One row per actor link (or one with NULL link columns).
+	sqlFindAuthIdentityByID = `
+SELECT a.id, a.tenant, a.app_metadata, a.created_at, a.updated_at, l.actor_type, l.actor_id
+FROM auth_identities a
+LEFT JOIN auth_identity_actors l ON l.auth_identity_id = a.id
+WHERE a.id = $2 AND a.tenant = $1`
+
+	sqlFindProviderIdentity = `
+SELECT ` + providerIdentityColumns + ` FROM provider_identities
+WHERE tenant = $1 AND provider = $2 AND entity_id = $3`
+
+	sqlFindProviderIdentities = `
+SELECT ` + providerIdentityColumns + ` FROM provider_identities
+WHERE auth_identity_id = $2 AND tenant = $1
+ORDER BY created_at, id`
+
+	// The sign-in lookup: the verified account of a contact (its unique
+	// partial index) and its oldest linked identity, in one statement.
+	sqlFindAuthIdentityIDByEmail = `
+SELECT l.auth_identity_id FROM actors c
+JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE c.tenant = $1 AND c.type = $2 AND c.email = $3 AND c.has_account AND c.email_verified AND c.email <> ''
+ORDER BY a.created_at, a.id
+LIMIT 1`
+
+	sqlFindAuthIdentityIDByPhone = `
+SELECT l.auth_identity_id FROM actors c
+JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE c.tenant = $1 AND c.type = $2 AND c.phone = $3 AND c.has_account AND c.phone_verified AND c.phone <> ''
+ORDER BY a.created_at, a.id
+LIMIT 1`
+
+	sqlFindAuthIdentityIDByActor = `
+SELECT a.id FROM auth_identity_actors l
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE l.tenant = $1 AND l.actor_type = $2 AND l.actor_id = $3
+ORDER BY a.created_at, a.id
+LIMIT 1`
+
+	// sqlCreateActor: zero rows inserted means the id, or a verified contact
+	// of an account (the partial unique indexes), exists.
+	sqlCreateActor = `
+INSERT INTO actors (` + actorColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT DO NOTHING`
+
+	sqlFindActorByID = `SELECT ` + actorColumns + ` FROM actors WHERE id = $1 AND tenant = $2 AND type = $3`
+
+	sqlFindActorByEmail = `
+SELECT ` + actorColumns + ` FROM actors
+WHERE tenant = $1 AND type = $2 AND email = $3 AND has_account AND email_verified AND email <> ''
+LIMIT 1`
+
+	sqlFindActorByPhone = `
+SELECT ` + actorColumns + ` FROM actors
+WHERE tenant = $1 AND type = $2 AND phone = $3 AND has_account AND phone_verified AND phone <> ''
+LIMIT 1`
+
+	sqlEnqueueMessage = `
+INSERT INTO outbox (` + outboxColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT DO NOTHING`
+
+	// sqlClaimMessages: one statement selects the due messages and moves
+	// them to the lease. SKIP LOCKED lets concurrent dispatchers take
+	// different messages rather than queue on the same rows; the outer
+	// next_attempt_at test is re-checked on a row changed concurrently, so
+	// no message is ever claimed twice.
+	sqlClaimMessages = `
+UPDATE outbox SET next_attempt_at = $1
+WHERE id IN (
+	SELECT id FROM outbox WHERE next_attempt_at <= $2
+	ORDER BY next_attempt_at, id
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED)
+	AND next_attempt_at <= $2
+RETURNING ` + outboxColumns
+
+	sqlDeleteMessage = `DELETE FROM outbox WHERE id = $1`
+
+	sqlRescheduleMessage = `
+UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1`
+
+	sqlCountMessages = `SELECT count(*) FROM outbox`
+)
+
+// tx implements otpd.Tx on one pgx transaction.
+type tx struct {
+	tx    pgx.Tx
+	write bool // an Update (SendStats locks the destination)
+}
+
+var _ otpd.Tx = (*tx)(nil)
