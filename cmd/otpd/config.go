@@ -403,20 +403,22 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// parseDatabaseURL returns the SQLite file path of a sqlite:// URL. The
-// backend is chosen by scheme here and nowhere else.
-func parseDatabaseURL(s string) (path string, err error) {
+// parseDatabaseURL checks a database URL and returns its scheme, "sqlite"
+// or "postgres".
+func parseDatabaseURL(s string) (scheme string, err error) {
 	switch {
 	case strings.HasPrefix(s, "sqlite://"):
-		path = strings.TrimPrefix(s, "sqlite://")
-		if path == "" {
+		if strings.TrimPrefix(s, "sqlite://") == "" {
 			return "", errors.New("sqlite:// needs a file path, e.g. sqlite://otpd.db or sqlite:///var/lib/otpd/otpd.db")
 		}
-		return path, nil
+		return "sqlite", nil
 	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
-		return "", errors.New("postgres is not supported by this build yet; use sqlite://PATH")
+		if u, err := url.Parse(s); err != nil || u.Host == "" {
+			return "", fmt.Errorf("%q: not a PostgreSQL URL (postgres://user:password@host:5432/dbname)", redactURL(s))
+		}
+		return "postgres", nil
 	default:
-		return "", fmt.Errorf("%q: unknown scheme (use sqlite://PATH)", redactURL(s))
+		return "", fmt.Errorf("%q: unknown scheme (use sqlite://PATH or postgres://...)", redactURL(s))
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
@@ -576,6 +579,7 @@ func TestCLI(t *testing.T) {
 		{"BadEnvNamesVariable", []string{db, "OTPD_SEND_BUDGET=lots"}, []string{"serve", "--dev"}, true, "OTPD_SEND_BUDGET"},
 		{"BadCodeLength", []string{db, "OTPD_CODE_LENGTH=3"}, []string{"serve", "--dev"}, true, "codes.length"},
 		{"UnknownScheme", []string{"OTPD_DATABASE_URL=mysql://x"}, []string{"serve", "--dev"}, true, "database_url"},
+		{"PostgresUnreachable", []string{"OTPD_DATABASE_URL=postgres://otpd:s3cret-pw@127.0.0.1:1/otpd?connect_timeout=1"}, []string{"serve", "--dev"}, true, "open database"},
 		{"ShortSecret", []string{db, "OTPD_SECRETS=short"}, []string{"serve", "--dev"}, true, "secrets[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -596,4 +600,72 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("err=%v output=%q, want an error naming the unknown key", err, out)
 		}
 	})
+}
+
+// postgresEnv points a server at a fresh schema of the PostgreSQL database
+// named by OTPD_TEST_POSTGRES_URL, or skips the test.
+func postgresEnv(t *testing.T) []string {
+	base := os.Getenv("OTPD_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("OTPD_TEST_POSTGRES_URL is not set: PostgreSQL end-to-end tests skipped")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect %s: %v", base, err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "otpd_e2e_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err == nil {
+			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(context.Background())
+		}
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return []string{"OTPD_DATABASE_URL=" + base + sep + "search_path=" + schema}
+}
+
+// TestE2E_Postgres runs the core guarantees on the PostgreSQL store: a whole
+// sign-up and sign-in, exactly one success of 200 simultaneous verifies,
+// exactly max_attempts guesses compared of 200 wrong ones, and a restart
+// that keeps the count.
+func TestE2E_Postgres(t *testing.T) {
+	env := append(devEnv(), postgresEnv(t)...)
+	dir := t.TempDir()
+	s := startServer(t, dir, env...)
+	tok := s.signUp("pg@example.com")
+	if st := s.call("GET", "/store/customers/me", tok, nil, nil); st != 200 {
+		t.Fatalf("me: %d", st)
+	}
+
+	s.call("POST", "/auth/customer/otp/generate", "", map[string]string{"identifier": "pg@example.com"}, nil)
+	code := s.outboxCode("pg@example.com")
+	if counts := s.burst(200, "/auth/customer/otp/verify", map[string]string{"identifier": "pg@example.com", "otp": code}); counts[200] != 1 || counts[400] != 199 {
+		t.Fatalf("simultaneous verifies: %v, want 1×200 and 199×400", counts)
+	}
+
+	s.signUp("pg2@example.com")
+	s.call("POST", "/auth/customer/otp/generate", "", map[string]string{"identifier": "pg2@example.com"}, nil)
+	code = s.outboxCode("pg2@example.com")
+	if counts := s.burst(200, "/auth/customer/otp/verify", map[string]string{"identifier": "pg2@example.com", "otp": "abcdef"}); counts[400] != 200 {
+		t.Fatalf("wrong guesses: %v", counts)
+	}
+	if got := s.metric("otpd_code_verifications_total", `outcome="mismatch",purpose="sign_in"`); got != 5 {
+		t.Fatalf("guesses compared=%d, want 5", got)
+	}
+	s.stop()
+	s = startServer(t, dir, env...)
+	if st := s.call("POST", "/auth/customer/otp/verify", "", map[string]string{"identifier": "pg2@example.com", "otp": code}, nil); st != 400 {
+		t.Fatalf("right code after the burst, across a restart: %d, want 400", st)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/medusa"
 	"github.com/otpd/otpd/metrics"
+	"github.com/otpd/otpd/postgres"
 	"github.com/otpd/otpd/sqlite"
 	"github.com/otpd/otpd/webhook"
 )
@@ -98,11 +100,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path, err := parseDatabaseURL(cfg.DatabaseURL)
-			if err != nil {
-				return err
-			}
-			db, err := sqlite.Open(cmd.Context(), path, sqlite.Options{NoMigrate: true})
+			db, err := openStore(cmd.Context(), cfg.DatabaseURL, true)
 			if err != nil {
 				return err
 			}
@@ -154,7 +152,7 @@ type Main struct {
 	Profile bool // serve /debug/pprof/
 
 	Logger     *slog.Logger
-	DB         *sqlite.DB
+	DB         store
 	Addr       net.Addr // the address actually listened on
 	httpServer *http.Server
 	cancel     context.CancelFunc
@@ -188,11 +186,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
-	path, err := parseDatabaseURL(cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	m.DB, err = sqlite.Open(ctx, path, sqlite.Options{NoMigrate: !cfg.MigrateOnStart})
+	m.DB, err = openStore(ctx, cfg.DatabaseURL, !cfg.MigrateOnStart)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -314,6 +308,36 @@ func (m *Main) Open(ctx context.Context) error {
 		log.Info("dev mode: codes are kept in memory, read them at http://" + m.Addr.String() + "/dev/outbox")
 	}
 	return nil
+}
+
+// store is what otpd needs of a backend: the otpd.Store and its migrations.
+type store interface {
+	otpd.Store
+	Migrate(ctx context.Context) (applied int, err error)
+}
+
+// openStore opens the backend named by the URL's scheme. This is the one
+// place where the backend is chosen.
+func openStore(ctx context.Context, dbURL string, noMigrate bool) (store, error) {
+	scheme, err := parseDatabaseURL(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	// Each branch returns a nil interface on error, never a typed nil.
+	switch scheme {
+	case "postgres":
+		db, err := postgres.Open(ctx, dbURL, postgres.Options{NoMigrate: noMigrate})
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	default:
+		db, err := sqlite.Open(ctx, strings.TrimPrefix(dbURL, "sqlite://"), sqlite.Options{NoMigrate: noMigrate})
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	}
 }
 
 // Close stops accepting requests, lets those in flight finish, stops the
