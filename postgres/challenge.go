@@ -2,57 +2,14 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/sqlstore"
 )
-
-// ms returns t as stored: unix milliseconds.
-func ms(t time.Time) int64 { return t.UnixMilli() }
-
-// fromMS returns a stored time in UTC.
-func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
-
-func nullMS(t *time.Time) *int64 {
-	if t == nil {
-		return nil
-	}
-	v := ms(*t)
-	return &v
-}
-
-func fromNullMS(v *int64) *time.Time {
-	if v == nil {
-		return nil
-	}
-	t := fromMS(*v)
-	return &t
-}
-
-// encodeJSON returns the stored form of a JSON object: {} when m is empty.
-// It is raw JSON ([]byte), which pgx sends to a jsonb parameter as is.
-func encodeJSON(m map[string]any) ([]byte, error) {
-	if len(m) == 0 {
-		return []byte("{}"), nil
-	}
-	return json.Marshal(m)
-}
-
-// decodeJSON decodes a stored JSON object, returning an empty map, never nil.
-func decodeJSON(b []byte) (map[string]any, error) {
-	m := map[string]any{}
-	if len(b) == 0 || string(b) == "{}" {
-		return m, nil
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
 
 // SendStats implements otpd.ChallengeTx. Inside an Update, it first takes
 // the destination's advisory lock and then reads, as two statements sent in
@@ -64,7 +21,7 @@ func (t *tx) SendStats(ctx context.Context, key otpd.ChallengeKey, since time.Ti
 		oldest, last *int64
 		err          error
 	)
-	args := []any{key.Tenant, key.Destination, ms(since), key.ActorType, string(key.Purpose)}
+	args := []any{key.Tenant, key.Destination, sqlstore.MS(since), key.ActorType, string(key.Purpose)}
 	if t.write {
 		b := &pgx.Batch{}
 		b.Queue(sqlLockDestination, key.Tenant, key.Destination)
@@ -83,17 +40,17 @@ func (t *tx) SendStats(ctx context.Context, key otpd.ChallengeKey, since time.Ti
 		return otpd.SendStats{}, mapError("send stats", err)
 	}
 	if oldest != nil {
-		st.Oldest = fromMS(*oldest)
+		st.Oldest = sqlstore.FromMS(*oldest)
 	}
 	if last != nil {
-		st.Last = fromMS(*last)
+		st.Last = sqlstore.FromMS(*last)
 	}
 	return st, nil
 }
 
 // RetireChallenges implements otpd.ChallengeTx.
 func (t *tx) RetireChallenges(ctx context.Context, key otpd.ChallengeKey, now time.Time) (int, error) {
-	tag, err := t.tx.Exec(ctx, sqlRetireChallenges, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, ms(now))
+	tag, err := t.tx.Exec(ctx, sqlRetireChallenges, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, sqlstore.MS(now))
 	if err != nil {
 		return 0, mapError("retire challenges", err)
 	}
@@ -111,7 +68,7 @@ func (t *tx) CreateChallenge(ctx context.Context, c *otpd.Challenge) error {
 	}
 	tag, err := t.tx.Exec(ctx, sqlCreateChallenge,
 		c.ID, c.Tenant, c.ActorType, string(c.Purpose), c.Destination, string(c.Channel), c.SubjectID,
-		hash, c.Attempts, c.MaxAttempts, ms(c.CreatedAt), ms(c.ExpiresAt), nullMS(c.ConsumedAt), nullMS(c.RetiredAt))
+		hash, c.Attempts, c.MaxAttempts, sqlstore.MS(c.CreatedAt), sqlstore.MS(c.ExpiresAt), sqlstore.NullMS(c.ConsumedAt), sqlstore.NullMS(c.RetiredAt))
 	if err != nil {
 		return mapError("create challenge", err)
 	}
@@ -123,8 +80,8 @@ func (t *tx) CreateChallenge(ctx context.Context, c *otpd.Challenge) error {
 
 // AttemptChallenge implements otpd.ChallengeTx with one UPDATE ... RETURNING.
 func (t *tx) AttemptChallenge(ctx context.Context, key otpd.ChallengeKey, now time.Time) (*otpd.Challenge, error) {
-	row := t.tx.QueryRow(ctx, sqlAttemptChallenge, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, ms(now))
-	c, err := scanChallenge(row)
+	row := t.tx.QueryRow(ctx, sqlAttemptChallenge, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, sqlstore.MS(now))
+	c, err := sqlstore.ScanChallenge(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "No live challenge.")
 	} else if err != nil {
@@ -136,7 +93,7 @@ func (t *tx) AttemptChallenge(ctx context.Context, key otpd.ChallengeKey, now ti
 // ConsumeChallenge implements otpd.ChallengeTx: exactly one affected row is
 // success; anything else is ECONFLICT.
 func (t *tx) ConsumeChallenge(ctx context.Context, id string, now time.Time) error {
-	tag, err := t.tx.Exec(ctx, sqlConsumeChallenge, id, ms(now))
+	tag, err := t.tx.Exec(ctx, sqlConsumeChallenge, id, sqlstore.MS(now))
 	if err != nil {
 		return mapError("consume challenge", err)
 	}
@@ -148,34 +105,11 @@ func (t *tx) ConsumeChallenge(ctx context.Context, id string, now time.Time) err
 
 // DeleteChallengesBefore implements otpd.ChallengeTx.
 func (t *tx) DeleteChallengesBefore(ctx context.Context, before time.Time) (int, error) {
-	tag, err := t.tx.Exec(ctx, sqlDeleteChallengesBefore, ms(before))
+	tag, err := t.tx.Exec(ctx, sqlDeleteChallengesBefore, sqlstore.MS(before))
 	if err != nil {
 		return 0, mapError("delete challenges", err)
 	}
 	return int(tag.RowsAffected()), nil
-}
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanChallenge(s scanner) (*otpd.Challenge, error) {
-	var (
-		c                  otpd.Challenge
-		purpose, channel   string
-		created, expires   int64
-		consumed, retired  *int64
-		attempts, maxTries int32
-	)
-	err := s.Scan(&c.ID, &c.Tenant, &c.ActorType, &purpose, &c.Destination, &channel, &c.SubjectID,
-		&c.CodeHash, &attempts, &maxTries, &created, &expires, &consumed, &retired)
-	if err != nil {
-		return nil, err
-	}
-	c.Purpose = otpd.Purpose(purpose)
-	c.Channel = otpd.Channel(channel)
-	c.Attempts, c.MaxAttempts = int(attempts), int(maxTries)
-	c.CreatedAt, c.ExpiresAt = fromMS(created), fromMS(expires)
-	c.ConsumedAt, c.RetiredAt = fromNullMS(consumed), fromNullMS(retired)
-	return &c, nil
 }
 
 // wrapf adds context to a non-database error (e.g. JSON) in the same form as

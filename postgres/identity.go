@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/sqlstore"
 )
 
 // CreateAuthIdentity implements otpd.IdentityTx. The provider identity is
@@ -16,20 +17,20 @@ import (
 // inserted is deleted again, so a caller that handles ECONFLICT and commits
 // does not leave an orphan identity.
 func (t *tx) CreateAuthIdentity(ctx context.Context, a *otpd.AuthIdentity, p *otpd.ProviderIdentity) (err error) {
-	app, err := encodeJSON(a.AppMetadata)
+	app, err := sqlstore.EncodeJSON(a.AppMetadata)
 	if err != nil {
 		return wrapf("create auth identity: app_metadata", err)
 	}
-	user, err := encodeJSON(p.UserMetadata)
+	user, err := sqlstore.EncodeJSON(p.UserMetadata)
 	if err != nil {
 		return wrapf("create auth identity: user_metadata", err)
 	}
-	prov, err := encodeJSON(p.ProviderMetadata)
+	prov, err := sqlstore.EncodeJSON(p.ProviderMetadata)
 	if err != nil {
 		return wrapf("create auth identity: provider_metadata", err)
 	}
 
-	tag, err := t.tx.Exec(ctx, sqlCreateAuthIdentity, a.ID, a.Tenant, app, ms(a.CreatedAt), ms(a.UpdatedAt))
+	tag, err := t.tx.Exec(ctx, sqlCreateAuthIdentity, a.ID, a.Tenant, app, sqlstore.MS(a.CreatedAt), sqlstore.MS(a.UpdatedAt))
 	if err != nil {
 		return mapError("create auth identity", err)
 	} else if tag.RowsAffected() == 0 {
@@ -46,14 +47,14 @@ func (t *tx) CreateAuthIdentity(ctx context.Context, a *otpd.AuthIdentity, p *ot
 	}()
 
 	tag, err = t.tx.Exec(ctx, sqlCreateProviderIdentity,
-		p.ID, a.Tenant, a.ID, p.Provider, p.EntityID, user, prov, ms(p.CreatedAt), ms(p.UpdatedAt))
+		p.ID, a.Tenant, a.ID, p.Provider, p.EntityID, user, prov, sqlstore.MS(p.CreatedAt), sqlstore.MS(p.UpdatedAt))
 	if err != nil {
 		return mapError("create provider identity", err)
 	} else if tag.RowsAffected() == 0 {
 		return otpd.Errorf(otpd.ECONFLICT, "An identity for this %s identifier already exists.", p.Provider)
 	}
 	for actorType, actorID := range a.ActorIDs {
-		if _, err = t.tx.Exec(ctx, sqlInsertActorLink, a.ID, actorType, actorID, a.Tenant, ms(a.CreatedAt)); err != nil {
+		if _, err = t.tx.Exec(ctx, sqlInsertActorLink, a.ID, actorType, actorID, a.Tenant, sqlstore.MS(a.CreatedAt)); err != nil {
 			return mapError("create auth identity: link actor", err)
 		}
 	}
@@ -79,13 +80,13 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 			return nil, mapError("find auth identity", err)
 		}
 		if a == nil {
-			meta, err := decodeJSON(app)
+			meta, err := sqlstore.DecodeJSON(app)
 			if err != nil {
 				return nil, wrapf("find auth identity: app_metadata", err)
 			}
 			a = &otpd.AuthIdentity{
 				ID: scanID, Tenant: scanTenant, ActorIDs: map[string]string{}, AppMetadata: meta,
-				CreatedAt: fromMS(created), UpdatedAt: fromMS(updated),
+				CreatedAt: sqlstore.FromMS(created), UpdatedAt: sqlstore.FromMS(updated),
 			}
 		}
 		if actorType != nil && actorID != nil {
@@ -103,7 +104,7 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 
 // FindProviderIdentity implements otpd.IdentityTx.
 func (t *tx) FindProviderIdentity(ctx context.Context, tenant, provider, entityID string) (*otpd.ProviderIdentity, error) {
-	p, err := scanProviderIdentity(t.tx.QueryRow(ctx, sqlFindProviderIdentity, tenant, provider, entityID))
+	p, err := sqlstore.ScanProviderIdentity(t.tx.QueryRow(ctx, sqlFindProviderIdentity, tenant, provider, entityID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Provider identity not found.")
 	} else if err != nil {
@@ -122,7 +123,7 @@ func (t *tx) FindProviderIdentities(ctx context.Context, tenant, authIdentityID 
 	defer rows.Close()
 	out := []*otpd.ProviderIdentity{}
 	for rows.Next() {
-		p, err := scanProviderIdentity(rows)
+		p, err := sqlstore.ScanProviderIdentity(rows)
 		if err != nil {
 			return nil, mapError("find provider identities", err)
 		}
@@ -171,7 +172,7 @@ func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType 
 // identity's UpdatedAt to now, as changing app_metadata does in Medusa.
 func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error {
 	var found, linked int64
-	err := t.tx.QueryRow(ctx, sqlLinkActor, tenant, authIdentityID, actorType, actorID, ms(now)).Scan(&found, &linked)
+	err := t.tx.QueryRow(ctx, sqlLinkActor, tenant, authIdentityID, actorType, actorID, sqlstore.MS(now)).Scan(&found, &linked)
 	if err != nil {
 		return mapError("link actor", err)
 	}
@@ -189,13 +190,13 @@ func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, a
 // account, and the primary key, turn a duplicate into ECONFLICT (no row
 // inserted, the transaction still usable).
 func (t *tx) CreateActor(ctx context.Context, a *otpd.Actor) error {
-	meta, err := encodeJSON(a.Metadata)
+	meta, err := sqlstore.EncodeJSON(a.Metadata)
 	if err != nil {
 		return wrapf("create actor: metadata", err)
 	}
 	tag, err := t.tx.Exec(ctx, sqlCreateActor,
 		a.ID, a.Tenant, a.Type, a.Email, a.Phone, a.FirstName, a.LastName, a.CompanyName,
-		meta, a.EmailVerified, a.PhoneVerified, a.HasAccount, ms(a.CreatedAt), ms(a.UpdatedAt))
+		meta, a.EmailVerified, a.PhoneVerified, a.HasAccount, sqlstore.MS(a.CreatedAt), sqlstore.MS(a.UpdatedAt))
 	if err != nil {
 		return mapError("create actor", err)
 	}
@@ -207,7 +208,7 @@ func (t *tx) CreateActor(ctx context.Context, a *otpd.Actor) error {
 
 // FindActorByID implements otpd.IdentityTx.
 func (t *tx) FindActorByID(ctx context.Context, tenant, actorType, id string) (*otpd.Actor, error) {
-	a, err := scanActor(t.tx.QueryRow(ctx, sqlFindActorByID, id, tenant, actorType))
+	a, err := sqlstore.ScanActor(t.tx.QueryRow(ctx, sqlFindActorByID, id, tenant, actorType))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
 	} else if err != nil {
@@ -230,49 +231,11 @@ func (t *tx) FindActorByContact(ctx context.Context, tenant, actorType string, c
 	if c.Value == "" {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
 	}
-	a, err := scanActor(t.tx.QueryRow(ctx, q, tenant, actorType, c.Value))
+	a, err := sqlstore.ScanActor(t.tx.QueryRow(ctx, q, tenant, actorType, c.Value))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
 	} else if err != nil {
 		return nil, mapError("find actor by contact", err)
 	}
 	return a, nil
-}
-
-func scanProviderIdentity(s scanner) (*otpd.ProviderIdentity, error) {
-	var (
-		p                otpd.ProviderIdentity
-		user, prov       []byte
-		created, updated int64
-	)
-	err := s.Scan(&p.ID, &p.Tenant, &p.AuthIdentityID, &p.Provider, &p.EntityID, &user, &prov, &created, &updated)
-	if err != nil {
-		return nil, err
-	}
-	if p.UserMetadata, err = decodeJSON(user); err != nil {
-		return nil, wrapf("user_metadata", err)
-	}
-	if p.ProviderMetadata, err = decodeJSON(prov); err != nil {
-		return nil, wrapf("provider_metadata", err)
-	}
-	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
-	return &p, nil
-}
-
-func scanActor(s scanner) (*otpd.Actor, error) {
-	var (
-		a                otpd.Actor
-		meta             []byte
-		created, updated int64
-	)
-	err := s.Scan(&a.ID, &a.Tenant, &a.Type, &a.Email, &a.Phone, &a.FirstName, &a.LastName, &a.CompanyName,
-		&meta, &a.EmailVerified, &a.PhoneVerified, &a.HasAccount, &created, &updated)
-	if err != nil {
-		return nil, err
-	}
-	if a.Metadata, err = decodeJSON(meta); err != nil {
-		return nil, wrapf("metadata", err)
-	}
-	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
-	return &a, nil
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
+	"github.com/otpd/otpd/internal/sqlstore"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,42 +14,6 @@ import (
 //
 //go:embed migration/*.sql
 var migrationFS embed.FS
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations sorted by version. File names
-// are NNNN_description.sql; NNNN is the version.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migration/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migration/")
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("postgres: migration %s: name must be NNNN_description.sql", base)
-		}
-		b, err := migrationFS.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: base, sql: string(b)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(out); i++ {
-		if out[i].version == out[i-1].version {
-			return nil, fmt.Errorf("postgres: migrations %s and %s share a version", out[i-1].name, out[i].name)
-		}
-	}
-	return out, nil
-}
 
 // lockMigrations takes the migration lock for the rest of tx. Its key is
 // derived from the current schema, so that deployments in different schemas
@@ -67,7 +28,7 @@ const lockMigrations = `SELECT pg_advisory_xact_lock(hashtextextended('otpd.migr
 // database already migrated past the newest migration this binary knows is
 // refused rather than used.
 func (db *DB) Migrate(ctx context.Context) (applied int, err error) {
-	ms, err := migrations()
+	all, err := sqlstore.Migrations(migrationFS, "migration")
 	if err != nil {
 		return 0, err
 	}
@@ -89,11 +50,11 @@ func (db *DB) Migrate(ctx context.Context) (applied int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if len(ms) > 0 && newest > ms[len(ms)-1].version {
-		return 0, fmt.Errorf("postgres: database schema version %d is newer than this otpd (%d)", newest, ms[len(ms)-1].version)
+	if len(all) > 0 && newest > all[len(all)-1].Version {
+		return 0, fmt.Errorf("postgres: database schema version %d is newer than this otpd (%d)", newest, all[len(all)-1].Version)
 	}
-	for _, m := range ms {
-		if m.version <= newest {
+	for _, m := range all {
+		if m.Version <= newest {
 			continue
 		}
 		ok, err := db.applyMigration(ctx, m)
@@ -109,14 +70,14 @@ func (db *DB) Migrate(ctx context.Context) (applied int, err error) {
 
 // applyMigration applies m unless it is recorded already. The check runs
 // after the lock is taken, in the same transaction as the migration.
-func (db *DB) applyMigration(ctx context.Context, m migration) (bool, error) {
+func (db *DB) applyMigration(ctx context.Context, m sqlstore.Migration) (bool, error) {
 	applied := false
-	err := db.inTx(ctx, "migrate "+m.name, func(tx pgx.Tx) error {
+	err := db.inTx(ctx, "migrate "+m.Name, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockMigrations); err != nil {
 			return err
 		}
 		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version).Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&exists); err != nil {
 			return err
 		}
 		if exists {
@@ -124,11 +85,11 @@ func (db *DB) applyMigration(ctx context.Context, m migration) (bool, error) {
 		}
 		// No arguments: pgx sends it with the simple protocol, which runs
 		// every statement of the file.
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`,
-			m.version, time.Now().UnixMilli()); err != nil {
+			m.Version, time.Now().UnixMilli()); err != nil {
 			return err
 		}
 		applied = true

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/sqlstore"
 )
 
 // CreateAuthIdentity implements otpd.IdentityTx. The provider identity is
@@ -14,20 +15,20 @@ import (
 // On any failure nothing of the call remains in the transaction, so a caller
 // that handles ECONFLICT and commits does not leave an orphan identity.
 func (t *tx) CreateAuthIdentity(ctx context.Context, a *otpd.AuthIdentity, p *otpd.ProviderIdentity) (err error) {
-	app, err := encodeJSON(a.AppMetadata)
+	app, err := sqlstore.EncodeJSON(a.AppMetadata)
 	if err != nil {
 		return wrapf("create auth identity: app_metadata", err)
 	}
-	user, err := encodeJSON(p.UserMetadata)
+	user, err := sqlstore.EncodeJSON(p.UserMetadata)
 	if err != nil {
 		return wrapf("create auth identity: user_metadata", err)
 	}
-	prov, err := encodeJSON(p.ProviderMetadata)
+	prov, err := sqlstore.EncodeJSON(p.ProviderMetadata)
 	if err != nil {
 		return wrapf("create auth identity: provider_metadata", err)
 	}
 
-	_, err = t.exec(ctx, qCreateAuthIdentity, a.ID, a.Tenant, app, ms(a.CreatedAt), ms(a.UpdatedAt))
+	_, err = t.exec(ctx, qCreateAuthIdentity, a.ID, a.Tenant, string(app), sqlstore.MS(a.CreatedAt), sqlstore.MS(a.UpdatedAt))
 	if isUniqueViolation(err) {
 		return otpd.Errorf(otpd.ECONFLICT, "Auth identity %s already exists.", a.ID)
 	} else if err != nil {
@@ -44,14 +45,14 @@ func (t *tx) CreateAuthIdentity(ctx context.Context, a *otpd.AuthIdentity, p *ot
 	}()
 
 	_, err = t.exec(ctx, qCreateProviderIdentity,
-		p.ID, a.Tenant, a.ID, p.Provider, p.EntityID, user, prov, ms(p.CreatedAt), ms(p.UpdatedAt))
+		p.ID, a.Tenant, a.ID, p.Provider, p.EntityID, string(user), string(prov), sqlstore.MS(p.CreatedAt), sqlstore.MS(p.UpdatedAt))
 	if isUniqueViolation(err) {
 		return otpd.Errorf(otpd.ECONFLICT, "An identity for this %s identifier already exists.", p.Provider)
 	} else if err != nil {
 		return mapError("create provider identity", err)
 	}
 	for actorType, actorID := range a.ActorIDs {
-		_, err = t.exec(ctx, qInsertActorLink, a.ID, actorType, actorID, a.Tenant, ms(a.CreatedAt))
+		_, err = t.exec(ctx, qInsertActorLink, a.ID, actorType, actorID, a.Tenant, sqlstore.MS(a.CreatedAt))
 		if err != nil {
 			return mapError("create auth identity: link actor", err)
 		}
@@ -69,7 +70,7 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 	var a *otpd.AuthIdentity
 	for rows.Next() {
 		var (
-			app                string
+			app                []byte
 			created, updated   int64
 			actorType, actorID sql.NullString
 			scanID, scanTenant string
@@ -78,13 +79,13 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 			return nil, mapError("find auth identity", err)
 		}
 		if a == nil {
-			meta, err := decodeJSON(app)
+			meta, err := sqlstore.DecodeJSON(app)
 			if err != nil {
 				return nil, wrapf("find auth identity: app_metadata", err)
 			}
 			a = &otpd.AuthIdentity{
 				ID: scanID, Tenant: scanTenant, ActorIDs: map[string]string{}, AppMetadata: meta,
-				CreatedAt: fromMS(created), UpdatedAt: fromMS(updated),
+				CreatedAt: sqlstore.FromMS(created), UpdatedAt: sqlstore.FromMS(updated),
 			}
 		}
 		if actorType.Valid {
@@ -102,7 +103,7 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 
 // FindProviderIdentity implements otpd.IdentityTx.
 func (t *tx) FindProviderIdentity(ctx context.Context, tenant, provider, entityID string) (*otpd.ProviderIdentity, error) {
-	p, err := scanProviderIdentity(t.queryRow(ctx, qFindProviderIdentity, tenant, provider, entityID))
+	p, err := sqlstore.ScanProviderIdentity(t.queryRow(ctx, qFindProviderIdentity, tenant, provider, entityID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Provider identity not found.")
 	} else if err != nil {
@@ -121,7 +122,7 @@ func (t *tx) FindProviderIdentities(ctx context.Context, tenant, authIdentityID 
 	defer rows.Close()
 	out := []*otpd.ProviderIdentity{}
 	for rows.Next() {
-		p, err := scanProviderIdentity(rows)
+		p, err := sqlstore.ScanProviderIdentity(rows)
 		if err != nil {
 			return nil, mapError("find provider identities", err)
 		}
@@ -169,7 +170,7 @@ func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType 
 // LinkActor implements otpd.IdentityTx. It also sets the identity's
 // UpdatedAt to now, as changing app_metadata does in Medusa.
 func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error {
-	res, err := t.exec(ctx, qLinkActor, tenant, authIdentityID, actorType, actorID, ms(now))
+	res, err := t.exec(ctx, qLinkActor, tenant, authIdentityID, actorType, actorID, sqlstore.MS(now))
 	if isUniqueViolation(err) {
 		return otpd.Errorf(otpd.ECONFLICT, "The identity is already linked to a %s.", actorType)
 	} else if err != nil {
@@ -182,7 +183,7 @@ func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, a
 	if n == 0 {
 		return otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
 	}
-	if _, err := t.exec(ctx, qTouchAuthIdentity, authIdentityID, ms(now)); err != nil {
+	if _, err := t.exec(ctx, qTouchAuthIdentity, authIdentityID, sqlstore.MS(now)); err != nil {
 		return mapError("link actor", err)
 	}
 	return nil
@@ -192,13 +193,13 @@ func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, a
 // (tenant, type, email) and (tenant, type, phone) among actors with an
 // account turn a duplicate into ECONFLICT.
 func (t *tx) CreateActor(ctx context.Context, a *otpd.Actor) error {
-	meta, err := encodeJSON(a.Metadata)
+	meta, err := sqlstore.EncodeJSON(a.Metadata)
 	if err != nil {
 		return wrapf("create actor: metadata", err)
 	}
 	_, err = t.exec(ctx, qCreateActor,
 		a.ID, a.Tenant, a.Type, a.Email, a.Phone, a.FirstName, a.LastName, a.CompanyName,
-		meta, a.EmailVerified, a.PhoneVerified, a.HasAccount, ms(a.CreatedAt), ms(a.UpdatedAt))
+		string(meta), a.EmailVerified, a.PhoneVerified, a.HasAccount, sqlstore.MS(a.CreatedAt), sqlstore.MS(a.UpdatedAt))
 	if isUniqueViolation(err) {
 		return otpd.Errorf(otpd.ECONFLICT, "An account with this email or phone already exists.")
 	}
@@ -207,7 +208,7 @@ func (t *tx) CreateActor(ctx context.Context, a *otpd.Actor) error {
 
 // FindActorByID implements otpd.IdentityTx.
 func (t *tx) FindActorByID(ctx context.Context, tenant, actorType, id string) (*otpd.Actor, error) {
-	a, err := scanActor(t.queryRow(ctx, qFindActorByID, id, tenant, actorType))
+	a, err := sqlstore.ScanActor(t.queryRow(ctx, qFindActorByID, id, tenant, actorType))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
 	} else if err != nil {
@@ -231,49 +232,11 @@ func (t *tx) FindActorByContact(ctx context.Context, tenant, actorType string, c
 	if c.Value == "" {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
 	}
-	a, err := scanActor(t.queryRow(ctx, q, tenant, actorType, c.Value))
+	a, err := sqlstore.ScanActor(t.queryRow(ctx, q, tenant, actorType, c.Value))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Actor not found.")
 	} else if err != nil {
 		return nil, mapError("find actor by contact", err)
 	}
 	return a, nil
-}
-
-func scanProviderIdentity(s scanner) (*otpd.ProviderIdentity, error) {
-	var (
-		p                otpd.ProviderIdentity
-		user, prov       string
-		created, updated int64
-	)
-	err := s.Scan(&p.ID, &p.Tenant, &p.AuthIdentityID, &p.Provider, &p.EntityID, &user, &prov, &created, &updated)
-	if err != nil {
-		return nil, err
-	}
-	if p.UserMetadata, err = decodeJSON(user); err != nil {
-		return nil, wrapf("user_metadata", err)
-	}
-	if p.ProviderMetadata, err = decodeJSON(prov); err != nil {
-		return nil, wrapf("provider_metadata", err)
-	}
-	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
-	return &p, nil
-}
-
-func scanActor(s scanner) (*otpd.Actor, error) {
-	var (
-		a                otpd.Actor
-		meta             string
-		created, updated int64
-	)
-	err := s.Scan(&a.ID, &a.Tenant, &a.Type, &a.Email, &a.Phone, &a.FirstName, &a.LastName, &a.CompanyName,
-		&meta, &a.EmailVerified, &a.PhoneVerified, &a.HasAccount, &created, &updated)
-	if err != nil {
-		return nil, err
-	}
-	if a.Metadata, err = decodeJSON(meta); err != nil {
-		return nil, wrapf("metadata", err)
-	}
-	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
-	return &a, nil
 }

@@ -2,11 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/sqlstore"
 )
 
 // EnqueueMessages implements otpd.OutboxTx.
@@ -17,7 +16,7 @@ func (t *tx) EnqueueMessages(ctx context.Context, msgs []*otpd.OutboxMessage) er
 			payload = []byte{} // NOT NULL
 		}
 		_, err := t.exec(ctx, qEnqueueMessage, m.ID, m.Notifier, payload, m.Attempts,
-			ms(m.NextAttemptAt), ms(m.CreatedAt), ms(m.ExpiresAt), m.LastError)
+			sqlstore.MS(m.NextAttemptAt), sqlstore.MS(m.CreatedAt), sqlstore.MS(m.ExpiresAt), m.LastError)
 		if isUniqueViolation(err) {
 			return otpd.Errorf(otpd.ECONFLICT, "Message %s already exists.", m.ID)
 		} else if err != nil {
@@ -35,34 +34,23 @@ func (t *tx) ClaimMessages(ctx context.Context, now, leaseUntil time.Time, limit
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.query(ctx, qClaimMessages, ms(leaseUntil), ms(now), limit)
+	rows, err := t.query(ctx, qClaimMessages, sqlstore.MS(leaseUntil), sqlstore.MS(now), limit)
 	if err != nil {
 		return nil, mapError("claim messages", err)
 	}
 	defer rows.Close()
 	var out []*otpd.OutboxMessage
 	for rows.Next() {
-		var (
-			m                      otpd.OutboxMessage
-			attempts               int64
-			next, created, expires int64
-		)
-		if err := rows.Scan(&m.ID, &m.Notifier, &m.Payload, &attempts, &next, &created, &expires, &m.LastError); err != nil {
+		m, err := sqlstore.ScanMessage(rows)
+		if err != nil {
 			return nil, mapError("claim messages", err)
 		}
-		m.Attempts = int(attempts)
-		m.NextAttemptAt, m.CreatedAt, m.ExpiresAt = fromMS(next), fromMS(created), fromMS(expires)
-		out = append(out, &m)
+		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, mapError("claim messages", err)
 	}
-	slices.SortFunc(out, func(a, b *otpd.OutboxMessage) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	sqlstore.SortClaimed(out)
 	return out, nil
 }
 
@@ -77,7 +65,7 @@ func (t *tx) DeleteMessage(ctx context.Context, id string) error {
 // gone (delivered meanwhile by another dispatcher after the lease ran out)
 // is not an error: there is nothing left to retry.
 func (t *tx) RescheduleMessage(ctx context.Context, id string, attempts int, next time.Time, lastError string) error {
-	_, err := t.exec(ctx, qRescheduleMessage, id, attempts, ms(next), lastError)
+	_, err := t.exec(ctx, qRescheduleMessage, id, attempts, sqlstore.MS(next), lastError)
 	return mapError("reschedule message", err)
 }
 

@@ -191,22 +191,19 @@ func (db *DB) Path() string { return db.path }
 
 // View runs fn in a read-only transaction on the reader pool. The
 // transaction sees one consistent snapshot; writes inside it fail.
+// (Updates go through the group-commit writer, writer.go.)
 func (db *DB) View(ctx context.Context, fn func(tx otpd.Tx) error) error {
-	return db.run(ctx, db.reader, db.readStmts, &sql.TxOptions{ReadOnly: true}, fn)
-}
-
-func (db *DB) run(ctx context.Context, pool *sql.DB, stmts *stmtSet, opts *sql.TxOptions, fn func(tx otpd.Tx) error) (err error) {
 	if db.closed.Load() {
 		return otpd.Errorf(otpd.EUNAVAILABLE, "The database is closed.")
 	}
-	if err := stmts.prepare(ctx); err != nil {
+	if err := db.readStmts.prepare(ctx); err != nil {
 		return err
 	}
-	sqlTx, err := pool.BeginTx(ctx, opts)
+	sqlTx, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return unavailable("begin transaction", err)
 	}
-	t := &tx{tx: sqlTx, stmts: stmts}
+	t := &tx{tx: sqlTx, stmts: db.readStmts}
 	done := false
 	defer func() {
 		if !done {

@@ -374,3 +374,37 @@ func BenchmarkIssueAndVerify(b *testing.B) {
 		}
 	})
 }
+
+// TestJSONStoredAsText: JSON columns hold TEXT, as the schema declares, not
+// BLOBs (the shared encoder returns bytes; this store writes them as text).
+func TestJSONStoredAsText(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "otpd.db")
+	db := MustOpenPath(t, path, sqlite.Options{})
+	now := time.Now().UTC()
+	a := &otpd.AuthIdentity{ID: otpd.NewID("authid"), Tenant: "public", AppMetadata: map[string]any{"k": "v"}, CreatedAt: now, UpdatedAt: now}
+	p := &otpd.ProviderIdentity{ID: otpd.NewID("provid"), Provider: "otp", EntityID: "a@example.com",
+		UserMetadata: map[string]any{"u": 1}, ProviderMetadata: map[string]any{"p": 2}, CreatedAt: now, UpdatedAt: now}
+	actor := &otpd.Actor{ID: otpd.NewID("cus"), Tenant: "public", Type: "customer", Email: "a@example.com",
+		Metadata: map[string]any{"m": true}, HasAccount: true, CreatedAt: now, UpdatedAt: now}
+	storetest.MustUpdate(t, db, func(tx otpd.Tx) error {
+		if err := tx.CreateAuthIdentity(t.Context(), a, p); err != nil {
+			return err
+		}
+		return tx.CreateActor(t.Context(), actor)
+	})
+	raw := rawDB(t, path)
+	for _, q := range []string{
+		"SELECT typeof(app_metadata) FROM auth_identities",
+		"SELECT typeof(user_metadata) FROM provider_identities",
+		"SELECT typeof(provider_metadata) FROM provider_identities",
+		"SELECT typeof(metadata) FROM actors",
+	} {
+		var typ string
+		if err := raw.QueryRow(q).Scan(&typ); err != nil {
+			t.Fatal(err)
+		}
+		if typ != "text" {
+			t.Errorf("%s = %s, want text", q, typ)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/sqlstore"
 )
 
 // query names one of the statements the store prepares.
@@ -44,16 +45,13 @@ const (
 )
 
 // Column lists, in the order the scan functions read them.
-const challengeColumns = `id, tenant, actor_type, purpose, destination, channel, subject_id,
-	code_hash, attempts, max_attempts, created_at, expires_at, consumed_at, retired_at`
+const challengeColumns = sqlstore.ChallengeColumns
 
-const actorColumns = `id, tenant, type, email, phone, first_name, last_name, company_name,
-	metadata, email_verified, phone_verified, has_account, created_at, updated_at`
+const actorColumns = sqlstore.ActorColumns
 
-const providerIdentityColumns = `id, tenant, auth_identity_id, provider, entity_id,
-	user_metadata, provider_metadata, created_at, updated_at`
+const providerIdentityColumns = sqlstore.ProviderIdentityColumns
 
-const outboxColumns = `id, notifier, payload, attempts, next_attempt_at, created_at, expires_at, last_error`
+const outboxColumns = sqlstore.MessageColumns
 
 // queries holds each statement's text and whether it writes (read-only
 // statements are also prepared on the reader pool). In the challenge
