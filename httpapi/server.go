@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -37,6 +38,13 @@ type Options struct {
 	DevOutbox http.Handler
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+
+	// TrustedProxies are the load balancers or reverse proxies in front of
+	// otpd (see ParseTrustedProxies). Only a request whose socket address is
+	// in one of them has its X-Forwarded-For read for the client address
+	// (ClientIP); with none, the socket address is the client's. See
+	// ClientAddr.
+	TrustedProxies []netip.Prefix
 }
 
 // NewHandler returns the server's root handler.
@@ -69,7 +77,7 @@ func NewHandler(o Options) http.Handler {
 	for _, d := range o.Dialects {
 		d.Register(mux)
 	}
-	return withRequestID(recoverer(o.Logger, mux))
+	return withRequestID(recoverer(o.Logger, withClientAddr(o.TrustedProxies, mux)))
 }
 
 type ctxKey int
