@@ -166,16 +166,14 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		if err := e.checkLimits(ctx, tx, req.Key, now); err != nil {
 			return err
 		}
-		if _, err := tx.RetireChallenges(ctx, req.Key, now); err != nil {
-			return err
-		}
 		ch.CodeHash = codeHash
 		if decoy {
 			// 32 random bytes: no code's HMAC will ever equal it.
 			ch.CodeHash = make([]byte, 32)
 			rand.Read(ch.CodeHash)
 		}
-		if err := tx.CreateChallenge(ctx, ch); err != nil {
+		// Retires the live challenge of the key and inserts ch, together.
+		if _, err := tx.IssueChallenge(ctx, ch, now); err != nil {
 			return err
 		}
 		if len(msgs) > 0 && !decoy {

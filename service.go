@@ -222,10 +222,8 @@ func (s *Service) mintFollowUp(ctx context.Context, tx Tx, signUp *Challenge, su
 		MaxAttempts: left, CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	f.CodeHash = s.Engine.Keys.HashCode(f.ID, code)
-	if _, err := tx.RetireChallenges(ctx, key, now); err != nil {
-		return err
-	}
-	return tx.CreateChallenge(ctx, f)
+	_, err := tx.IssueChallenge(ctx, f, now)
+	return err
 }
 
 // SignInAfterSignUp redeems the follow-up of a sign-up code: the code that

@@ -59,6 +59,14 @@ type ChallengeTx interface {
 	// exists.
 	CreateChallenge(ctx context.Context, c *Challenge) error
 
+	// IssueChallenge inserts c and retires every other live challenge of
+	// c.ChallengeKey at now, as RetireChallenges does, and returns how many
+	// it retired. The two take effect together (c itself is never retired)
+	// or, when c's id exists, not at all: it returns ECONFLICT then. c.ID
+	// must be set. Issues on one key are serialized: however many
+	// transactions issue on a key at once, one live challenge is left.
+	IssueChallenge(ctx context.Context, c *Challenge, now time.Time) (retired int, err error)
+
 	// AttemptChallenge counts one guess against the live challenge of key, in
 	// a single conditional statement, and returns the challenge as it is after
 	// the increment. "Live" means not consumed, not retired, not expired at now

@@ -78,6 +78,47 @@ func (t *tx) CreateChallenge(ctx context.Context, c *otpd.Challenge) error {
 	return nil
 }
 
+// IssueChallenge implements otpd.ChallengeTx. It locks c's key and then
+// inserts c and retires the key's other live challenges in one statement
+// (sqlIssueChallenge), the two statements sent in one batch: one round trip.
+// The lock serializes issues on the key: the statement runs after the
+// previous holder committed, so under READ COMMITTED it sees, and retires,
+// the challenge that one issued. It is the key's lock, not the destination's
+// that SendStats takes, since a verification holding a challenge's row may
+// issue (the sign-up follow-up) while an issue holding the destination's
+// lock waits to retire that row.
+func (t *tx) IssueChallenge(ctx context.Context, c *otpd.Challenge, now time.Time) (int, error) {
+	if c.ID == "" {
+		return 0, errors.New("postgres: issue challenge: empty id")
+	}
+	hash := c.CodeHash
+	if hash == nil {
+		hash = []byte{} // NOT NULL
+	}
+	b := &pgx.Batch{}
+	b.Queue(sqlLockKey, c.Tenant, c.ActorType, string(c.Purpose), c.Destination)
+	b.Queue(sqlIssueChallenge,
+		c.ID, c.Tenant, c.ActorType, string(c.Purpose), c.Destination, string(c.Channel), c.SubjectID,
+		hash, c.Attempts, c.MaxAttempts, sqlstore.MS(c.CreatedAt), sqlstore.MS(c.ExpiresAt), sqlstore.NullMS(c.ConsumedAt), sqlstore.NullMS(c.RetiredAt),
+		sqlstore.MS(now))
+	var inserted, retired int64
+	br := t.tx.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&inserted, &retired)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, mapError("issue challenge", err)
+	}
+	if inserted == 0 {
+		return 0, otpd.Errorf(otpd.ECONFLICT, "Challenge %s already exists.", c.ID)
+	}
+	return int(retired), nil
+}
+
 // AttemptChallenge implements otpd.ChallengeTx with one UPDATE ... RETURNING.
 func (t *tx) AttemptChallenge(ctx context.Context, key otpd.ChallengeKey, now time.Time) (*otpd.Challenge, error) {
 	row := t.tx.QueryRow(ctx, sqlAttemptChallenge, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, sqlstore.MS(now))

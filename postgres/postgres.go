@@ -9,6 +9,19 @@
 // transaction, in which every write fails. Transactions run concurrently on
 // up to 12 pooled connections (pool_max_conns in the URL overrides it).
 //
+// BEGIN is deferred (conn.go): Update and View take a pooled connection but
+// send nothing; the transaction's first statement goes out in one pipelined
+// batch behind BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE (BEGIN READ
+// ONLY for View), so BEGIN costs no round trip of its own. In the extended
+// protocol, a BEGIN inside a pipeline makes the pipeline's implicit
+// transaction an explicit one that stays open after the Sync, and every
+// later statement runs in it. A function that issues no statement sends
+// nothing, not even BEGIN or COMMIT. A failed statement leaves the
+// transaction aborted; it is rolled back (and a commit is refused). A
+// connection whose state is unknown afterwards (the rollback failed, a
+// result is unread, it is still in a transaction) is closed, never returned
+// to the pool.
+//
 // # Why single conditional statements, not isolation
 //
 // READ COMMITTED gives each statement its own snapshot, so "read, check in Go,
@@ -46,10 +59,37 @@
 // destinations whose 64-bit hashes collide merely serialize; nothing is
 // wrong then.
 //
-// # Statements
+// IssueChallenge (retire the live challenge of a key, insert the new one)
+// takes a second advisory lock, on the challenge key (tenant, actor type,
+// purpose, destination), in a statement pipelined before the one that does
+// the work: issues on one key are then serialized, so exactly one challenge
+// of the key is left live, with or without send limits. It is the key's lock
+// and not the destination's because a verification, which holds its
+// challenge's row, issues the sign-up follow-up: with the destination's
+// lock, it could wait for an issue that holds that lock and waits for the
+// row. The work itself is one statement (a data-modifying CTE that inserts
+// and, only if it did, retires the key's other live challenges), so a
+// duplicate id changes nothing.
+//
+// # Statements and round trips
 //
 // pgx's default statement cache prepares each statement once per connection
-// and reuses it, so the hot paths cost one round trip per step.
+// and reuses it, so the hot paths cost one round trip per step. Once a
+// connection has prepared them, an HTTP request costs these round trips:
+//
+//   - a sign-in code request (RequestSignIn, with send limits): BEGIN with
+//     FindAuthIdentityIDByContact; the destination lock with SendStats; the
+//     key lock with IssueChallenge; COMMIT: 4, decoy or not (6 before the
+//     deferred BEGIN and IssueChallenge). Without send limits, 3. Each
+//     durable notifier's outbox message adds 1.
+//   - a sign-in (SignIn): BEGIN with AttemptChallenge; ConsumeChallenge;
+//     FindAuthIdentityByID; COMMIT: 4 (5 before). A wrong code, or none
+//     live: BEGIN with AttemptChallenge; COMMIT: 2.
+//
+// Not counted: pgxpool pings a connection that was idle for more than a
+// second when it is acquired (one round trip), and a connection's first use
+// of a statement prepares it (one more). TestRoundTrips counts them on the
+// wire.
 //
 // # Migrations
 //
@@ -74,6 +114,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -95,13 +136,30 @@ type Options struct {
 	// connection's search_path is set to it alone, and Open creates it if it
 	// is missing. Empty means the server's default search_path.
 	Schema string
+
+	// TxTimeout bounds each Update and View, from waiting for a connection to
+	// the commit, so that a server that accepts connections but no longer
+	// answers is EUNAVAILABLE within a bounded time (callers answer 503)
+	// instead of holding requests. Zero means DefaultTxTimeout; negative, no
+	// bound beyond the caller's context.
+	TxTimeout time.Duration
 }
+
+// DefaultTxTimeout is Options.TxTimeout's default. With the limiter's own
+// bound it keeps a refused request under 2 s when a store hangs.
+const DefaultTxTimeout = 1500 * time.Millisecond
+
+// defaultConnectTimeout bounds dialing a new connection unless the URL sets
+// connect_timeout; without it a dial to a host that drops packets waits for
+// the kernel's TCP timeout.
+const defaultConnectTimeout = time.Second
 
 // DB is an otpd.Store on a PostgreSQL database. It is safe for concurrent
 // use.
 type DB struct {
-	pool   *pgxpool.Pool
-	schema string
+	pool      *pgxpool.Pool
+	schema    string
+	txTimeout time.Duration
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -116,6 +174,12 @@ var _ otpd.Store = (*DB)(nil)
 // does not contact the server, and the first Update, View or Ping does.
 // Errors reaching the server are EUNAVAILABLE.
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	return open(ctx, url, opts, nil)
+}
+
+// open is Open; configure, if not nil, adjusts the pool's configuration last
+// (tests wrap the connections with it).
+func open(ctx context.Context, url string, opts Options, configure func(*pgxpool.Config)) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse database URL: %w", err)
@@ -123,14 +187,23 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = defaultMaxConns
 	}
+	if !strings.Contains(url, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
 	if opts.Schema != "" {
 		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
+	}
+	if configure != nil {
+		configure(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create pool: %w", err)
 	}
-	db := &DB{pool: pool, schema: opts.Schema}
+	db := &DB{pool: pool, schema: opts.Schema, txTimeout: opts.TxTimeout}
+	if db.txTimeout == 0 {
+		db.txTimeout = DefaultTxTimeout
+	}
 	if opts.Schema != "" {
 		if err := db.createSchema(ctx); err != nil {
 			db.Close()
@@ -192,25 +265,28 @@ func (db *DB) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func(t
 	if db.closed.Load() {
 		return errClosed()
 	}
-	pgTx, err := db.pool.BeginTx(ctx, opts)
+	if db.txTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, db.txTimeout)
+		defer cancel()
+	}
+	pc, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return beginError("begin transaction", err)
 	}
-	done := false
+	c := &conn{ctx: ctx, pc: pc, opts: opts}
 	defer func() {
-		if !done {
-			// fn panicked (a normal return sets done): roll back, then let
-			// the panic continue.
-			pgTx.Rollback(context.WithoutCancel(ctx))
+		if !c.done {
+			// fn panicked (a normal return ends c): roll back, then let the
+			// panic continue.
+			c.end(ctx, false)
 		}
 	}()
-	ferr := fn(&tx{tx: pgTx, write: write})
-	done = true
-	if ferr != nil {
-		pgTx.Rollback(context.WithoutCancel(ctx))
+	if ferr := fn(&tx{tx: c, write: write}); ferr != nil {
+		c.end(ctx, false)
 		return ferr
 	}
-	if err := pgTx.Commit(ctx); err != nil {
+	if err := c.end(ctx, true); err != nil {
 		return mapError("commit", err)
 	}
 	return nil

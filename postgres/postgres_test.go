@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -479,4 +482,160 @@ func BenchmarkFlow(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFlowIssue is BenchmarkFlow with the issue as the engine makes it
+// now: SendStats, then IssueChallenge (retire and insert in one statement).
+func BenchmarkFlowIssue(b *testing.B) {
+	db := open(b, newSchema(b), postgres.Options{})
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	ctx := context.Background()
+	b.SetParallelism(4) // 4 x GOMAXPROCS goroutines on a 12-connection pool
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := otpd.ChallengeKey{Tenant: otpd.DefaultTenant, ActorType: "customer", Purpose: otpd.PurposeSignIn,
+				Destination: otpd.NewID("dest") + "@example.com"}
+			c := &otpd.Challenge{ID: otpd.NewID("chal"), ChallengeKey: key, Channel: otpd.ChannelEmail,
+				CodeHash: make([]byte, 32), MaxAttempts: 5, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+			err := db.Update(ctx, func(tx otpd.Tx) error {
+				if _, err := tx.SendStats(ctx, key, now.Add(-time.Hour)); err != nil {
+					return err
+				}
+				_, err := tx.IssueChallenge(ctx, c, now)
+				return err
+			})
+			if err == nil {
+				err = db.Update(ctx, func(tx otpd.Tx) error {
+					if _, err := tx.AttemptChallenge(ctx, key, now.Add(time.Second)); err != nil {
+						return err
+					}
+					return tx.ConsumeChallenge(ctx, c.ID, now.Add(time.Second))
+				})
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// stallProxy forwards TCP connections to target until stalled: then it stops
+// forwarding in both directions while keeping every connection open, as a
+// paused or wedged server does.
+type stallProxy struct {
+	ln      net.Listener
+	target  string
+	stalled atomic.Bool
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(t, c)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) serve(t *testing.T, c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	pipe := func(dst, src net.Conn) {
+		// Either side ending ends both, so that the server's session ends
+		// (and releases its locks) when the client gives up.
+		defer c.Close()
+		defer s.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for p.stalled.Load() {
+				time.Sleep(10 * time.Millisecond) // hold the bytes, answer nothing
+				if t.Context().Err() != nil {
+					return
+				}
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go pipe(s, c)
+	pipe(c, s)
+}
+
+// TestHungServer: a server that keeps its connections but stops answering
+// makes Update fail with EUNAVAILABLE within the transaction timeout (callers
+// answer 503 within 2 s), and the store recovers by itself once it answers
+// again.
+func TestHungServer(t *testing.T) {
+	u, err := url.Parse(testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Parallel()
+	proxy := newStallProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	schema := newSchema(t)
+	ctx := t.Context()
+	db, err := postgres.Open(ctx, u.String(), postgres.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	read := func() error {
+		return db.View(ctx, func(tx otpd.Tx) error {
+			_, err := tx.CountMessages(ctx)
+			return err
+		})
+	}
+	if err := read(); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.stalled.Store(true)
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		err := read()
+		took := time.Since(start)
+		if otpd.ErrorCode(err) != otpd.EUNAVAILABLE {
+			t.Fatalf("read from a hung server: %v, want EUNAVAILABLE", err)
+		}
+		if took > 2*time.Second {
+			t.Fatalf("read from a hung server failed after %v, want within 2s", took)
+		}
+	}
+
+	proxy.stalled.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := read()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered 5s after the server answered again: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"github.com/jackc/pgx/v5"
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/internal/sqlstore"
 )
@@ -46,6 +45,36 @@ WHERE tenant = $1 AND actor_type = $2 AND purpose = $3 AND destination = $4
 INSERT INTO challenges (` + challengeColumns + `)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING`
+
+	// sqlLockKey locks one challenge key (tenant, actor type, purpose,
+	// destination) until the end of the transaction, so that issues on the
+	// key are serialized. Its hashed string starts with 'k', so it never
+	// equals one of sqlLockDestination's, which start with a digit.
+	sqlLockKey = `SELECT pg_advisory_xact_lock(hashtextextended('k' ||
+	length($1::text) || ':' || $1::text || length($2::text) || ':' || $2::text ||
+	length($3::text) || ':' || $3::text || $4::text, 0))`
+
+	// sqlIssueChallenge inserts a challenge and retires the other live ones
+	// of its key ($15 is "now"), in one statement: the retirement runs only
+	// if the insert did (EXISTS (SELECT 1 FROM ins)), so a duplicate id
+	// (inserted = 0) changes nothing. All parts of a statement share one
+	// snapshot, so the UPDATE cannot see the row being inserted; id <> $1
+	// says so once more. Rows committed after the snapshot are not seen
+	// either: callers take sqlLockKey in an earlier statement.
+	sqlIssueChallenge = `
+WITH ins AS (
+	INSERT INTO challenges (` + challengeColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	ON CONFLICT DO NOTHING
+	RETURNING id
+), retired AS (
+	UPDATE challenges SET retired_at = $15
+	WHERE tenant = $2 AND actor_type = $3 AND purpose = $4 AND destination = $5
+		AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $15 AND attempts < max_attempts
+		AND id <> $1 AND EXISTS (SELECT 1 FROM ins)
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM retired)`
 
 	// sqlAttemptChallenge: one statement picks the newest live challenge of
 	// the key and counts the guess. The outer WHERE repeats the liveness
@@ -192,9 +221,10 @@ UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id 
 	sqlCountMessages = `SELECT count(*) FROM outbox`
 )
 
-// tx implements otpd.Tx on one pgx transaction.
+// tx implements otpd.Tx on one transaction, begun with its first statement
+// (conn).
 type tx struct {
-	tx    pgx.Tx
+	tx    *conn
 	write bool // an Update (SendStats locks the destination)
 }
 

@@ -65,6 +65,29 @@ func (t *tx) CreateChallenge(ctx context.Context, c *otpd.Challenge) error {
 	return mapError("create challenge", err)
 }
 
+// IssueChallenge implements otpd.ChallengeTx with two statements: the insert
+// first, so that a duplicate id (ECONFLICT) changes nothing, then the
+// retirement of the key's other live challenges. Every Update runs on the
+// single writer, so issues on a key are serialized and nothing comes between
+// the two.
+func (t *tx) IssueChallenge(ctx context.Context, c *otpd.Challenge, now time.Time) (int, error) {
+	if c.ID == "" {
+		return 0, errors.New("sqlite: issue challenge: empty id")
+	}
+	if err := t.CreateChallenge(ctx, c); err != nil {
+		return 0, err
+	}
+	res, err := t.exec(ctx, qRetireOtherChallenges, c.Tenant, c.ActorType, string(c.Purpose), c.Destination, sqlstore.MS(now), c.ID)
+	if err != nil {
+		return 0, mapError("issue challenge: retire", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, mapError("issue challenge: retire", err)
+	}
+	return int(n), nil
+}
+
 // AttemptChallenge implements otpd.ChallengeTx with one UPDATE ... RETURNING.
 func (t *tx) AttemptChallenge(ctx context.Context, key otpd.ChallengeKey, now time.Time) (*otpd.Challenge, error) {
 	row := t.queryRow(ctx, qAttemptChallenge, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, sqlstore.MS(now))

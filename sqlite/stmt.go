@@ -17,6 +17,7 @@ const (
 	qSendStats query = iota
 	qRetireChallenges
 	qCreateChallenge
+	qRetireOtherChallenges
 	qAttemptChallenge
 	qConsumeChallenge
 	qDeleteChallengesBefore
@@ -81,6 +82,14 @@ WHERE tenant = ?1 AND actor_type = ?2 AND purpose = ?3 AND destination = ?4
 	qCreateChallenge: {write: true, sql: `
 INSERT INTO challenges (` + challengeColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	// RetireOtherChallenges is RetireChallenges sparing ?6, the challenge
+	// IssueChallenge has just inserted.
+	qRetireOtherChallenges: {write: true, sql: `
+UPDATE challenges SET retired_at = ?5
+WHERE tenant = ?1 AND actor_type = ?2 AND purpose = ?3 AND destination = ?4
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?5 AND attempts < max_attempts
+	AND id <> ?6`},
 
 	// AttemptChallenge: one statement picks the newest live challenge of the
 	// key and counts the guess; the outer WHERE repeats the liveness

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ var challengeTests = []subtest{
 	{"ConsumeAfterLastAttempt", testConsumeAfterLastAttempt},
 	{"ConsumeNotLive", testConsumeNotLive},
 	{"DeleteChallengesBefore", testDeleteChallengesBefore},
+	{"IssueRetiresAndInserts", testIssue},
+	{"IssueConflict", testIssueConflict},
+	{"IssueConcurrentOneLive", testConcurrentIssue},
 }
 
 func testCreateChallengeConflict(t *testing.T, s otpd.Store) {
@@ -282,4 +286,172 @@ func testDeleteChallengesBefore(t *testing.T, s otpd.Store) {
 	if got := sendStats(t, s, key, t0.Add(-time.Hour)); got.Count != 0 || !got.Last.IsZero() {
 		t.Fatalf("SendStats after deleting all = %+v, want zero", got)
 	}
+}
+
+// issue runs IssueChallenge in its own Update and returns its result.
+func issue(tb testing.TB, s otpd.Store, c *otpd.Challenge, now time.Time) (int, error) {
+	tb.Helper()
+	var (
+		n    int
+		ierr error
+	)
+	MustUpdate(tb, s, func(tx otpd.Tx) error {
+		n, ierr = tx.IssueChallenge(tb.Context(), c, now)
+		return nil
+	})
+	return n, ierr
+}
+
+func testIssue(t *testing.T, s otpd.Store) {
+	key := testKey()
+	other := key
+	other.Purpose = otpd.PurposeSignUp
+
+	live1 := newChallenge(key, t0, 10*time.Minute, 5)
+	live2 := newChallenge(key, t0.Add(time.Second), 10*time.Minute, 5)
+	expired := newChallenge(key, t0.Add(-time.Hour), 10*time.Minute, 5)
+	consumed := newChallenge(key, t0.Add(-time.Minute), 10*time.Minute, 5)
+	elsewhere := newChallenge(other, t0, 10*time.Minute, 5)
+	mustCreateChallenges(t, s, live1, live2, expired, consumed, elsewhere)
+	if err := consume(t, s, consumed.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new challenge is live at now, and older than the ones it retires:
+	// neither may get it retired.
+	now := t0.Add(time.Minute)
+	fresh := newChallenge(key, t0.Add(-time.Second), 10*time.Minute, 5)
+	if n, err := issue(t, s, fresh, now); err != nil || n != 2 {
+		t.Fatalf("IssueChallenge = %d, %v, want 2 (the live ones), nil", n, err)
+	}
+	for _, id := range []string{live1.ID, live2.ID} {
+		wantCode(t, "ConsumeChallenge of a challenge retired by IssueChallenge", consume(t, s, id, now), otpd.ECONFLICT)
+	}
+	got, err := attempt(t, s, key, now)
+	if err != nil {
+		t.Fatalf("AttemptChallenge after IssueChallenge: %v", err)
+	}
+	want := *fresh
+	want.Attempts = 1
+	checkChallenge(t, got, &want)
+	if got, err := attempt(t, s, other, now); err != nil || got.ID != elsewhere.ID {
+		t.Fatalf("AttemptChallenge of another purpose = %v, %v, want %s", got, err, elsewhere.ID)
+	}
+
+	// The next issue retires it in turn, and only it.
+	next := newChallenge(key, now, 10*time.Minute, 5)
+	if n, err := issue(t, s, next, now.Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("second IssueChallenge = %d, %v, want 1, nil", n, err)
+	}
+	wantCode(t, "ConsumeChallenge of the retired first issue", consume(t, s, fresh.ID, now.Add(time.Second)), otpd.ECONFLICT)
+	if got, err := attempt(t, s, key, now.Add(time.Second)); err != nil || got.ID != next.ID || got.Attempts != 1 {
+		t.Fatalf("AttemptChallenge after the second issue = %v, %v, want %s with 1 attempt", got, err, next.ID)
+	}
+	if err := consume(t, s, next.ID, now.Add(time.Second)); err != nil {
+		t.Fatalf("ConsumeChallenge of the issued challenge: %v", err)
+	}
+
+	// With nothing live, it retires nothing.
+	last := newChallenge(key, now.Add(time.Minute), 10*time.Minute, 5)
+	if n, err := issue(t, s, last, now.Add(time.Minute)); err != nil || n != 0 {
+		t.Fatalf("IssueChallenge with nothing live = %d, %v, want 0, nil", n, err)
+	}
+}
+
+// testIssueConflict: a duplicate id is ECONFLICT, changes nothing, and
+// leaves the transaction usable.
+func testIssueConflict(t *testing.T, s otpd.Store) {
+	key := testKey()
+	// Two live challenges (not normally possible, but nothing forbids it):
+	// the issue conflicts with the older one and must not retire either.
+	c := newChallenge(key, t0, 10*time.Minute, 5)
+	newer := newChallenge(key, t0.Add(time.Millisecond), 10*time.Minute, 5)
+	mustCreateChallenges(t, s, c, newer)
+	dup := newChallenge(key, t0.Add(time.Second), 10*time.Minute, 5)
+	dup.ID = c.ID
+	n, err := issue(t, s, dup, t0.Add(time.Second))
+	wantCode(t, "IssueChallenge with an existing id", err, otpd.ECONFLICT)
+	if n != 0 {
+		t.Errorf("IssueChallenge with an existing id retired %d, want 0", n)
+	}
+	// Neither was retired nor replaced.
+	for _, live := range []*otpd.Challenge{newer, c} {
+		got, err := attempt(t, s, key, t0.Add(2*time.Second))
+		if err != nil {
+			t.Fatalf("AttemptChallenge after the conflict: %v, want %s", err, live.ID)
+		}
+		want := *live
+		want.Attempts = 1
+		checkChallenge(t, got, &want)
+		if err := consume(t, s, live.ID, t0.Add(2*time.Second)); err != nil {
+			t.Fatalf("ConsumeChallenge after the conflict: %v", err)
+		}
+	}
+
+	// The transaction that saw the conflict can go on and commit.
+	fresh := newChallenge(key, t0.Add(3*time.Second), 10*time.Minute, 5)
+	MustUpdate(t, s, func(tx otpd.Tx) error {
+		_, err := tx.IssueChallenge(t.Context(), dup, t0.Add(3*time.Second))
+		wantCode(t, "IssueChallenge with an existing id", err, otpd.ECONFLICT)
+		n, err := tx.IssueChallenge(t.Context(), fresh, t0.Add(3*time.Second))
+		if err == nil && n != 0 {
+			t.Errorf("IssueChallenge after a conflict = %d, want 0 (nothing live)", n)
+		}
+		return err
+	})
+	if got, err := attempt(t, s, key, t0.Add(4*time.Second)); err != nil || got.ID != fresh.ID {
+		t.Fatalf("AttemptChallenge = %v, %v, want %s", got, err, fresh.ID)
+	}
+}
+
+// testConcurrentIssue: 20 transactions issue on one key at once; they are
+// serialized, so each retires the one before it and one challenge is left
+// live.
+func testConcurrentIssue(t *testing.T, s otpd.Store) {
+	const n = 20
+	key := testKey()
+	var (
+		mu      sync.Mutex
+		retired int
+		issued  = map[string]bool{}
+	)
+	race(n, func(int) {
+		c := newChallenge(key, t0, 10*time.Minute, 5)
+		err := s.Update(t.Context(), func(tx otpd.Tx) error {
+			k, err := tx.IssueChallenge(t.Context(), c, t0.Add(time.Second))
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			retired += k
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			t.Errorf("Update: %v", err)
+			return
+		}
+		mu.Lock()
+		issued[c.ID] = true
+		mu.Unlock()
+	})
+	if len(issued) != n {
+		t.Fatalf("issues committed = %d, want %d", len(issued), n)
+	}
+	if retired != n-1 {
+		t.Errorf("challenges retired in all = %d, want %d (each issue retires the one before)", retired, n-1)
+	}
+	// Exactly one is live: consume it, and nothing is left.
+	got, err := attempt(t, s, key, t0.Add(2*time.Second))
+	if err != nil {
+		t.Fatalf("AttemptChallenge after the race: %v", err)
+	}
+	if !issued[got.ID] {
+		t.Fatalf("AttemptChallenge = %s, not one of the issued challenges", got.ID)
+	}
+	if err := consume(t, s, got.ID, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = attempt(t, s, key, t0.Add(2*time.Second))
+	wantCode(t, "AttemptChallenge after consuming the live challenge", err, otpd.ENOTFOUND)
 }
