@@ -24,6 +24,7 @@ const MinSecretLength = 32
 // killing the codes and queued messages made under the old one.
 type Keyring struct {
 	codeKeys [][]byte
+	limitKey []byte // keys the limiter's counters (newest secret only)
 	aeads    []cipher.AEAD
 	ids      []uint32 // key fingerprints, stored in front of sealed payloads
 }
@@ -53,6 +54,11 @@ func NewKeyring(secrets [][]byte) (*Keyring, error) {
 		aead, err := cipher.NewGCM(block)
 		if err != nil {
 			return nil, err
+		}
+		if k.limitKey == nil {
+			if k.limitKey, err = hkdf.Key(sha256.New, s, nil, "otpd limit key v1", 32); err != nil {
+				return nil, err
+			}
 		}
 		sum := sha256.Sum256(aeadKey)
 		k.codeKeys = append(k.codeKeys, codeKey)

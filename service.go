@@ -2,6 +2,7 @@ package otpd
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -13,6 +14,11 @@ type Service struct {
 	Engine     *Engine
 	Normalizer Normalizer
 	ActorTypes []ActorType
+
+	// Limiter, when set, enforces Throttles before every code request and
+	// every verification. An unreachable Limiter refuses them (EUNAVAILABLE).
+	Limiter   Limiter
+	Throttles Throttles
 
 	// FollowUpTTL is how long a redeemed sign-up code may be presented once
 	// more to sign in as the actor created meanwhile (default 60 s).
@@ -44,6 +50,11 @@ type CodeRequest struct {
 	Tenant     string
 	ActorType  string
 	Identifier string
+
+	// Client is the address the request came from, for the per-address
+	// throttles. An invalid address is limited like any other (as
+	// "unknown"), never exempt.
+	Client netip.Addr
 }
 
 // key resolves r into the challenge key of purpose and the contact it
@@ -71,6 +82,9 @@ func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, e
 	if err != nil {
 		return err
 	}
+	if err := s.throttle(ctx, s.sendLimits(r.Client, key, c.Channel)...); err != nil {
+		return err
+	}
 	_, err = s.Engine.Issue(ctx, IssueRequest{
 		Key:        key,
 		Channel:    c.Channel,
@@ -93,6 +107,9 @@ func (s *Service) redeem(ctx context.Context, r CodeRequest, purpose Purpose, co
 	if e := AsError(err); e != nil && e.Field == "identifier" {
 		return nil, ErrInvalidCode
 	} else if err != nil {
+		return nil, err
+	}
+	if err := s.throttle(ctx, s.limit(LimitIPVerify, s.Throttles.IPVerify, clientKey(r.Client))); err != nil {
 		return nil, err
 	}
 	var out *Principal

@@ -13,12 +13,16 @@ import (
 
 // Metrics implements otpd.Metrics on its own Prometheus registry.
 type Metrics struct {
-	registry *prometheus.Registry
-	issued   *prometheus.CounterVec
-	verified *prometheus.CounterVec
+	registry  *prometheus.Registry
+	issued    *prometheus.CounterVec
+	verified  *prometheus.CounterVec
+	throttled *prometheus.CounterVec
 }
 
-var _ otpd.Metrics = (*Metrics)(nil)
+var (
+	_ otpd.Metrics         = (*Metrics)(nil)
+	_ otpd.ThrottleMetrics = (*Metrics)(nil)
+)
 
 // New returns a Metrics with otpd's counters and the Go and process
 // collectors registered.
@@ -33,8 +37,12 @@ func New() *Metrics {
 			Name: "otpd_code_verifications_total",
 			Help: "Code verifications by purpose and outcome: success and mismatch were compared against a code; no_challenge found no live code (none, expired, consumed, or out of attempts); lost_race lost the redemption to a concurrent request.",
 		}, []string{"purpose", "outcome"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_throttled_total",
+			Help: "Requests refused by a coarse limit (ip_send, ip_verify, destination, phone_prefix, global_sms, global_email). A rising global_sms means the SMS budget is being spent.",
+		}, []string{"limit"}),
 	}
-	m.registry.MustRegister(m.issued, m.verified, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.issued, m.verified, m.throttled, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -46,6 +54,11 @@ func (m *Metrics) CodeIssued(p otpd.Purpose, ch otpd.Channel) {
 // CodeVerified implements otpd.Metrics.
 func (m *Metrics) CodeVerified(p otpd.Purpose, outcome otpd.VerifyOutcome) {
 	m.verified.WithLabelValues(string(p), string(outcome)).Inc()
+}
+
+// Throttled implements otpd.ThrottleMetrics.
+func (m *Metrics) Throttled(limit string) {
+	m.throttled.WithLabelValues(limit).Inc()
 }
 
 // Handler serves the registry in Prometheus' text format.

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/httpapi"
 )
 
 // Config is otpd's configuration: defaults, then a YAML file, then OTPD_*
@@ -28,6 +29,15 @@ type Config struct {
 	DatabaseURL    string   `yaml:"database_url"`
 	Secrets        []string `yaml:"secrets"`
 	MigrateOnStart bool     `yaml:"migrate_on_start"`
+
+	// RedisURL, when set, holds the coarse limits shared by every instance;
+	// without it each process keeps them in memory.
+	RedisURL    string `yaml:"redis_url"`
+	RedisPrefix string `yaml:"redis_prefix"`
+
+	// TrustedProxies are the addresses (or CIDRs) of the load balancers in
+	// front of otpd, whose X-Forwarded-For otpd believes.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	JWT struct {
 		Secret    string   `yaml:"secret"`
@@ -45,6 +55,14 @@ type Config struct {
 		ResendCooldown Duration `yaml:"resend_cooldown"`
 		SendBudget     int      `yaml:"send_budget"`
 		SendWindow     Duration `yaml:"send_window"`
+
+		IPSend            Rate `yaml:"ip_send"`
+		IPVerify          Rate `yaml:"ip_verify"`
+		Destination       Rate `yaml:"destination"`
+		PhonePrefix       Rate `yaml:"phone_prefix"`
+		PhonePrefixLength int  `yaml:"phone_prefix_length"`
+		GlobalSMS         Rate `yaml:"global_sms"`
+		GlobalEmail       Rate `yaml:"global_email"`
 	} `yaml:"limits"`
 
 	Phone struct {
@@ -99,6 +117,56 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// Rate is a limit written as "30/5m" (30 per 5 minutes), or "off".
+type Rate otpd.Rate
+
+// ParseRate parses "N/duration" or "off" (also "0").
+func ParseRate(v string) (Rate, error) {
+	v = strings.TrimSpace(v)
+	if v == "off" || v == "0" {
+		return Rate{}, nil
+	}
+	n, d, ok := strings.Cut(v, "/")
+	max, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || err != nil || max < 0 {
+		return Rate{}, fmt.Errorf("%q must be a count per duration such as 30/5m, or off", v)
+	}
+	w, err := time.ParseDuration(strings.TrimSpace(d))
+	if err != nil || w <= 0 {
+		return Rate{}, fmt.Errorf("%q must be a count per duration such as 30/5m, or off", v)
+	}
+	return Rate{Max: max, Window: w}, nil
+}
+
+// String formats r as ParseRate reads it.
+func (r Rate) String() string {
+	if !otpd.Rate(r).On() {
+		return "off"
+	}
+	return strconv.Itoa(r.Max) + "/" + time.Duration(r.Window).String()
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseRate(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*r = v
+	return nil
+}
+
+// Throttles returns the coarse limits configured.
+func (c *Config) Throttles() otpd.Throttles {
+	l := c.Limits
+	return otpd.Throttles{
+		IPSend: otpd.Rate(l.IPSend), IPVerify: otpd.Rate(l.IPVerify),
+		Destination: otpd.Rate(l.Destination),
+		PhonePrefix: otpd.Rate(l.PhonePrefix), PrefixLength: l.PhonePrefixLength,
+		GlobalSMS: otpd.Rate(l.GlobalSMS), GlobalEmail: otpd.Rate(l.GlobalEmail),
+	}
+}
+
 // DefaultConfig returns the configuration of a server started with nothing.
 func DefaultConfig() Config {
 	var c Config
@@ -116,6 +184,11 @@ func DefaultConfig() Config {
 	c.Limits.ResendCooldown = Duration(otpd.DefaultSendLimits.Cooldown)
 	c.Limits.SendBudget = otpd.DefaultSendLimits.Budget
 	c.Limits.SendWindow = Duration(otpd.DefaultSendLimits.Window)
+	t := otpd.DefaultThrottles
+	c.Limits.IPSend, c.Limits.IPVerify, c.Limits.Destination = Rate(t.IPSend), Rate(t.IPVerify), Rate(t.Destination)
+	c.Limits.PhonePrefix, c.Limits.PhonePrefixLength = Rate(t.PhonePrefix), t.PrefixLength
+	c.Limits.GlobalSMS, c.Limits.GlobalEmail = Rate(t.GlobalSMS), Rate(t.GlobalEmail)
+	c.RedisPrefix = "otpd:"
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
 	c.Metrics = true
@@ -185,6 +258,17 @@ func envInt(p func(c *Config) *int) func(*Config, string) error {
 	}
 }
 
+func envRate(p func(c *Config) *Rate) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		r, err := ParseRate(v)
+		if err != nil {
+			return err
+		}
+		*p(c) = r
+		return nil
+	}
+}
+
 func envDuration(p func(c *Config) *Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
@@ -203,6 +287,9 @@ var envVars = []envVar{
 	{"OTPD_DATABASE_URL", envString(func(c *Config) *string { return &c.DatabaseURL })},
 	{"OTPD_SECRETS", envList(func(c *Config) *[]string { return &c.Secrets })},
 	{"OTPD_MIGRATE_ON_START", envBool(func(c *Config) *bool { return &c.MigrateOnStart })},
+	{"OTPD_REDIS_URL", envString(func(c *Config) *string { return &c.RedisURL })},
+	{"OTPD_REDIS_PREFIX", envString(func(c *Config) *string { return &c.RedisPrefix })},
+	{"OTPD_TRUSTED_PROXIES", envList(func(c *Config) *[]string { return &c.TrustedProxies })},
 	{"OTPD_JWT_SECRET", envString(func(c *Config) *string { return &c.JWT.Secret })},
 	{"OTPD_JWT_EXPIRES_IN", envDuration(func(c *Config) *Duration { return &c.JWT.ExpiresIn })},
 	{"OTPD_CODE_LENGTH", envInt(func(c *Config) *int { return &c.Codes.Length })},
@@ -212,6 +299,13 @@ var envVars = []envVar{
 	{"OTPD_RESEND_COOLDOWN", envDuration(func(c *Config) *Duration { return &c.Limits.ResendCooldown })},
 	{"OTPD_SEND_BUDGET", envInt(func(c *Config) *int { return &c.Limits.SendBudget })},
 	{"OTPD_SEND_WINDOW", envDuration(func(c *Config) *Duration { return &c.Limits.SendWindow })},
+	{"OTPD_LIMIT_IP_SEND", envRate(func(c *Config) *Rate { return &c.Limits.IPSend })},
+	{"OTPD_LIMIT_IP_VERIFY", envRate(func(c *Config) *Rate { return &c.Limits.IPVerify })},
+	{"OTPD_LIMIT_DESTINATION", envRate(func(c *Config) *Rate { return &c.Limits.Destination })},
+	{"OTPD_LIMIT_PHONE_PREFIX", envRate(func(c *Config) *Rate { return &c.Limits.PhonePrefix })},
+	{"OTPD_LIMIT_PHONE_PREFIX_LENGTH", envInt(func(c *Config) *int { return &c.Limits.PhonePrefixLength })},
+	{"OTPD_LIMIT_GLOBAL_SMS", envRate(func(c *Config) *Rate { return &c.Limits.GlobalSMS })},
+	{"OTPD_LIMIT_GLOBAL_EMAIL", envRate(func(c *Config) *Rate { return &c.Limits.GlobalEmail })},
 	{"OTPD_PHONE_DEFAULT_REGION", envString(func(c *Config) *string { return &c.Phone.DefaultRegion })},
 	{"OTPD_WEBHOOK_URLS", envList(func(c *Config) *[]string { return &c.Webhooks.URLs })},
 	{"OTPD_WEBHOOK_SECRET", envString(func(c *Config) *string { return &c.Webhooks.Secret })},
@@ -293,6 +387,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.SendBudget > 0 && c.Limits.SendWindow == 0 {
 		return errors.New("config limits.send_window: required when send_budget is set")
+	}
+	if n := c.Limits.PhonePrefixLength; n < 2 || n > 16 {
+		return errors.New("config limits.phone_prefix_length: must be between 2 and 16 characters of the E.164 form (\"+\" included)")
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			return fmt.Errorf("config redis_url: %q is not a Redis URL (redis://host:6379/0, rediss://... or unix://...)", redactURL(c.RedisURL))
+		}
+	}
+	if _, err := httpapi.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return fmt.Errorf("config trusted_proxies: %w", err)
 	}
 	if c.Phone.DefaultRegion != "" && !regexp.MustCompile(`^[A-Z]{2}$`).MatchString(c.Phone.DefaultRegion) {
 		return errors.New("config phone.default_region: must be a two-letter ISO 3166 region such as US or FR")

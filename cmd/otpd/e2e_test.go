@@ -216,8 +216,12 @@ func (s *server) signUp(email string) string {
 	return tok.Token
 }
 
+// devEnv is a dev server with fixed secrets. Every test request comes from
+// 127.0.0.1, so the per-address limits are raised far above the bursts the
+// tests send; the tests of those limits set their own.
 func devEnv() []string {
-	return []string{"OTPD_DEV=true", "OTPD_SECRETS=" + testSecrets, "OTPD_JWT_SECRET=" + testJWTSecret}
+	return []string{"OTPD_DEV=true", "OTPD_SECRETS=" + testSecrets, "OTPD_JWT_SECRET=" + testJWTSecret,
+		"OTPD_LIMIT_IP_SEND=100000/5m", "OTPD_LIMIT_IP_VERIFY=100000/5m"}
 }
 
 // TestE2E_Walkthrough follows the README: sign up, then sign in, by code.
@@ -581,6 +585,10 @@ func TestCLI(t *testing.T) {
 		{"UnknownScheme", []string{"OTPD_DATABASE_URL=mysql://x"}, []string{"serve", "--dev"}, true, "database_url"},
 		{"PostgresUnreachable", []string{"OTPD_DATABASE_URL=postgres://otpd:s3cret-pw@127.0.0.1:1/otpd?connect_timeout=1"}, []string{"serve", "--dev"}, true, "open database"},
 		{"ShortSecret", []string{db, "OTPD_SECRETS=short"}, []string{"serve", "--dev"}, true, "secrets[0]"},
+		{"BadRate", []string{db, "OTPD_LIMIT_IP_SEND=30 a minute"}, []string{"serve", "--dev"}, true, "OTPD_LIMIT_IP_SEND"},
+		{"BadTrustedProxy", []string{db, "OTPD_TRUSTED_PROXIES=10.0.0.0/8,10.0.0.0/33"}, []string{"serve", "--dev"}, true, "trusted_proxies"},
+		{"BadRedisURL", []string{db, "OTPD_REDIS_URL=http://localhost:6379"}, []string{"serve", "--dev"}, true, "redis_url"},
+		{"BadPrefixLength", []string{db, "OTPD_LIMIT_PHONE_PREFIX_LENGTH=1"}, []string{"serve", "--dev"}, true, "limits.phone_prefix_length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := runCLI(t, tc.env, tc.args...)

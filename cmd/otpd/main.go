@@ -30,8 +30,10 @@ import (
 	"github.com/otpd/otpd/devoutbox"
 	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/memlimit"
 	"github.com/otpd/otpd/metrics"
 	"github.com/otpd/otpd/postgres"
+	"github.com/otpd/otpd/redis"
 	"github.com/otpd/otpd/sqlite"
 	"github.com/otpd/otpd/webhook"
 )
@@ -153,6 +155,7 @@ type Main struct {
 
 	Logger     *slog.Logger
 	DB         store
+	Limiter    limiter
 	Addr       net.Addr // the address actually listened on
 	httpServer *http.Server
 	cancel     context.CancelFunc
@@ -240,16 +243,33 @@ func (m *Main) Open(ctx context.Context) error {
 	for _, t := range cfg.ActorTypes {
 		actorTypes = append(actorTypes, otpd.ActorType{Name: t.Name, IDPrefix: t.IDPrefix})
 	}
+	redis.SetLogger(log)
+	m.Limiter, err = openLimiter(cfg)
+	if err != nil {
+		return fmt.Errorf("open redis: %w", err)
+	}
+	if cfg.RedisURL == "" && !cfg.Dev && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
+		log.Warn("no redis_url: per-address, per-destination and global limits are kept in this process only; with several instances each allows the full amount")
+	}
 	service := &otpd.Service{
 		Store:      m.DB,
 		Engine:     engine,
 		Normalizer: otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion},
 		ActorTypes: actorTypes,
+		Limiter:    m.Limiter,
+		Throttles:  cfg.Throttles(),
+	}
+	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("config trusted_proxies: %w", err)
 	}
 
 	opts := httpapi.Options{
-		Logger: log,
-		Ready:  m.DB.Ping,
+		Logger:         log,
+		TrustedProxies: trusted,
+		Ready: func(ctx context.Context) error {
+			return errors.Join(m.DB.Ping(ctx), m.Limiter.Ping(ctx))
+		},
 		Dialects: []httpapi.Dialect{&medusa.Handler{
 			Service:         service,
 			Tokens:          &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(cfg.JWT.ExpiresIn)},
@@ -303,11 +323,31 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}()
 
-	log.Info("otpd listening", "addr", m.Addr.String(), "version", otpd.Version, "dev", cfg.Dev, "database", redactURL(cfg.DatabaseURL), "webhooks", len(notifiers))
+	log.Info("otpd listening", "addr", m.Addr.String(), "version", otpd.Version, "dev", cfg.Dev, "database", redactURL(cfg.DatabaseURL), "redis", redactURL(cfg.RedisURL), "webhooks", len(notifiers))
 	if cfg.Dev {
 		log.Info("dev mode: codes are kept in memory, read them at http://" + m.Addr.String() + "/dev/outbox")
 	}
 	return nil
+}
+
+// limiter is what otpd needs of the coarse limits' backend.
+type limiter interface {
+	otpd.Limiter
+	Close() error
+}
+
+// openLimiter opens the backend of the coarse limits: Redis when configured,
+// shared by every instance, else this process's memory. This is the one
+// place where it is chosen.
+func openLimiter(cfg Config) (limiter, error) {
+	if cfg.RedisURL == "" {
+		return memlimit.New(), nil
+	}
+	l, err := redis.Open(cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // store is what otpd needs of a backend: the otpd.Store and its migrations.
@@ -355,6 +395,9 @@ func (m *Main) Close() error {
 	}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())
+	}
+	if m.Limiter != nil {
+		errs = append(errs, m.Limiter.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -30,7 +30,10 @@ var (
 )
 
 func codeRequest(r *http.Request, identifier string) otpd.CodeRequest {
-	return otpd.CodeRequest{Tenant: otpd.DefaultTenant, ActorType: r.PathValue("actor_type"), Identifier: identifier}
+	return otpd.CodeRequest{
+		Tenant: otpd.DefaultTenant, ActorType: r.PathValue("actor_type"), Identifier: identifier,
+		Client: httpapi.ClientIP(r.Context()),
+	}
 }
 
 // handleGenerate serves POST /auth/{actor_type}/otp/generate: a sign-in code

@@ -1,0 +1,152 @@
+package otpd
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/netip"
+	"time"
+)
+
+// Rate is at most Max events per Window. The zero Rate is off.
+type Rate struct {
+	Max    int
+	Window time.Duration
+}
+
+// On reports whether r limits anything.
+func (r Rate) On() bool { return r.Max > 0 && r.Window > 0 }
+
+// Throttles are the coarse limits the flows check with the Service's Limiter
+// before a code is sent or a guess evaluated. They complement, and never
+// replace, the engine's own limits held in the store (per-code attempts, the
+// resend cooldown, the per-destination budget): those are security state;
+// these slow down abuse spread over many codes, destinations or instances.
+type Throttles struct {
+	IPSend   Rate // code requests per client address
+	IPVerify Rate // code verifications per client address
+
+	Destination Rate // code requests per destination (email or phone)
+
+	// PhonePrefix limits SMS code requests per number prefix: the first
+	// PrefixLength characters of the E.164 form ("+" and the country code
+	// included), against SMS pumping through ranges of premium numbers.
+	PhonePrefix  Rate
+	PrefixLength int
+
+	GlobalSMS   Rate // SMS code requests across all destinations
+	GlobalEmail Rate // email code requests across all destinations
+}
+
+// DefaultThrottles are the limits of a server configured with none.
+var DefaultThrottles = Throttles{
+	IPSend:       Rate{30, 5 * time.Minute},
+	IPVerify:     Rate{100, 5 * time.Minute},
+	Destination:  Rate{10, time.Hour},
+	PhonePrefix:  Rate{100, time.Hour},
+	PrefixLength: 8,
+	GlobalSMS:    Rate{1000, time.Hour},
+}
+
+// Names of the throttles, as reported in Decision.Limit and metrics.
+const (
+	LimitIPSend      = "ip_send"
+	LimitIPVerify    = "ip_verify"
+	LimitDestination = "destination"
+	LimitPhonePrefix = "phone_prefix"
+	LimitGlobalSMS   = "global_sms"
+	LimitGlobalEmail = "global_email"
+)
+
+// ErrThrottledMessage is the message of a request refused by a coarse limit. It does
+// not say which limit, so that it tells an attacker nothing about other
+// users' traffic.
+const ErrThrottledMessage = "Too many requests. Please try again later."
+
+// throttle asks the Limiter to admit one event under limits. A refusal is
+// ERATELIMIT with the time to wait; an unreachable limiter is its
+// EUNAVAILABLE error: the caller fails closed.
+func (s *Service) throttle(ctx context.Context, limits ...Limit) error {
+	if s.Limiter == nil {
+		return nil
+	}
+	limits = Active(limits)
+	if len(limits) == 0 {
+		return nil
+	}
+	d, err := s.Limiter.Allow(ctx, limits...)
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		if m, ok := s.Engine.Metrics.(ThrottleMetrics); ok {
+			m.Throttled(d.Limit)
+		}
+		return RateLimited(ceilSecond(d.RetryAfter), ErrThrottledMessage)
+	}
+	return nil
+}
+
+// sendLimits are the throttles of a code request for key over channel ch.
+func (s *Service) sendLimits(client netip.Addr, key ChallengeKey, ch Channel) []Limit {
+	t := s.Throttles
+	ls := []Limit{
+		s.limit(LimitIPSend, t.IPSend, clientKey(client)),
+		s.limit(LimitDestination, t.Destination, key.Destination),
+	}
+	switch ch {
+	case ChannelSMS:
+		n := t.PrefixLength
+		if n <= 0 {
+			n = DefaultThrottles.PrefixLength
+		}
+		prefix := key.Destination
+		if len(prefix) > n {
+			prefix = prefix[:n]
+		}
+		ls = append(ls, s.limit(LimitPhonePrefix, t.PhonePrefix, prefix), s.limit(LimitGlobalSMS, t.GlobalSMS, "all"))
+	case ChannelEmail:
+		ls = append(ls, s.limit(LimitGlobalEmail, t.GlobalEmail, "all"))
+	}
+	return ls
+}
+
+// limit builds the Limit name of rate r for value. Values are replaced by a
+// keyed hash, so the limiter's keys hold no address or identifier in the
+// clear.
+func (s *Service) limit(name string, r Rate, value string) Limit {
+	return Limit{Name: name, Key: s.Engine.Keys.LimitKey(name, value), Max: r.Max, Window: r.Window}
+}
+
+// clientKey is the value a client address is limited under: IPv4 addresses
+// one by one, IPv6 addresses by /64, since one subscriber commonly holds a
+// whole /64.
+func clientKey(a netip.Addr) string {
+	if !a.IsValid() {
+		// Never "no limit": every request without an address shares one.
+		return "unknown"
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// LimitKey returns the key under which the limiter counts value for the
+// limit called name: an HMAC under a key derived from the newest secret,
+// truncated to 128 bits.
+func (k *Keyring) LimitKey(name, value string) string {
+	m := hmac.New(sha256.New, k.limitKey)
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// ThrottleMetrics is implemented by Metrics that count throttled requests.
+type ThrottleMetrics interface {
+	Throttled(limit string)
+}
