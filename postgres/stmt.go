@@ -151,19 +151,27 @@ ORDER BY created_at, id`
 
 	// The sign-in lookup: the verified account of a contact (its unique
 	// partial index) and its oldest linked identity, in one statement.
+	// The sign-in lookups find the one account with the verified contact
+	// (a unique partial index) in a scalar subquery, evaluated once, and
+	// then its links by the full (tenant, actor_type, actor_id) index. As a
+	// plain three-way join, a generic plan made on stale statistics (a fresh
+	// table, autovacuum off) scanned every link of the actor type: 9 ms
+	// instead of 0.1 ms at 18k accounts.
 	sqlFindAuthIdentityIDByEmail = `
-SELECT l.auth_identity_id FROM actors c
-JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
+SELECT l.auth_identity_id FROM auth_identity_actors l
 JOIN auth_identities a ON a.id = l.auth_identity_id
-WHERE c.tenant = $1 AND c.type = $2 AND c.email = $3 AND c.has_account AND c.email_verified AND c.email <> ''
+WHERE l.tenant = $1 AND l.actor_type = $2 AND l.actor_id = (
+	SELECT c.id FROM actors c
+	WHERE c.tenant = $1 AND c.type = $2 AND c.email = $3 AND c.has_account AND c.email_verified AND c.email <> '')
 ORDER BY a.created_at, a.id
 LIMIT 1`
 
 	sqlFindAuthIdentityIDByPhone = `
-SELECT l.auth_identity_id FROM actors c
-JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
+SELECT l.auth_identity_id FROM auth_identity_actors l
 JOIN auth_identities a ON a.id = l.auth_identity_id
-WHERE c.tenant = $1 AND c.type = $2 AND c.phone = $3 AND c.has_account AND c.phone_verified AND c.phone <> ''
+WHERE l.tenant = $1 AND l.actor_type = $2 AND l.actor_id = (
+	SELECT c.id FROM actors c
+	WHERE c.tenant = $1 AND c.type = $2 AND c.phone = $3 AND c.has_account AND c.phone_verified AND c.phone <> '')
 ORDER BY a.created_at, a.id
 LIMIT 1`
 
