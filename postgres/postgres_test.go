@@ -444,49 +444,10 @@ func TestAdminShutdown(t *testing.T) {
 	})
 }
 
-// BenchmarkFlow measures one code's life at the store level: issue (SendStats
-// with its lock, RetireChallenges, CreateChallenge) in one Update, verify
-// (AttemptChallenge, ConsumeChallenge) in another.
+// BenchmarkFlow measures one code's life at the store level, as the engine
+// lives it: issue (SendStats with its lock, then IssueChallenge) in one
+// Update, verify (AttemptChallenge, ConsumeChallenge) in another.
 func BenchmarkFlow(b *testing.B) {
-	db := open(b, newSchema(b), postgres.Options{})
-	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	ctx := context.Background()
-	b.SetParallelism(4) // 4 x GOMAXPROCS goroutines on a 12-connection pool
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			key := otpd.ChallengeKey{Tenant: otpd.DefaultTenant, ActorType: "customer", Purpose: otpd.PurposeSignIn,
-				Destination: otpd.NewID("dest") + "@example.com"}
-			c := &otpd.Challenge{ID: otpd.NewID("chal"), ChallengeKey: key, Channel: otpd.ChannelEmail,
-				CodeHash: make([]byte, 32), MaxAttempts: 5, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
-			err := db.Update(ctx, func(tx otpd.Tx) error {
-				if _, err := tx.SendStats(ctx, key, now.Add(-time.Hour)); err != nil {
-					return err
-				}
-				if _, err := tx.RetireChallenges(ctx, key, now); err != nil {
-					return err
-				}
-				return tx.CreateChallenge(ctx, c)
-			})
-			if err == nil {
-				err = db.Update(ctx, func(tx otpd.Tx) error {
-					if _, err := tx.AttemptChallenge(ctx, key, now.Add(time.Second)); err != nil {
-						return err
-					}
-					return tx.ConsumeChallenge(ctx, c.ID, now.Add(time.Second))
-				})
-			}
-			if err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
-
-// BenchmarkFlowIssue is BenchmarkFlow with the issue as the engine makes it
-// now: SendStats, then IssueChallenge (retire and insert in one statement).
-func BenchmarkFlowIssue(b *testing.B) {
 	db := open(b, newSchema(b), postgres.Options{})
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	ctx := context.Background()

@@ -177,20 +177,28 @@ func testAttemptKeyIsolation(t *testing.T, s otpd.Store) {
 	}
 }
 
-func testRetire(t *testing.T, s otpd.Store) {
-	key := testKey()
+// retirementFixture stores, under one key, two live challenges, an expired
+// one and a consumed one, and a live one under another purpose.
+func retirementFixture(t *testing.T, s otpd.Store) (key otpd.ChallengeKey, live1, live2, elsewhere *otpd.Challenge) {
+	t.Helper()
+	key = testKey()
 	other := key
 	other.Purpose = otpd.PurposeSignUp
 
-	live1 := newChallenge(key, t0, 10*time.Minute, 5)
-	live2 := newChallenge(key, t0.Add(time.Second), 10*time.Minute, 5)
+	live1 = newChallenge(key, t0, 10*time.Minute, 5)
+	live2 = newChallenge(key, t0.Add(time.Second), 10*time.Minute, 5)
 	expired := newChallenge(key, t0.Add(-time.Hour), 10*time.Minute, 5)
 	consumed := newChallenge(key, t0.Add(-time.Minute), 10*time.Minute, 5)
-	elsewhere := newChallenge(other, t0, 10*time.Minute, 5)
+	elsewhere = newChallenge(other, t0, 10*time.Minute, 5)
 	mustCreateChallenges(t, s, live1, live2, expired, consumed, elsewhere)
 	if err := consume(t, s, consumed.ID, t0); err != nil {
 		t.Fatal(err)
 	}
+	return key, live1, live2, elsewhere
+}
+
+func testRetire(t *testing.T, s otpd.Store) {
+	key, live1, live2, elsewhere := retirementFixture(t, s)
 
 	now := t0.Add(time.Minute)
 	if got := retire(t, s, key, now); got != 2 {
@@ -206,7 +214,7 @@ func testRetire(t *testing.T, s otpd.Store) {
 	}
 
 	// Other keys are untouched, and the key takes a new challenge.
-	if got, err := attempt(t, s, other, now); err != nil || got.ID != elsewhere.ID {
+	if got, err := attempt(t, s, elsewhere.ChallengeKey, now); err != nil || got.ID != elsewhere.ID {
 		t.Fatalf("AttemptChallenge of another purpose = %v, %v, want %s", got, err, elsewhere.ID)
 	}
 	fresh := newChallenge(key, now, 10*time.Minute, 5)
@@ -303,19 +311,7 @@ func issue(tb testing.TB, s otpd.Store, c *otpd.Challenge, now time.Time) (int, 
 }
 
 func testIssue(t *testing.T, s otpd.Store) {
-	key := testKey()
-	other := key
-	other.Purpose = otpd.PurposeSignUp
-
-	live1 := newChallenge(key, t0, 10*time.Minute, 5)
-	live2 := newChallenge(key, t0.Add(time.Second), 10*time.Minute, 5)
-	expired := newChallenge(key, t0.Add(-time.Hour), 10*time.Minute, 5)
-	consumed := newChallenge(key, t0.Add(-time.Minute), 10*time.Minute, 5)
-	elsewhere := newChallenge(other, t0, 10*time.Minute, 5)
-	mustCreateChallenges(t, s, live1, live2, expired, consumed, elsewhere)
-	if err := consume(t, s, consumed.ID, t0); err != nil {
-		t.Fatal(err)
-	}
+	key, live1, live2, elsewhere := retirementFixture(t, s)
 
 	// The new challenge is live at now, and older than the ones it retires:
 	// neither may get it retired.
@@ -334,7 +330,7 @@ func testIssue(t *testing.T, s otpd.Store) {
 	want := *fresh
 	want.Attempts = 1
 	checkChallenge(t, got, &want)
-	if got, err := attempt(t, s, other, now); err != nil || got.ID != elsewhere.ID {
+	if got, err := attempt(t, s, elsewhere.ChallengeKey, now); err != nil || got.ID != elsewhere.ID {
 		t.Fatalf("AttemptChallenge of another purpose = %v, %v, want %s", got, err, elsewhere.ID)
 	}
 
