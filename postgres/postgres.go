@@ -137,11 +137,12 @@ type Options struct {
 	// is missing. Empty means the server's default search_path.
 	Schema string
 
-	// TxTimeout bounds each Update and View, from waiting for a connection to
-	// the commit, so that a server that accepts connections but no longer
-	// answers is EUNAVAILABLE within a bounded time (callers answer 503)
-	// instead of holding requests. Zero means DefaultTxTimeout; negative, no
-	// bound beyond the caller's context.
+	// TxTimeout bounds each Update and View whose context has no deadline of
+	// its own, from waiting for a connection to the commit, so that a server
+	// that accepts connections but no longer answers is EUNAVAILABLE within a
+	// bounded time (callers answer 503) instead of holding requests. A caller
+	// that needs longer (a janitor's large delete) sets its own deadline.
+	// Zero means DefaultTxTimeout; negative, no bound.
 	TxTimeout time.Duration
 }
 
@@ -265,7 +266,7 @@ func (db *DB) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func(t
 	if db.closed.Load() {
 		return errClosed()
 	}
-	if db.txTimeout > 0 {
+	if _, ok := ctx.Deadline(); !ok && db.txTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, db.txTimeout)
 		defer cancel()

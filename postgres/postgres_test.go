@@ -575,6 +575,20 @@ func TestHungServer(t *testing.T) {
 	}
 
 	proxy.stalled.Store(true)
+	// A caller's own deadline rules instead of the default bound: the
+	// janitor gives its large deletes longer. (The pool's connection is
+	// already made: a new one would fail at the 1 s connect bound.)
+	own, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+	start := time.Now()
+	err = db.View(own, func(tx otpd.Tx) error {
+		_, err := tx.CountMessages(own)
+		return err
+	})
+	cancel()
+	if took := time.Since(start); otpd.ErrorCode(err) != otpd.EUNAVAILABLE || took < 2400*time.Millisecond {
+		t.Fatalf("read with a 2.5s deadline from a hung server: %v after %v, want EUNAVAILABLE after 2.5s", err, took)
+	}
+
 	for i := 0; i < 3; i++ {
 		start := time.Now()
 		err := read()

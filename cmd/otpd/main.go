@@ -416,13 +416,17 @@ func (m *Main) janitor(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := m.DB.Update(ctx, func(tx otpd.Tx) error {
-			n, err := tx.DeleteChallengesBefore(ctx, time.Now().Add(-keep-time.Minute))
+		// Its own deadline: a large delete may take longer than a request's
+		// transaction may (postgres.Options.TxTimeout).
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := m.DB.Update(jctx, func(tx otpd.Tx) error {
+			n, err := tx.DeleteChallengesBefore(jctx, time.Now().Add(-keep-time.Minute))
 			if n > 0 {
 				m.Logger.Debug("janitor deleted old challenges", "count", n)
 			}
 			return err
 		})
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			m.Logger.Warn("janitor", "err", err)
 		}
