@@ -1,0 +1,349 @@
+// The real @medusajs/js-sdk, used as a storefront uses it, against a freshly
+// started otpd. One otpd for the file; every test uses its own identifiers.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import Medusa, { FetchError } from "@medusajs/js-sdk";
+import { PUBLISHABLE_KEY, startOtpd } from "./otpd.mjs";
+
+let otpd;
+let baseUrl;
+
+// Every request the SDK sends goes through the global fetch; record them so
+// the tests can say which route an SDK method called and with which headers.
+const realFetch = globalThis.fetch;
+let requests = [];
+globalThis.fetch = (input, init = {}) => {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  requests.push({
+    method: (init.method ?? "GET").toUpperCase(),
+    path: url.pathname,
+    headers: new Headers(init.headers),
+  });
+  return realFetch(input, init);
+};
+const sdkCalls = () => requests.filter((r) => r.path !== "/dev/outbox").map((r) => `${r.method} ${r.path}`);
+
+before(async () => {
+  otpd = await startOtpd();
+  baseUrl = otpd.baseUrl;
+});
+
+after(async () => {
+  if (otpd && !otpd.running()) {
+    process.stderr.write(`otpd exited during the tests:\n${otpd.logs.join("\n")}\n`);
+  }
+  await otpd?.stop();
+});
+
+let n = 0;
+const newIdentifier = () => `sdk-${Date.now()}-${++n}@example.com`;
+
+// A storefront's SDK. In Node there is no localStorage: with only
+// {type: "jwt"} the SDK picks the "nostore" method and keeps no token at all
+// (see "Node default"), so the SDK-driven flows keep the token in memory.
+function storefront(options = {}) {
+  return new Medusa({
+    baseUrl,
+    publishableKey: PUBLISHABLE_KEY,
+    auth: { type: "jwt", jwtTokenStorageMethod: "memory" },
+    ...options,
+  });
+}
+
+// outboxCode reads the newest code sent to identifier from the dev outbox.
+async function outboxCode(identifier, purpose) {
+  const res = await realFetch(`${baseUrl}/dev/outbox?to=${encodeURIComponent(identifier)}&limit=1`);
+  assert.equal(res.status, 200);
+  const { messages } = await res.json();
+  assert.equal(messages.length, 1, `no code was sent to ${identifier}`);
+  const [m] = messages;
+  assert.equal(m.to, identifier);
+  assert.equal(m.channel, "email");
+  assert.equal(m.purpose, purpose);
+  assert.match(m.code, /^\d{6}$/);
+  return m.code;
+}
+
+function claims(jwt) {
+  const [, payload] = jwt.split(".");
+  return JSON.parse(Buffer.from(payload, "base64url").toString());
+}
+
+// rejects asserts that promise fails with the SDK's FetchError and these
+// status, statusText and message.
+async function rejects(promise, status, statusText, message) {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof FetchError, `expected a FetchError, got ${err?.constructor?.name}: ${err}`);
+    assert.deepEqual(
+      { status: err.status, statusText: err.statusText, message: err.message },
+      { status, statusText, message },
+    );
+    return true;
+  });
+}
+
+// signUp runs the sign-up flow on sdk and leaves it holding a customer token.
+async function signUp(sdk, identifier) {
+  await sdk.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body: { identifier } });
+  const otp = await outboxCode(identifier, "sign_up");
+  await sdk.auth.register("customer", "otp", { identifier, otp });
+  const { customer } = await sdk.store.customer.create({ email: identifier, first_name: "Ada" });
+  await sdk.auth.refresh();
+  return customer;
+}
+
+describe("sign-up by code", () => {
+  test("pre-register, register, create the customer, refresh, retrieve", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    requests = [];
+
+    const pre = await sdk.client.fetch("/auth/customer/otp/pre-register", {
+      method: "POST",
+      body: { identifier },
+    });
+    assert.deepEqual(pre, { message: "Please validate the OTP to continue with the registration process." });
+    const otp = await outboxCode(identifier, "sign_up");
+
+    const regToken = await sdk.auth.register("customer", "otp", { identifier, otp });
+    assert.equal(typeof regToken, "string");
+    assert.equal(claims(regToken).actor_id, "");
+    assert.equal(claims(regToken).actor_type, "customer");
+    assert.equal(await sdk.client.getToken(), regToken, "register stores the registration token");
+
+    const { customer } = await sdk.store.customer.create({ email: identifier, first_name: "Ada" });
+    assert.match(customer.id, /^cus_/);
+    assert.equal(customer.email, identifier);
+    assert.equal(customer.first_name, "Ada");
+    assert.equal(customer.last_name, null);
+    assert.equal(customer.has_account, true);
+    assert.deepEqual(customer.addresses, []);
+    const create = requests.find((r) => r.path === "/store/customers");
+    assert.equal(create.headers.get("authorization"), `Bearer ${regToken}`);
+    assert.equal(create.headers.get("x-publishable-api-key"), PUBLISHABLE_KEY);
+
+    const refreshed = await sdk.auth.refresh();
+    assert.deepEqual(Object.keys(refreshed), ["token"]);
+    assert.notEqual(refreshed.token, regToken);
+    assert.equal(claims(refreshed.token).actor_id, customer.id);
+    assert.equal(claims(refreshed.token).app_metadata.customer_id, customer.id);
+    assert.equal(await sdk.client.getToken(), refreshed.token, "refresh stores the new token");
+
+    const me = await sdk.store.customer.retrieve();
+    assert.deepEqual(me.customer, customer);
+
+    assert.deepEqual(sdkCalls(), [
+      "POST /auth/customer/otp/pre-register",
+      "POST /auth/customer/otp/register",
+      "POST /store/customers",
+      "POST /auth/token/refresh",
+      "GET /store/customers/me",
+    ]);
+  });
+
+  test("sdk.auth.login with the sign-up code right after sign-up, once", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    await sdk.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body: { identifier } });
+    const otp = await outboxCode(identifier, "sign_up");
+    await sdk.auth.register("customer", "otp", { identifier, otp });
+    const { customer } = await sdk.store.customer.create({ first_name: "Ada" });
+    assert.equal(customer.email, identifier, "the email is filled in from the sign-up code");
+
+    requests = [];
+    const token = await sdk.auth.login("customer", "otp", { identifier, otp });
+    assert.equal(typeof token, "string");
+    assert.equal(claims(token).actor_id, customer.id);
+    assert.equal(await sdk.client.getToken(), token);
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
+    assert.deepEqual(sdkCalls(), ["POST /auth/customer/otp", "GET /store/customers/me"]);
+
+    // Single use: the same code again is refused, and the stored token stays.
+    await rejects(sdk.auth.login("customer", "otp", { identifier, otp }), 401, "Unauthorized", "Invalid OTP");
+    assert.equal(await sdk.client.getToken(), token);
+  });
+
+  test("Node default: {type: 'jwt'} alone keeps no token; the token is passed in headers", async () => {
+    // What a server-rendered storefront does: no storage, the token travels
+    // in the Authorization header of each call.
+    const sdk = storefront({ auth: { type: "jwt" } });
+    const identifier = newIdentifier();
+    await sdk.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body: { identifier } });
+    const otp = await outboxCode(identifier, "sign_up");
+    const regToken = await sdk.auth.register("customer", "otp", { identifier, otp });
+    assert.equal(await sdk.client.getToken(), null, "nostore: register stored nothing");
+
+    await rejects(sdk.store.customer.create({ first_name: "Ada" }), 401, "Unauthorized", "Unauthorized");
+    const auth = (t) => ({ authorization: `Bearer ${t}` });
+    const { customer } = await sdk.store.customer.create({ first_name: "Ada" }, {}, auth(regToken));
+    assert.equal(customer.email, identifier);
+    const { token } = await sdk.auth.refresh(auth(regToken));
+    assert.equal(claims(token).actor_id, customer.id);
+    assert.equal((await sdk.store.customer.retrieve({}, auth(token))).customer.id, customer.id);
+  });
+});
+
+describe("logout and sign-in by code", () => {
+  test("logout, generate, verify, retrieve", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    const customer = await signUp(sdk, identifier);
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
+
+    // JWT mode: logout sends nothing (DELETE /auth/session only in session
+    // mode) and forgets the token; otpd cannot revoke it.
+    requests = [];
+    await sdk.auth.logout();
+    assert.deepEqual(sdkCalls(), []);
+    assert.equal(await sdk.client.getToken(), "");
+    await rejects(sdk.store.customer.retrieve(), 401, "Unauthorized", "Unauthorized");
+
+    const gen = await sdk.client.fetch("/auth/customer/otp/generate", { method: "POST", body: { identifier } });
+    assert.deepEqual(gen, { message: "If an account exists with this identifier, an OTP will be sent." });
+    const otp = await outboxCode(identifier, "sign_in");
+
+    // sdk.auth.login posts to POST /auth/customer/otp, which takes only the
+    // sign-up code right after sign-up: a sign-in code is refused there
+    // (docs/medusa.md), and the refusal does not spend it.
+    requests = [];
+    await rejects(sdk.auth.login("customer", "otp", { identifier, otp }), 401, "Unauthorized", "Invalid OTP");
+    assert.deepEqual(sdkCalls(), ["POST /auth/customer/otp"]);
+    assert.equal(await sdk.client.getToken(), "");
+
+    // Sign-in by code is the plugin's verify route; the storefront hands the
+    // token to the SDK's storage.
+    const { token } = await sdk.client.fetch("/auth/customer/otp/verify", {
+      method: "POST",
+      body: { identifier, otp },
+    });
+    assert.equal(claims(token).actor_id, customer.id);
+    await sdk.client.setToken(token);
+    assert.deepEqual((await sdk.store.customer.retrieve()).customer, customer);
+  });
+
+  test("generate answers the same for an identifier without an account, and sends nothing", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    const gen = await sdk.client.fetch("/auth/customer/otp/generate", { method: "POST", body: { identifier } });
+    assert.deepEqual(gen, { message: "If an account exists with this identifier, an OTP will be sent." });
+    const res = await realFetch(`${baseUrl}/dev/outbox?to=${encodeURIComponent(identifier)}`);
+    assert.deepEqual((await res.json()).messages, []);
+  });
+});
+
+describe("errors as the SDK surfaces them", () => {
+  test("wrong code on /auth/customer/otp/verify: 400 Invalid OTP; the right code still works", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    await signUp(sdk, identifier);
+    await sdk.auth.logout();
+    await sdk.client.fetch("/auth/customer/otp/generate", { method: "POST", body: { identifier } });
+    const otp = await outboxCode(identifier, "sign_in");
+    const wrong = otp === "000000" ? "000001" : "000000";
+
+    await rejects(
+      sdk.client.fetch("/auth/customer/otp/verify", { method: "POST", body: { identifier, otp: wrong } }),
+      400,
+      "Bad Request",
+      "Invalid OTP",
+    );
+    const { token } = await sdk.client.fetch("/auth/customer/otp/verify", {
+      method: "POST",
+      body: { identifier, otp },
+    });
+    assert.equal(typeof token, "string");
+  });
+
+  test("sdk.auth.login with a wrong code: 401 Invalid OTP, nothing stored", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    await sdk.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body: { identifier } });
+    const otp = await outboxCode(identifier, "sign_up");
+    const regToken = await sdk.auth.register("customer", "otp", { identifier, otp });
+    await sdk.store.customer.create({ first_name: "Ada" });
+    const wrong = otp === "000000" ? "000001" : "000000";
+
+    await rejects(sdk.auth.login("customer", "otp", { identifier, otp: wrong }), 401, "Unauthorized", "Invalid OTP");
+    assert.equal(await sdk.client.getToken(), regToken);
+    await rejects(sdk.auth.login("customer", "otp", { identifier, otp: "" }), 401, "Unauthorized", "OTP is required for authentication");
+    await rejects(
+      sdk.auth.login("customer", "emailpass", { email: identifier, password: "supersecret" }),
+      401,
+      "Unauthorized",
+      "Unable to retrieve the auth provider with id: emailpass",
+    );
+  });
+
+  test("sdk.auth.register with a wrong code: 401 Invalid OTP", async () => {
+    const sdk = storefront();
+    const identifier = newIdentifier();
+    await sdk.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body: { identifier } });
+    const otp = await outboxCode(identifier, "sign_up");
+    const wrong = otp === "000000" ? "000001" : "000000";
+    await rejects(sdk.auth.register("customer", "otp", { identifier, otp: wrong }), 401, "Unauthorized", "Invalid OTP");
+    assert.equal(await sdk.client.getToken(), "");
+  });
+
+  test("sdk.store.customer.retrieve() without a token: 401 Unauthorized", async () => {
+    const sdk = storefront();
+    requests = [];
+    await rejects(sdk.store.customer.retrieve(), 401, "Unauthorized", "Unauthorized");
+    assert.equal(requests[0].headers.get("authorization"), null);
+  });
+
+  test("sdk.store.customer.create without or with a wrong publishable key: 400", async () => {
+    const identifier = newIdentifier();
+    const withKey = storefront();
+    await withKey.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body: { identifier } });
+    const otp = await outboxCode(identifier, "sign_up");
+    const regToken = await withKey.auth.register("customer", "otp", { identifier, otp });
+
+    const noKey = storefront({ publishableKey: undefined });
+    await noKey.client.setToken(regToken);
+    requests = [];
+    await rejects(
+      noKey.store.customer.create({ first_name: "Ada" }),
+      400,
+      "Bad Request",
+      "Publishable API key required in the request header: x-publishable-api-key. You can manage your keys in settings in the dashboard.",
+    );
+    assert.equal(requests[0].headers.get("x-publishable-api-key"), null);
+
+    const wrongKey = storefront({ publishableKey: "pk_not_a_key" });
+    await wrongKey.client.setToken(regToken);
+    await rejects(
+      wrongKey.store.customer.create({ first_name: "Ada" }),
+      400,
+      "Bad Request",
+      "A valid publishable key is required to proceed with the request",
+    );
+
+    // Neither refusal used the registration token up.
+    const { customer } = await withKey.store.customer.create({ first_name: "Ada" });
+    assert.equal(customer.email, identifier);
+  });
+
+  test("malformed pre-register bodies: 400 naming the field", async () => {
+    const sdk = storefront();
+    const pre = (body) => sdk.client.fetch("/auth/customer/otp/pre-register", { method: "POST", body });
+    await rejects(pre({ identifier: "a@b" }), 400, "Bad Request",
+      "Invalid request: Field 'identifier' must be a valid email address");
+    await rejects(pre({ identifier: "not-a-phone" }), 400, "Bad Request",
+      "Invalid request: Field 'identifier' must be an email address or a phone number in international format (+...)");
+    await rejects(pre({ identifier: "   " }), 400, "Bad Request", "Invalid request: Field 'identifier' is required");
+    await rejects(pre({ identifier: 42 }), 400, "Bad Request",
+      "Invalid request: Expected type: 'string' for field 'identifier', got: 'number'");
+    await rejects(pre({ identifier: newIdentifier(), extra: 1 }), 400, "Bad Request",
+      "Invalid request: Unrecognized fields: 'extra'");
+  });
+
+  test("unknown actor type: 400", async () => {
+    const sdk = storefront();
+    await rejects(
+      sdk.client.fetch("/auth/vendor/otp/generate", { method: "POST", body: { identifier: newIdentifier() } }),
+      400,
+      "Bad Request",
+      "Invalid request: The actor type 'vendor' is not configured.",
+    );
+  });
+});
