@@ -20,6 +20,11 @@ type Service struct {
 	Limiter   Limiter
 	Throttles Throttles
 
+	// Passwords checks, hashes and verifies passwords, for the emailpass
+	// provider. Nil: password routes answer an internal error.
+	Passwords PasswordHasher
+	passwordState
+
 	// FollowUpTTL is how long a redeemed sign-up code may be presented once
 	// more to sign in as the actor created meanwhile (default 60 s).
 	FollowUpTTL time.Duration

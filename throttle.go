@@ -37,6 +37,9 @@ type Throttles struct {
 
 	GlobalSMS   Rate // SMS code requests across all destinations
 	GlobalEmail Rate // email code requests across all destinations
+
+	IPPassword       Rate // password registrations and sign-ins per client address
+	PasswordIdentity Rate // password registrations and sign-ins per email
 }
 
 // DefaultThrottles are the limits of a server configured with none.
@@ -47,6 +50,9 @@ var DefaultThrottles = Throttles{
 	PhonePrefix:  Rate{100, time.Hour},
 	PrefixLength: 8,
 	GlobalSMS:    Rate{1000, time.Hour},
+
+	IPPassword:       Rate{30, 5 * time.Minute},
+	PasswordIdentity: Rate{10, 15 * time.Minute},
 }
 
 // Names of the throttles, as reported in Decision.Limit and metrics.
@@ -57,6 +63,9 @@ const (
 	LimitPhonePrefix = "phone_prefix"
 	LimitGlobalSMS   = "global_sms"
 	LimitGlobalEmail = "global_email"
+
+	LimitIPPassword       = "ip_password"
+	LimitPasswordIdentity = "password_identity"
 )
 
 // ErrThrottledMessage is the message of a request refused by a coarse limit. It does

@@ -188,3 +188,71 @@ func TestThrottle_FailsClosed(t *testing.T) {
 		t.Fatalf("verify asked %v, want ip_verify alone", got)
 	}
 }
+
+// countingHasher is a PasswordHasher that compares in the clear and counts
+// its work.
+type countingHasher struct{ hashes, verifies int }
+
+func (h *countingHasher) Check(pw string) error {
+	if len(pw) < 8 {
+		return otpd.FieldErrorf("password", "Password must be at least 8 characters long")
+	}
+	return nil
+}
+func (h *countingHasher) Hash(_ context.Context, pw string) (string, error) {
+	h.hashes++
+	return "plain:" + pw, nil
+}
+func (h *countingHasher) Verify(_ context.Context, pw, enc string) (bool, error) {
+	h.verifies++
+	return enc == "plain:"+pw, nil
+}
+
+func TestThrottle_Passwords(t *testing.T) {
+	refuse := false
+	lim := &recordingLimiter{decide: func([]otpd.Limit) (otpd.Decision, error) {
+		if refuse {
+			return otpd.Decision{Limit: otpd.LimitPasswordIdentity, RetryAfter: time.Minute}, nil
+		}
+		return otpd.Decision{Allowed: true}, nil
+	}}
+	svc, _ := newThrottledService(t, lim)
+	h := &countingHasher{}
+	svc.Passwords = h
+	ctx := context.Background()
+	r := otpd.PasswordRequest{ActorType: "customer", Email: "Eve@Example.com", Password: "long enough", Client: netip.MustParseAddr("192.0.2.9")}
+	if _, err := svc.RegisterPassword(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got := lim.last(t)
+	if len(got) != 2 || got[otpd.LimitIPPassword].Max != 30 || got[otpd.LimitPasswordIdentity].Max != 10 {
+		t.Fatalf("register asked %v, want ip_password 30 and password_identity 10", got)
+	}
+	identityKey := got[otpd.LimitPasswordIdentity].Key
+	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "user", Email: "eve@example.com", Password: "long enough"}); err != nil {
+		t.Fatal(err)
+	}
+	if lim.last(t)[otpd.LimitPasswordIdentity].Key != identityKey {
+		t.Fatal("sign-in and registration of one email are limited under different keys")
+	}
+	// An unknown email costs a verification like a known one.
+	before := h.verifies
+	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Email: "nobody@example.com", Password: "long enough"}); err != otpd.ErrInvalidCredentials {
+		t.Fatalf("unknown email: %v", err)
+	}
+	if h.verifies != before+1 {
+		t.Fatalf("unknown email ran %d verifications, want 1", h.verifies-before)
+	}
+	// Refused: ERATELIMIT, and no hashing work at all.
+	refuse = true
+	hashes, verifies := h.hashes, h.verifies
+	if _, err := svc.SignInPassword(ctx, r); otpd.ErrorCode(err) != otpd.ERATELIMIT {
+		t.Fatalf("throttled sign-in: %v, want ERATELIMIT", err)
+	}
+	if _, err := svc.RegisterPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Email: "new@example.com", Password: "long enough"}); otpd.ErrorCode(err) != otpd.ERATELIMIT {
+		t.Fatalf("throttled registration: %v, want ERATELIMIT", err)
+	}
+	if h.hashes != hashes || h.verifies != verifies {
+		t.Fatal("a throttled request still hashed")
+	}
+}

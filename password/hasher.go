@@ -12,6 +12,10 @@ import "context"
 // A Hasher is safe for concurrent use. The zero value is not usable: create
 // one with NewHasher.
 type Hasher struct {
+	// Policy is the rules Check applies to new passwords (zero: the
+	// defaults).
+	Policy Policy
+
 	slots  chan struct{}
 	params params // for new hashes
 	limits limits // for stored hashes
@@ -47,6 +51,9 @@ func (h *Hasher) acquire(ctx context.Context) error {
 }
 
 func (h *Hasher) release() { <-h.slots }
+
+// Check applies h.Policy to a new password: see [Policy.Check].
+func (h *Hasher) Check(password string) error { return h.Policy.Check(password) }
 
 // Hash is [Hash] run in one of h's slots. It waits for a free slot and
 // returns ctx.Err() if ctx ends first. Once started, the scrypt computation

@@ -63,6 +63,8 @@ type Config struct {
 		PhonePrefixLength int  `yaml:"phone_prefix_length"`
 		GlobalSMS         Rate `yaml:"global_sms"`
 		GlobalEmail       Rate `yaml:"global_email"`
+		IPPassword        Rate `yaml:"ip_password"`
+		PasswordIdentity  Rate `yaml:"password_identity"`
 	} `yaml:"limits"`
 
 	Phone struct {
@@ -164,6 +166,7 @@ func (c *Config) Throttles() otpd.Throttles {
 		Destination: otpd.Rate(l.Destination),
 		PhonePrefix: otpd.Rate(l.PhonePrefix), PrefixLength: l.PhonePrefixLength,
 		GlobalSMS: otpd.Rate(l.GlobalSMS), GlobalEmail: otpd.Rate(l.GlobalEmail),
+		IPPassword: otpd.Rate(l.IPPassword), PasswordIdentity: otpd.Rate(l.PasswordIdentity),
 	}
 }
 
@@ -188,6 +191,7 @@ func DefaultConfig() Config {
 	c.Limits.IPSend, c.Limits.IPVerify, c.Limits.Destination = Rate(t.IPSend), Rate(t.IPVerify), Rate(t.Destination)
 	c.Limits.PhonePrefix, c.Limits.PhonePrefixLength = Rate(t.PhonePrefix), t.PrefixLength
 	c.Limits.GlobalSMS, c.Limits.GlobalEmail = Rate(t.GlobalSMS), Rate(t.GlobalEmail)
+	c.Limits.IPPassword, c.Limits.PasswordIdentity = Rate(t.IPPassword), Rate(t.PasswordIdentity)
 	c.RedisPrefix = "otpd:"
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
@@ -306,6 +310,8 @@ var envVars = []envVar{
 	{"OTPD_LIMIT_PHONE_PREFIX_LENGTH", envInt(func(c *Config) *int { return &c.Limits.PhonePrefixLength })},
 	{"OTPD_LIMIT_GLOBAL_SMS", envRate(func(c *Config) *Rate { return &c.Limits.GlobalSMS })},
 	{"OTPD_LIMIT_GLOBAL_EMAIL", envRate(func(c *Config) *Rate { return &c.Limits.GlobalEmail })},
+	{"OTPD_LIMIT_IP_PASSWORD", envRate(func(c *Config) *Rate { return &c.Limits.IPPassword })},
+	{"OTPD_LIMIT_PASSWORD_IDENTITY", envRate(func(c *Config) *Rate { return &c.Limits.PasswordIdentity })},
 	{"OTPD_PHONE_DEFAULT_REGION", envString(func(c *Config) *string { return &c.Phone.DefaultRegion })},
 	{"OTPD_WEBHOOK_URLS", envList(func(c *Config) *[]string { return &c.Webhooks.URLs })},
 	{"OTPD_WEBHOOK_SECRET", envString(func(c *Config) *string { return &c.Webhooks.Secret })},

@@ -32,6 +32,7 @@ import (
 	"github.com/otpd/otpd/httpapi/medusa"
 	"github.com/otpd/otpd/memlimit"
 	"github.com/otpd/otpd/metrics"
+	"github.com/otpd/otpd/password"
 	"github.com/otpd/otpd/postgres"
 	"github.com/otpd/otpd/redis"
 	"github.com/otpd/otpd/sqlite"
@@ -258,6 +259,9 @@ func (m *Main) Open(ctx context.Context) error {
 		ActorTypes: actorTypes,
 		Limiter:    m.Limiter,
 		Throttles:  cfg.Throttles(),
+		// One scrypt hash is ~80 ms of a core and 32 MiB: two at a time, so
+		// a burst of password logins cannot starve the code flows.
+		Passwords: password.NewHasher(2),
 	}
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {

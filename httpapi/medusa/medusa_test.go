@@ -22,6 +22,7 @@ import (
 	"github.com/otpd/otpd/devoutbox"
 	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/password"
 	"github.com/otpd/otpd/sqlite"
 )
 
@@ -43,6 +44,7 @@ type env struct {
 	outbox *devoutbox.Outbox
 	clock  *clock
 	tokens *medusa.Tokens
+	db     otpd.Store
 }
 
 func newEnv(t *testing.T, keys ...string) *env {
@@ -59,7 +61,7 @@ func newEnv(t *testing.T, keys ...string) *env {
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	outbox := devoutbox.New(100)
 	engine := &otpd.Engine{Store: db, Keys: kr, Limits: otpd.DefaultSendLimits, Immediate: []otpd.Notifier{outbox}, Now: clk.Now}
-	svc := &otpd.Service{Store: db, Engine: engine, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now}
+	svc := &otpd.Service{Store: db, Engine: engine, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now, Passwords: password.NewHasher(2)}
 	tokens := &medusa.Tokens{Secret: []byte(jwtSecret), Now: clk.Now}
 	h := httpapi.NewHandler(httpapi.Options{
 		Ready:    db.Ping,
@@ -67,7 +69,7 @@ func newEnv(t *testing.T, keys ...string) *env {
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, outbox: outbox, clock: clk, tokens: tokens}
+	return &env{t: t, srv: srv, outbox: outbox, clock: clk, tokens: tokens, db: db}
 }
 
 type response struct {

@@ -113,7 +113,7 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 	if !h.actorType(w, r) {
 		return false
 	}
-	if p := r.PathValue("provider"); p != otpd.ProviderOTP {
+	if p := r.PathValue("provider"); p != otpd.ProviderOTP && p != otpd.ProviderEmailpass {
 		unauthorized(w, "Unable to retrieve the auth provider with id: "+p)
 		return false
 	}
@@ -124,6 +124,12 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 // otp provider it redeems a pre-register code and answers a registration
 // token (actor_id ""), creating the auth identity if needed.
 func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("provider") == otpd.ProviderEmailpass {
+		if h.provider(w, r) {
+			h.passwordAuth(w, r, h.Service.RegisterPassword)
+		}
+		return
+	}
 	h.redeemWithProvider(w, r, "OTP is required", h.Service.SignUp)
 }
 
@@ -132,6 +138,12 @@ func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
 // registered the identity, and answers a token carrying the actor created
 // since. Ordinary sign-in by code goes through /otp/generate and /otp/verify.
 func (h *Handler) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("provider") == otpd.ProviderEmailpass {
+		if h.provider(w, r) {
+			h.passwordAuth(w, r, h.Service.SignInPassword)
+		}
+		return
+	}
 	h.redeemWithProvider(w, r, "OTP is required for authentication", h.Service.SignInAfterSignUp)
 }
 
