@@ -231,6 +231,38 @@ describe("logout and sign-in by code", () => {
   });
 });
 
+describe("emailpass", () => {
+  test("register, create the customer, refresh, retrieve, logout, login; wrong password and duplicate refused", async () => {
+    const sdk = storefront();
+    const email = newIdentifier();
+    const password = "correct horse battery staple";
+
+    const regToken = await sdk.auth.register("customer", "emailpass", { email, password });
+    assert.equal(claims(regToken).actor_id, "");
+    const { customer } = await sdk.store.customer.create({ email, first_name: "Grace" });
+    assert.match(customer.id, /^cus_/);
+    assert.equal(customer.email, email);
+    const { token } = await sdk.auth.refresh();
+    assert.equal(claims(token).actor_id, customer.id);
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
+
+    await sdk.auth.logout();
+    await rejects(sdk.store.customer.retrieve(), 401, "Unauthorized", "Unauthorized");
+    const loginToken = await sdk.auth.login("customer", "emailpass", { email, password });
+    assert.equal(claims(loginToken).actor_id, customer.id);
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
+
+    await rejects(sdk.auth.login("customer", "emailpass", { email, password: password + "!" }), 401, "Unauthorized", "Invalid email or password");
+    await rejects(sdk.auth.register("customer", "emailpass", { email, password }), 401, "Unauthorized", "Identity with email already exists");
+    await rejects(
+      sdk.auth.register("customer", "emailpass", { email: newIdentifier(), password: "short" }),
+      400,
+      "Bad Request",
+      "Invalid request: Password must be at least 8 characters long",
+    );
+  });
+});
+
 describe("errors as the SDK surfaces them", () => {
   test("wrong code on /auth/customer/otp/verify: 400 Invalid OTP; the right code still works", async () => {
     const sdk = storefront();
@@ -270,7 +302,7 @@ describe("errors as the SDK surfaces them", () => {
       sdk.auth.login("customer", "emailpass", { email: identifier, password: "supersecret" }),
       401,
       "Unauthorized",
-      "Unable to retrieve the auth provider with id: emailpass",
+      "Invalid email or password",
     );
   });
 
