@@ -152,30 +152,12 @@ SELECT ` + providerIdentityColumns + ` FROM provider_identities
 WHERE auth_identity_id = ?2 AND tenant = ?1
 ORDER BY created_at, id`},
 
-	// The sign-in lookup: the verified account of a contact (its unique
-	// partial index) and its oldest linked identity, in one statement.
-	qFindAuthIdentityIDByEmail: {sql: `
-SELECT l.auth_identity_id FROM actors c
-JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
-JOIN auth_identities a ON a.id = l.auth_identity_id
-WHERE c.tenant = ?1 AND c.type = ?2 AND c.email = ?3 AND c.has_account AND c.email_verified AND c.email <> ''
-ORDER BY a.created_at, a.id
-LIMIT 1`},
-
-	qFindAuthIdentityIDByPhone: {sql: `
-SELECT l.auth_identity_id FROM actors c
-JOIN auth_identity_actors l ON l.tenant = c.tenant AND l.actor_type = c.type AND l.actor_id = c.id
-JOIN auth_identities a ON a.id = l.auth_identity_id
-WHERE c.tenant = ?1 AND c.type = ?2 AND c.phone = ?3 AND c.has_account AND c.phone_verified AND c.phone <> ''
-ORDER BY a.created_at, a.id
-LIMIT 1`},
-
-	qFindAuthIdentityIDByActor: {sql: `
-SELECT a.id FROM auth_identity_actors l
-JOIN auth_identities a ON a.id = l.auth_identity_id
-WHERE l.tenant = ? AND l.actor_type = ? AND l.actor_id = ?
-ORDER BY a.created_at, a.id
-LIMIT 1`},
+	// The auth identity lookups: the oldest identity linked to an actor,
+	// given by id or, for sign-in, as the one account whose verified
+	// contact is ?3 (its unique partial index), in a scalar subquery.
+	qFindAuthIdentityIDByActor: {sql: authIdentityOfActor("?3")},
+	qFindAuthIdentityIDByEmail: {sql: authIdentityOfActor(verifiedAccount("email"))},
+	qFindAuthIdentityIDByPhone: {sql: authIdentityOfActor(verifiedAccount("phone"))},
 
 	qCreateActor: {write: true, sql: `
 INSERT INTO actors (` + actorColumns + `)
@@ -325,4 +307,23 @@ func (t *tx) queryRow(ctx context.Context, q query, args ...any) *sql.Row {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return t.tx.QueryRowContext(ctx, queries[q].sql, args...)
+}
+
+// authIdentityOfActor selects the oldest auth identity of tenant ?1 linked
+// to the actor of type ?2 whose id is the SQL expression actorID.
+func authIdentityOfActor(actorID string) string {
+	return `
+SELECT a.id FROM auth_identity_actors l
+JOIN auth_identities a ON a.id = l.auth_identity_id
+WHERE l.tenant = ?1 AND l.actor_type = ?2 AND l.actor_id = ` + actorID + `
+ORDER BY a.created_at, a.id
+LIMIT 1`
+}
+
+// verifiedAccount is a scalar subquery: the id of the account of tenant ?1
+// and type ?2 whose verified contact (column email or phone) is ?3.
+func verifiedAccount(contact string) string {
+	return `(
+	SELECT c.id FROM actors c
+	WHERE c.tenant = ?1 AND c.type = ?2 AND c.` + contact + ` = ?3 AND c.has_account AND c.` + contact + `_verified AND c.` + contact + ` <> '')`
 }
