@@ -84,21 +84,15 @@ func (s *Service) RegisterPassword(ctx context.Context, r PasswordRequest) (*Pri
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	id := &AuthIdentity{ID: NewID("authid"), Tenant: tenant, ActorIDs: map[string]string{}, AppMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}
-	pi := &ProviderIdentity{
-		ID: NewID("provid"), Tenant: tenant, AuthIdentityID: id.ID, Provider: ProviderEmailpass, EntityID: email,
-		UserMetadata: map[string]any{}, ProviderMetadata: map[string]any{"password": hash}, CreatedAt: now, UpdatedAt: now,
-	}
+	id, pi := newIdentity(tenant, ProviderEmailpass, email, map[string]any{"password": hash}, s.now())
 	err = s.Store.Update(ctx, func(tx Tx) error {
 		// The unique (tenant, provider, entity) index settles a concurrent
 		// registration of the same email.
-		if err := tx.CreateAuthIdentity(ctx, id, pi); ErrorCode(err) == ECONFLICT {
+		err := tx.CreateAuthIdentity(ctx, id, pi)
+		if ErrorCode(err) == ECONFLICT {
 			return ErrIdentityExists
-		} else if err != nil {
-			return err
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -122,10 +116,18 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, email)...); err != nil {
 		return nil, err
 	}
-	var pi *ProviderIdentity
+	// The identity is read with its password hash, in one read
+	// transaction: the hash is verified outside it.
+	var (
+		pi *ProviderIdentity
+		id *AuthIdentity
+	)
 	err = s.Store.View(ctx, func(tx Tx) error {
 		var err error
-		pi, err = tx.FindProviderIdentity(ctx, tenant, ProviderEmailpass, email)
+		if pi, err = tx.FindProviderIdentity(ctx, tenant, ProviderEmailpass, email); err != nil {
+			return err
+		}
+		id, err = tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
 		return err
 	})
 	if ErrorCode(err) == ENOTFOUND {
@@ -147,18 +149,7 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 	if !ok {
 		return nil, ErrInvalidCredentials
 	}
-	var out *Principal
-	err = s.Store.View(ctx, func(tx Tx) error {
-		id, err := tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
-		if ErrorCode(err) == ENOTFOUND {
-			return ErrInvalidCredentials
-		} else if err != nil {
-			return err
-		}
-		out = PrincipalFor(id, r.ActorType, pi.UserMetadata)
-		return nil
-	})
-	return out, err
+	return PrincipalFor(id, r.ActorType, pi.UserMetadata), nil
 }
 
 // dummyPasswordHash is a hash of a random password, made once, that sign-ins

@@ -214,15 +214,22 @@ func (s *Service) ensureIdentity(ctx context.Context, tx Tx, tenant string, c Co
 	} else if ErrorCode(err) != ENOTFOUND {
 		return nil, err
 	}
-	id := &AuthIdentity{ID: NewID("authid"), Tenant: tenant, ActorIDs: map[string]string{}, AppMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}
-	pi = &ProviderIdentity{
-		ID: NewID("provid"), Tenant: tenant, AuthIdentityID: id.ID, Provider: ProviderOTP, EntityID: c.Value,
-		UserMetadata: map[string]any{}, ProviderMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now,
-	}
+	id, pi := newIdentity(tenant, ProviderOTP, c.Value, map[string]any{}, now)
 	if err := tx.CreateAuthIdentity(ctx, id, pi); err != nil {
 		return nil, err
 	}
 	return id, nil
+}
+
+// newIdentity returns a new auth identity of tenant, not linked to any
+// actor, and its provider identity for entityID with providerMetadata.
+func newIdentity(tenant, provider, entityID string, providerMetadata map[string]any, now time.Time) (*AuthIdentity, *ProviderIdentity) {
+	id := &AuthIdentity{ID: NewID("authid"), Tenant: tenant, ActorIDs: map[string]string{}, AppMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}
+	pi := &ProviderIdentity{
+		ID: NewID("provid"), Tenant: tenant, AuthIdentityID: id.ID, Provider: provider, EntityID: entityID,
+		UserMetadata: map[string]any{}, ProviderMetadata: providerMetadata, CreatedAt: now, UpdatedAt: now,
+	}
+	return id, pi
 }
 
 // mintFollowUp records the one-time follow-up of a redeemed sign-up code: a
