@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/internal/limittest"
+	"github.com/otpd/otpd/internal/testredis"
 )
 
 // testURL returns the Redis of OTPD_TEST_REDIS_URL, or skips the test.
@@ -240,17 +240,6 @@ func wantUnavailable(t *testing.T, l *Limiter) {
 	}
 }
 
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func mustOpen(t *testing.T, url string) *Limiter {
 	t.Helper()
 	l, err := Open(url, Options{})
@@ -264,7 +253,7 @@ func mustOpen(t *testing.T, url string) *Limiter {
 // TestClosedPort: nothing listening is EUNAVAILABLE, fast.
 func TestClosedPort(t *testing.T) {
 	t.Parallel()
-	l := mustOpen(t, fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t)))
+	l := mustOpen(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testredis.FreePort(t)))
 	wantUnavailable(t, l)
 }
 
@@ -318,58 +307,6 @@ func TestClosed(t *testing.T) {
 	}
 }
 
-// server is a private redis-server.
-type server struct {
-	port int
-	cmd  *exec.Cmd
-}
-
-// startServer starts redis-server on port, without persistence, and waits
-// until it answers.
-func startServer(t *testing.T, port int) *server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not found on PATH: recovery tests skipped")
-	}
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	s := &server{port: port, cmd: cmd}
-	t.Cleanup(s.kill)
-
-	c := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
-	defer c.Close()
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if c.Ping(t.Context()).Err() == nil {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on port %d did not answer within 5s", port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// kill kills the server with SIGKILL and waits for it to exit.
-func (s *server) kill() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	s.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies only once continued
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-}
-
-func (s *server) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v: %v", sig, err)
-	}
-}
-
 // waitAllowed calls Allow until it succeeds, failing the test after within.
 func waitAllowed(t *testing.T, l *Limiter, within time.Duration) time.Duration {
 	t.Helper()
@@ -390,13 +327,12 @@ func waitAllowed(t *testing.T, l *Limiter, within time.Duration) time.Duration {
 // the same Limiter fails with EUNAVAILABLE meanwhile and works again after.
 func TestRecovery(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	s := startServer(t, port)
-	l := mustOpen(t, fmt.Sprintf("redis://127.0.0.1:%d/0", port))
+	s := testredis.Start(t, 0)
+	l := mustOpen(t, s.URL())
 	waitAllowed(t, l, time.Second)
 
 	t.Log("SIGKILL")
-	s.kill()
+	s.Kill()
 	wantUnavailable(t, l)
 	wantUnavailable(t, l) // again, now dialing a closed port
 	// Enough failed dials to make the pool give up dialing on demand and
@@ -407,15 +343,19 @@ func TestRecovery(t *testing.T) {
 	wantUnavailable(t, l)
 
 	t.Log("restart")
-	s = startServer(t, port)
+	s.Restart(t)
 	t.Logf("Allow works again after %v", waitAllowed(t, l, 5*time.Second))
 
 	t.Log("SIGSTOP")
-	s.signal(t, syscall.SIGSTOP)
+	if err := s.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
 	wantUnavailable(t, l)
 	wantUnavailable(t, l) // again, now with a fresh connection to a paused server
 	t.Log("SIGCONT")
-	s.signal(t, syscall.SIGCONT)
+	if err := s.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("Allow works again after %v", waitAllowed(t, l, 5*time.Second))
 	if err := l.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping: %v", err)

@@ -11,12 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/otpd/otpd/internal/testredis"
 )
 
 // redisEnv points servers at the Redis named by OTPD_TEST_REDIS_URL under a
@@ -238,65 +238,8 @@ func TestCluster_ThreeInstances(t *testing.T) {
 	}
 }
 
-// redisServer is a private redis-server process the test may pause or kill.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startRedis starts a private redis-server without persistence, or skips the
-// test when the binary is missing.
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed: Redis fault tests skipped")
-	}
-	r := &redisServer{t: t, port: freePort(t)}
-	r.start()
-	t.Cleanup(func() {
-		if r.cmd != nil {
-			r.cmd.Process.Signal(syscall.SIGCONT)
-			r.cmd.Process.Kill()
-			r.cmd.Wait()
-		}
-	})
-	return r
-}
-
-func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", r.port)); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	r.t.Fatal("redis-server did not start")
-}
-
-func (r *redisServer) kill() {
-	r.cmd.Process.Kill()
-	r.cmd.Wait()
-	r.cmd = nil
-}
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on.
+func freePort(t *testing.T) int { return testredis.FreePort(t) }
 
 // postgresCluster is a private PostgreSQL cluster the test may restart.
 type postgresCluster struct {
@@ -463,10 +406,10 @@ func checkFailClosed(t *testing.T, rs []result) (failed []int) {
 // of Redis' return without a restart, and a code whose verification failed
 // was not spent: it succeeds once retried.
 func TestFault_Redis(t *testing.T) {
-	rd := startRedis(t)
+	rd := testredis.Start(t, 0)
 	pgEnv := postgresEnv(t)
 	dbURL := strings.TrimPrefix(pgEnv[0], "OTPD_DATABASE_URL=")
-	env := append(append(devEnv(), pgEnv...), "OTPD_REDIS_URL="+rd.url(), "OTPD_LIMIT_IP_SEND=off", "OTPD_LIMIT_IP_VERIFY=100000/5m")
+	env := append(append(devEnv(), pgEnv...), "OTPD_REDIS_URL="+rd.URL(), "OTPD_LIMIT_IP_SEND=off", "OTPD_LIMIT_IP_VERIFY=100000/5m")
 	s := startServer(t, t.TempDir(), env...)
 
 	for _, fault := range []struct {
@@ -474,8 +417,8 @@ func TestFault_Redis(t *testing.T) {
 		break_ func()
 		repair func()
 	}{
-		{"SIGSTOP", func() { rd.cmd.Process.Signal(syscall.SIGSTOP) }, func() { rd.cmd.Process.Signal(syscall.SIGCONT) }},
-		{"SIGKILL", rd.kill, rd.start},
+		{"SIGSTOP", func() { rd.Signal(syscall.SIGSTOP) }, func() { rd.Signal(syscall.SIGCONT) }},
+		{"SIGKILL", rd.Kill, func() { rd.Restart(t) }},
 	} {
 		t.Run(fault.name, func(t *testing.T) {
 			emails, codes := preRegister(t, s, "redis-"+strings.ToLower(fault.name)+"-", 200)
