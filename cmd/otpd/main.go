@@ -249,7 +249,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open redis: %w", err)
 	}
-	if cfg.RedisURL == "" && !cfg.Dev && strings.HasPrefix(cfg.DatabaseURL, "postgres") {
+	if scheme, _ := parseDatabaseURL(cfg.DatabaseURL); cfg.RedisURL == "" && !cfg.Dev && scheme == "postgres" {
 		log.Warn("no redis_url: per-address, per-destination and global limits are kept in this process only; with several instances each allows the full amount")
 	}
 	service := &otpd.Service{
