@@ -18,6 +18,11 @@ type AuthIdentity struct {
 	// AppMetadata holds other operator-defined keys of app_metadata.
 	AppMetadata map[string]any
 
+	// TokensValidAfter revokes every session token of the identity issued
+	// before it (zero: none revoked). It only moves forward: on logout and
+	// on a password change.
+	TokensValidAfter time.Time
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -79,6 +84,14 @@ type Principal struct {
 	ActorID        string
 	AppMetadata    map[string]any // includes "<actor_type>_id" for every linked actor
 	UserMetadata   map[string]any
+
+	// IssuedAt is when the token the principal was read from was issued
+	// (zero for a principal just authenticated).
+	IssuedAt time.Time
+
+	// NotBefore is the identity's TokensValidAfter: a token minted for the
+	// principal must not be dated earlier, or it would be born revoked.
+	NotBefore time.Time
 }
 
 // PrincipalFor builds the principal of identity acting as actorType.
@@ -101,5 +114,6 @@ func PrincipalFor(identity *AuthIdentity, actorType string, userMetadata map[str
 		ActorID:        identity.ActorIDs[actorType],
 		AppMetadata:    app,
 		UserMetadata:   userMetadata,
+		NotBefore:      identity.TokensValidAfter,
 	}
 }

@@ -113,6 +113,16 @@ type IdentityTx interface {
 	// type, ENOTFOUND if the identity does not exist.
 	LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error
 
+	// SetProviderMetadata replaces the provider_metadata of the provider
+	// identity id (a new password hash) and sets its updated_at to now.
+	// Returns ENOTFOUND if it does not exist in tenant.
+	SetProviderMetadata(ctx context.Context, tenant, id string, metadata map[string]any, now time.Time) error
+
+	// RevokeTokens moves the auth identity's TokensValidAfter forward to t:
+	// it becomes max(TokensValidAfter, t), so a revocation never undoes a
+	// later one. Returns ENOTFOUND if the identity does not exist in tenant.
+	RevokeTokens(ctx context.Context, tenant, authIdentityID string, t time.Time) error
+
 	// FindAuthIdentityIDByContact returns the id of the oldest auth identity
 	// linked to the account FindActorByContact would return: the subject of
 	// a sign-in code for c, in one step. Returns ENOTFOUND if there is no

@@ -73,10 +73,11 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 		var (
 			app                []byte
 			created, updated   int64
+			validAfter         int64
 			actorType, actorID *string
 			scanID, scanTenant string
 		)
-		if err := rows.Scan(&scanID, &scanTenant, &app, &created, &updated, &actorType, &actorID); err != nil {
+		if err := rows.Scan(&scanID, &scanTenant, &app, &created, &updated, &validAfter, &actorType, &actorID); err != nil {
 			return nil, mapError("find auth identity", err)
 		}
 		if a == nil {
@@ -86,7 +87,8 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 			}
 			a = &otpd.AuthIdentity{
 				ID: scanID, Tenant: scanTenant, ActorIDs: map[string]string{}, AppMetadata: meta,
-				CreatedAt: sqlstore.FromMS(created), UpdatedAt: sqlstore.FromMS(updated),
+				TokensValidAfter: sqlstore.FromZeroMS(validAfter),
+				CreatedAt:        sqlstore.FromMS(created), UpdatedAt: sqlstore.FromMS(updated),
 			}
 		}
 		if actorType != nil && actorID != nil {
@@ -181,6 +183,34 @@ func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, a
 	}
 	if linked == 0 {
 		return otpd.Errorf(otpd.ECONFLICT, "The identity is already linked to a %s.", actorType)
+	}
+	return nil
+}
+
+// SetProviderMetadata implements otpd.IdentityTx, in one statement.
+func (t *tx) SetProviderMetadata(ctx context.Context, tenant, id string, metadata map[string]any, now time.Time) error {
+	prov, err := sqlstore.EncodeJSON(metadata)
+	if err != nil {
+		return wrapf("set provider metadata", err)
+	}
+	tag, err := t.tx.Exec(ctx, sqlSetProviderMetadata, tenant, id, prov, sqlstore.MS(now))
+	if err != nil {
+		return mapError("set provider metadata", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return otpd.Errorf(otpd.ENOTFOUND, "Provider identity not found.")
+	}
+	return nil
+}
+
+// RevokeTokens implements otpd.IdentityTx, in one statement.
+func (t *tx) RevokeTokens(ctx context.Context, tenant, authIdentityID string, at time.Time) error {
+	tag, err := t.tx.Exec(ctx, sqlRevokeTokens, tenant, authIdentityID, sqlstore.ZeroMS(at))
+	if err != nil {
+		return mapError("revoke tokens", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -188,6 +189,108 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 		db.Close()
 		t.Fatal("Open of a schema migrated past this binary: err = nil, want an error")
 	}
+}
+
+// TestMigrateFrom0001: a schema written at version 1 migrates forward
+// keeping its rows; its identities have no tokens revoked.
+func TestMigrateFrom0001(t *testing.T) {
+	testURL(t)
+	t.Parallel()
+	schema := newSchema(t)
+	initSQL, err := os.ReadFile("migration/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	created := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, q := range []string{
+		"CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize(),
+		"SET search_path TO " + pgx.Identifier{schema}.Sanitize(),
+		`CREATE TABLE schema_migrations (
+	version    INTEGER NOT NULL PRIMARY KEY,
+	applied_at BIGINT  NOT NULL
+)`,
+		string(initSQL),
+		`INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)`,
+		fmt.Sprintf(`INSERT INTO auth_identities (id, tenant, app_metadata, created_at, updated_at)
+VALUES ('authid_old', 'public', '{"k":"v"}', %d, %d)`, created.UnixMilli(), created.UnixMilli()),
+		fmt.Sprintf(`INSERT INTO provider_identities (id, tenant, auth_identity_id, provider, entity_id, user_metadata, provider_metadata, created_at, updated_at)
+VALUES ('provid_old', 'public', 'authid_old', 'emailpass', 'old@example.com', '{}', '{"password":"old-hash"}', %d, %d)`,
+			created.UnixMilli(), created.UnixMilli()),
+		fmt.Sprintf(`INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
+VALUES ('authid_old', 'customer', 'cus_old', 'public', %d)`, created.UnixMilli()),
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("version 1 schema: %v", err)
+		}
+	}
+
+	db := open(t, schema, postgres.Options{NoMigrate: true})
+	if n, err := db.Migrate(ctx); err != nil || n != len(migrationVersions(t))-1 {
+		t.Fatalf("Migrate from version 1 = %d, %v, want %d, nil", n, err, len(migrationVersions(t))-1)
+	}
+	if n, err := db.Migrate(ctx); err != nil || n != 0 {
+		t.Fatalf("Migrate again = %d, %v, want 0, nil", n, err)
+	}
+	if got, want := appliedVersions(t, schema), migrationVersions(t); !slices.Equal(got, want) {
+		t.Errorf("schema_migrations = %v, want %v", got, want)
+	}
+	storetest.MustView(t, db, func(tx otpd.Tx) error {
+		for _, find := range []func() (*otpd.AuthIdentity, error){
+			func() (*otpd.AuthIdentity, error) { return tx.FindAuthIdentityByID(ctx, "public", "authid_old") },
+			func() (*otpd.AuthIdentity, error) {
+				return tx.FindAuthIdentityByActor(ctx, "public", "customer", "cus_old")
+			},
+		} {
+			a, err := find()
+			if err != nil {
+				return err
+			}
+			if a.ID != "authid_old" || a.ActorIDs["customer"] != "cus_old" || a.AppMetadata["k"] != "v" || !a.CreatedAt.Equal(created) {
+				t.Errorf("migrated auth identity = %+v", a)
+			}
+			if !a.TokensValidAfter.IsZero() {
+				t.Errorf("migrated TokensValidAfter = %v, want zero", a.TokensValidAfter)
+			}
+		}
+		p, err := tx.FindProviderIdentity(ctx, "public", "emailpass", "old@example.com")
+		if err != nil {
+			return err
+		}
+		if p.ProviderMetadata["password"] != "old-hash" {
+			t.Errorf("migrated ProviderMetadata = %v", p.ProviderMetadata)
+		}
+		return nil
+	})
+	at := created.Add(time.Hour + time.Millisecond)
+	storetest.MustUpdate(t, db, func(tx otpd.Tx) error {
+		if err := tx.RevokeTokens(ctx, "public", "authid_old", at); err != nil {
+			return err
+		}
+		return tx.SetProviderMetadata(ctx, "public", "provid_old", map[string]any{"password": "new-hash"}, at)
+	})
+	storetest.MustView(t, db, func(tx otpd.Tx) error {
+		a, err := tx.FindAuthIdentityByID(ctx, "public", "authid_old")
+		if err != nil {
+			return err
+		}
+		if !a.TokensValidAfter.Equal(at) {
+			t.Errorf("TokensValidAfter after RevokeTokens = %v, want %v", a.TokensValidAfter, at)
+		}
+		p, err := tx.FindProviderIdentity(ctx, "public", "emailpass", "old@example.com")
+		if err != nil {
+			return err
+		}
+		if p.ProviderMetadata["password"] != "new-hash" || !p.UpdatedAt.Equal(at) {
+			t.Errorf("provider identity after SetProviderMetadata = %+v", p)
+		}
+		return nil
+	})
 }
 
 // TestConcurrentMigrators: three processes starting at once on a fresh

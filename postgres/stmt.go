@@ -133,9 +133,22 @@ WITH a AS (
 )
 SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM ins)`
 
+	// sqlSetProviderMetadata: zero rows updated means ENOTFOUND.
+	sqlSetProviderMetadata = `
+UPDATE provider_identities SET provider_metadata = $3, updated_at = $4
+WHERE tenant = $1 AND id = $2`
+
+	// sqlRevokeTokens only moves tokens_valid_after forward (GREATEST); zero
+	// rows updated means ENOTFOUND. A row whose value stays is still
+	// counted. Concurrent revocations of one identity queue on its row lock
+	// and the later one re-reads the row, so neither undoes the other.
+	sqlRevokeTokens = `
+UPDATE auth_identities SET tokens_valid_after = GREATEST(tokens_valid_after, $3)
+WHERE tenant = $1 AND id = $2`
+
 	// One row per actor link (or one with NULL link columns).
 	sqlFindAuthIdentityByID = `
-SELECT a.id, a.tenant, a.app_metadata, a.created_at, a.updated_at, l.actor_type, l.actor_id
+SELECT a.id, a.tenant, a.app_metadata, a.created_at, a.updated_at, a.tokens_valid_after, l.actor_type, l.actor_id
 FROM auth_identities a
 LEFT JOIN auth_identity_actors l ON l.auth_identity_id = a.id
 WHERE a.id = $2 AND a.tenant = $1`

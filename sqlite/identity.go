@@ -72,10 +72,11 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 		var (
 			app                []byte
 			created, updated   int64
+			validAfter         int64
 			actorType, actorID sql.NullString
 			scanID, scanTenant string
 		)
-		if err := rows.Scan(&scanID, &scanTenant, &app, &created, &updated, &actorType, &actorID); err != nil {
+		if err := rows.Scan(&scanID, &scanTenant, &app, &created, &updated, &validAfter, &actorType, &actorID); err != nil {
 			return nil, mapError("find auth identity", err)
 		}
 		if a == nil {
@@ -85,7 +86,8 @@ func (t *tx) FindAuthIdentityByID(ctx context.Context, tenant, id string) (*otpd
 			}
 			a = &otpd.AuthIdentity{
 				ID: scanID, Tenant: scanTenant, ActorIDs: map[string]string{}, AppMetadata: meta,
-				CreatedAt: sqlstore.FromMS(created), UpdatedAt: sqlstore.FromMS(updated),
+				TokensValidAfter: sqlstore.FromZeroMS(validAfter),
+				CreatedAt:        sqlstore.FromMS(created), UpdatedAt: sqlstore.FromMS(updated),
 			}
 		}
 		if actorType.Valid {
@@ -185,6 +187,42 @@ func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, a
 	}
 	if _, err := t.exec(ctx, qTouchAuthIdentity, authIdentityID, sqlstore.MS(now)); err != nil {
 		return mapError("link actor", err)
+	}
+	return nil
+}
+
+// SetProviderMetadata implements otpd.IdentityTx, in one statement.
+func (t *tx) SetProviderMetadata(ctx context.Context, tenant, id string, metadata map[string]any, now time.Time) error {
+	prov, err := sqlstore.EncodeJSON(metadata)
+	if err != nil {
+		return wrapf("set provider metadata", err)
+	}
+	res, err := t.exec(ctx, qSetProviderMetadata, tenant, id, string(prov), sqlstore.MS(now))
+	if err != nil {
+		return mapError("set provider metadata", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return mapError("set provider metadata", err)
+	}
+	if n == 0 {
+		return otpd.Errorf(otpd.ENOTFOUND, "Provider identity not found.")
+	}
+	return nil
+}
+
+// RevokeTokens implements otpd.IdentityTx, in one statement.
+func (t *tx) RevokeTokens(ctx context.Context, tenant, authIdentityID string, at time.Time) error {
+	res, err := t.exec(ctx, qRevokeTokens, tenant, authIdentityID, sqlstore.ZeroMS(at))
+	if err != nil {
+		return mapError("revoke tokens", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return mapError("revoke tokens", err)
+	}
+	if n == 0 {
+		return otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
 	}
 	return nil
 }

@@ -184,6 +184,97 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("Open of a database migrated past this binary: err = nil, want an error")
 		}
 	})
+
+	// From0001: a database written at version 1 migrates forward keeping
+	// its rows; its identities have no tokens revoked.
+	t.Run("From0001", func(t *testing.T) {
+		initSQL, err := fs.ReadFile(sqlite.Migrations, "migration/0001_init.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "otpd.db")
+		raw := rawDB(t, path)
+		created := t0.Add(-time.Hour)
+		for _, q := range []string{
+			`CREATE TABLE schema_migrations (
+	version    INTEGER NOT NULL PRIMARY KEY,
+	applied_at INTEGER NOT NULL
+)`,
+			string(initSQL),
+			`INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)`,
+			fmt.Sprintf(`INSERT INTO auth_identities (id, tenant, app_metadata, created_at, updated_at)
+VALUES ('authid_old', 'public', '{"k":"v"}', %d, %d)`, created.UnixMilli(), created.UnixMilli()),
+			fmt.Sprintf(`INSERT INTO provider_identities (id, tenant, auth_identity_id, provider, entity_id, user_metadata, provider_metadata, created_at, updated_at)
+VALUES ('provid_old', 'public', 'authid_old', 'emailpass', 'old@example.com', '{}', '{"password":"old-hash"}', %d, %d)`,
+				created.UnixMilli(), created.UnixMilli()),
+			fmt.Sprintf(`INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
+VALUES ('authid_old', 'customer', 'cus_old', 'public', %d)`, created.UnixMilli()),
+		} {
+			if _, err := raw.Exec(q); err != nil {
+				t.Fatalf("version 1 database: %v", err)
+			}
+		}
+		raw.Close()
+
+		db := MustOpenPath(t, path, sqlite.Options{NoMigrate: true})
+		if n, err := db.Migrate(ctx); err != nil || n != len(files)-1 {
+			t.Fatalf("Migrate from version 1 = %d, %v, want %d, nil", n, err, len(files)-1)
+		}
+		if n, err := db.Migrate(ctx); err != nil || n != 0 {
+			t.Fatalf("Migrate again = %d, %v, want 0, nil", n, err)
+		}
+		storetest.MustView(t, db, func(tx otpd.Tx) error {
+			for _, find := range []func() (*otpd.AuthIdentity, error){
+				func() (*otpd.AuthIdentity, error) { return tx.FindAuthIdentityByID(ctx, "public", "authid_old") },
+				func() (*otpd.AuthIdentity, error) {
+					return tx.FindAuthIdentityByActor(ctx, "public", "customer", "cus_old")
+				},
+			} {
+				a, err := find()
+				if err != nil {
+					return err
+				}
+				if a.ID != "authid_old" || a.ActorIDs["customer"] != "cus_old" || a.AppMetadata["k"] != "v" || !a.CreatedAt.Equal(created) {
+					t.Errorf("migrated auth identity = %+v", a)
+				}
+				if !a.TokensValidAfter.IsZero() {
+					t.Errorf("migrated TokensValidAfter = %v, want zero", a.TokensValidAfter)
+				}
+			}
+			p, err := tx.FindProviderIdentity(ctx, "public", "emailpass", "old@example.com")
+			if err != nil {
+				return err
+			}
+			if p.ProviderMetadata["password"] != "old-hash" {
+				t.Errorf("migrated ProviderMetadata = %v", p.ProviderMetadata)
+			}
+			return nil
+		})
+		at := t0.Add(time.Millisecond)
+		storetest.MustUpdate(t, db, func(tx otpd.Tx) error {
+			if err := tx.RevokeTokens(ctx, "public", "authid_old", at); err != nil {
+				return err
+			}
+			return tx.SetProviderMetadata(ctx, "public", "provid_old", map[string]any{"password": "new-hash"}, at)
+		})
+		storetest.MustView(t, db, func(tx otpd.Tx) error {
+			a, err := tx.FindAuthIdentityByID(ctx, "public", "authid_old")
+			if err != nil {
+				return err
+			}
+			if !a.TokensValidAfter.Equal(at) {
+				t.Errorf("TokensValidAfter after RevokeTokens = %v, want %v", a.TokensValidAfter, at)
+			}
+			p, err := tx.FindProviderIdentity(ctx, "public", "emailpass", "old@example.com")
+			if err != nil {
+				return err
+			}
+			if p.ProviderMetadata["password"] != "new-hash" || !p.UpdatedAt.Equal(at) {
+				t.Errorf("provider identity after SetProviderMetadata = %+v", p)
+			}
+			return nil
+		})
+	})
 }
 
 // TestPragmas checks the settings each pool's connections run with.
@@ -405,6 +496,26 @@ func TestJSONStoredAsText(t *testing.T) {
 		}
 		if typ != "text" {
 			t.Errorf("%s = %s, want text", q, typ)
+		}
+	}
+
+	// SetProviderMetadata writes text too; tokens_valid_after is an integer.
+	storetest.MustUpdate(t, db, func(tx otpd.Tx) error {
+		if err := tx.RevokeTokens(t.Context(), a.Tenant, a.ID, now); err != nil {
+			return err
+		}
+		return tx.SetProviderMetadata(t.Context(), a.Tenant, p.ID, map[string]any{"p": 3}, now)
+	})
+	for q, want := range map[string]string{
+		"SELECT typeof(provider_metadata) FROM provider_identities": "text",
+		"SELECT typeof(tokens_valid_after) FROM auth_identities":    "integer",
+	} {
+		var typ string
+		if err := raw.QueryRow(q).Scan(&typ); err != nil {
+			t.Fatal(err)
+		}
+		if typ != want {
+			t.Errorf("%s = %s, want %s", q, typ, want)
 		}
 	}
 }

@@ -27,6 +27,8 @@ const (
 	qInsertActorLink
 	qLinkActor
 	qTouchAuthIdentity
+	qSetProviderMetadata
+	qRevokeTokens
 	qFindAuthIdentityByID
 	qFindProviderIdentity
 	qFindProviderIdentities
@@ -136,9 +138,21 @@ SELECT id, ?3, ?4, tenant, ?5 FROM auth_identities WHERE id = ?2 AND tenant = ?1
 
 	qTouchAuthIdentity: {write: true, sql: `UPDATE auth_identities SET updated_at = ?2 WHERE id = ?1`},
 
+	// SetProviderMetadata: zero rows changed means ENOTFOUND.
+	qSetProviderMetadata: {write: true, sql: `
+UPDATE provider_identities SET provider_metadata = ?3, updated_at = ?4
+WHERE tenant = ?1 AND id = ?2`},
+
+	// RevokeTokens only moves tokens_valid_after forward (the scalar,
+	// two-argument MAX); zero rows changed means ENOTFOUND. A row whose
+	// value stays is still counted as changed.
+	qRevokeTokens: {write: true, sql: `
+UPDATE auth_identities SET tokens_valid_after = MAX(tokens_valid_after, ?3)
+WHERE tenant = ?1 AND id = ?2`},
+
 	// One row per actor link (or one with NULL link columns).
 	qFindAuthIdentityByID: {sql: `
-SELECT a.id, a.tenant, a.app_metadata, a.created_at, a.updated_at, l.actor_type, l.actor_id
+SELECT a.id, a.tenant, a.app_metadata, a.created_at, a.updated_at, a.tokens_valid_after, l.actor_type, l.actor_id
 FROM auth_identities a
 LEFT JOIN auth_identity_actors l ON l.auth_identity_id = a.id
 WHERE a.id = ?2 AND a.tenant = ?1`},

@@ -28,6 +28,23 @@ func MS(t time.Time) int64 { return t.UnixMilli() }
 // FromMS returns a stored time, in UTC.
 func FromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
+// ZeroMS returns the stored form of a time whose zero value means "none"
+// (a NOT NULL column with DEFAULT 0): 0 for the zero time.
+func ZeroMS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return MS(t)
+}
+
+// FromZeroMS returns a time stored by ZeroMS: the zero time for 0.
+func FromZeroMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return FromMS(v)
+}
+
 // NullMS returns the stored form of an optional time: nil for nil.
 func NullMS(t *time.Time) *int64 {
 	if t == nil {

@@ -58,4 +58,13 @@ func TestJSONAndTimes(t *testing.T) {
 	if got := sqlstore.FromNullMS(sqlstore.NullMS(&now)); got == nil || !got.Equal(now) {
 		t.Fatalf("FromNullMS(NullMS(t)) = %v", got)
 	}
+	if v := sqlstore.ZeroMS(time.Time{}); v != 0 {
+		t.Fatalf("ZeroMS(zero time) = %d, want 0", v)
+	}
+	if got := sqlstore.FromZeroMS(0); !got.IsZero() {
+		t.Fatalf("FromZeroMS(0) = %v, want the zero time", got)
+	}
+	if got := sqlstore.FromZeroMS(sqlstore.ZeroMS(now)); !got.Equal(now) || got.Location() != time.UTC {
+		t.Fatalf("FromZeroMS(ZeroMS(t)) = %v, want %v in UTC", got, now)
+	}
 }

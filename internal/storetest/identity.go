@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -21,6 +22,13 @@ var identityTests = []subtest{
 	{"LinkActorNotFound", testLinkActorNotFound},
 	{"FindAuthIdentityByActor", testFindAuthIdentityByActor},
 	{"FindAuthIdentityIDByContact", testFindAuthIdentityIDByContact},
+	{"RevokeTokens", testRevokeTokens},
+	{"RevokeTokensNeverMovesBack", testRevokeTokensNeverMovesBack},
+	{"RevokeTokensNotFound", testRevokeTokensNotFound},
+	{"RevokeTokensConcurrent", testRevokeTokensConcurrent},
+	{"SetProviderMetadata", testSetProviderMetadata},
+	{"SetProviderMetadataNotFound", testSetProviderMetadataNotFound},
+	{"RevokeAndSetMetadataRollBack", testRevokeAndSetMetadataRollBack},
 }
 
 // newIdentity returns an auth identity of tenant and its otp provider
@@ -83,6 +91,7 @@ func checkIdentity(tb testing.TB, got, want *otpd.AuthIdentity) {
 		}
 	}
 	checkMap(tb, "AppMetadata", got.AppMetadata, want.AppMetadata)
+	checkTime(tb, "TokensValidAfter", got.TokensValidAfter, want.TokensValidAfter)
 	checkTime(tb, "CreatedAt", got.CreatedAt, want.CreatedAt)
 	checkTime(tb, "UpdatedAt", got.UpdatedAt, want.UpdatedAt)
 }
@@ -438,4 +447,263 @@ func testFindAuthIdentityIDByContact(t *testing.T, s otpd.Store) {
 		}
 		return nil
 	})
+}
+
+// revoke runs RevokeTokens in its own Update and returns its result.
+func revoke(tb testing.TB, s otpd.Store, tenant, authID string, at time.Time) error {
+	tb.Helper()
+	var rerr error
+	MustUpdate(tb, s, func(tx otpd.Tx) error {
+		rerr = tx.RevokeTokens(tb.Context(), tenant, authID, at)
+		return nil
+	})
+	return rerr
+}
+
+// setProviderMetadata runs SetProviderMetadata in its own Update and
+// returns its result.
+func setProviderMetadata(tb testing.TB, s otpd.Store, tenant, id string, m map[string]any, now time.Time) error {
+	tb.Helper()
+	var serr error
+	MustUpdate(tb, s, func(tx otpd.Tx) error {
+		serr = tx.SetProviderMetadata(tb.Context(), tenant, id, m, now)
+		return nil
+	})
+	return serr
+}
+
+// checkTokensValidAfter fails unless FindAuthIdentityByID gives the
+// identity's TokensValidAfter as want.
+func checkTokensValidAfter(tb testing.TB, s otpd.Store, tenant, authID string, want time.Time) {
+	tb.Helper()
+	got, err := findIdentity(tb, s, tenant, authID)
+	if err != nil {
+		tb.Fatalf("FindAuthIdentityByID: %v", err)
+	}
+	checkTime(tb, "TokensValidAfter", got.TokensValidAfter, want)
+}
+
+// checkProviderMetadata fails unless both provider identity lookups give p
+// (its metadata and times).
+func checkProviderMetadata(tb testing.TB, s otpd.Store, p *otpd.ProviderIdentity) {
+	tb.Helper()
+	MustView(tb, s, func(tx otpd.Tx) error {
+		got, err := tx.FindProviderIdentity(tb.Context(), p.Tenant, p.Provider, p.EntityID)
+		if err != nil {
+			return err
+		}
+		checkProviderIdentity(tb, got, p)
+		all, err := tx.FindProviderIdentities(tb.Context(), p.Tenant, p.AuthIdentityID)
+		if err != nil {
+			return err
+		}
+		if len(all) != 1 {
+			tb.Fatalf("FindProviderIdentities = %d identities, want 1", len(all))
+		}
+		checkProviderIdentity(tb, all[0], p)
+		return nil
+	})
+}
+
+// testRevokeTokens: a new identity has none revoked; RevokeTokens sets the
+// time, in milliseconds and UTC, as both auth identity lookups return it,
+// and touches no other identity.
+func testRevokeTokens(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	b, q := newIdentity(otpd.DefaultTenant, "bob@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	mustCreateIdentity(t, s, b, q)
+	if err := link(t, s, a.Tenant, a.ID, "customer", "cus_1", t0); err != nil {
+		t.Fatal(err)
+	}
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, time.Time{})
+
+	// Whole milliseconds, in another zone: read back equal, in UTC.
+	at := t0.Add(90*time.Minute + 123*time.Millisecond).In(time.FixedZone("x", -5*3600))
+	if err := revoke(t, s, a.Tenant, a.ID, at); err != nil {
+		t.Fatalf("RevokeTokens: %v", err)
+	}
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, at)
+	MustView(t, s, func(tx otpd.Tx) error {
+		got, err := tx.FindAuthIdentityByActor(t.Context(), a.Tenant, "customer", "cus_1")
+		if err != nil {
+			return err
+		}
+		if got.ID != a.ID {
+			t.Fatalf("FindAuthIdentityByActor = %s, want %s", got.ID, a.ID)
+		}
+		checkTime(t, "FindAuthIdentityByActor: TokensValidAfter", got.TokensValidAfter, at)
+		return nil
+	})
+	checkTokensValidAfter(t, s, b.Tenant, b.ID, time.Time{})
+
+	// Revoking again with the same time is no error (the row exists).
+	if err := revoke(t, s, a.Tenant, a.ID, at); err != nil {
+		t.Fatalf("RevokeTokens with the same time: %v", err)
+	}
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, at)
+}
+
+// testRevokeTokensNeverMovesBack: an earlier time (or the zero time)
+// leaves TokensValidAfter as it is; a later one moves it forward.
+func testRevokeTokensNeverMovesBack(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	at := t0.Add(time.Hour)
+	if err := revoke(t, s, a.Tenant, a.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	for _, earlier := range []time.Time{at.Add(-time.Millisecond), t0, {}} {
+		if err := revoke(t, s, a.Tenant, a.ID, earlier); err != nil {
+			t.Fatalf("RevokeTokens at %v: %v, want nil", earlier, err)
+		}
+		checkTokensValidAfter(t, s, a.Tenant, a.ID, at)
+	}
+	later := at.Add(time.Millisecond)
+	if err := revoke(t, s, a.Tenant, a.ID, later); err != nil {
+		t.Fatal(err)
+	}
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, later)
+
+	// Both in one transaction: the later one wins whatever the order.
+	MustUpdate(t, s, func(tx otpd.Tx) error {
+		if err := tx.RevokeTokens(t.Context(), a.Tenant, a.ID, later.Add(time.Minute)); err != nil {
+			return err
+		}
+		return tx.RevokeTokens(t.Context(), a.Tenant, a.ID, later.Add(time.Second))
+	})
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, later.Add(time.Minute))
+}
+
+func testRevokeTokensNotFound(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	err := revoke(t, s, otpd.DefaultTenant, otpd.NewID("authid"), t0)
+	wantCode(t, "RevokeTokens of a missing identity", err, otpd.ENOTFOUND)
+	err = revoke(t, s, "other", a.ID, t0)
+	wantCode(t, "RevokeTokens of an identity of another tenant", err, otpd.ENOTFOUND)
+	err = revoke(t, s, otpd.DefaultTenant, p.ID, t0)
+	wantCode(t, "RevokeTokens of a provider identity's id", err, otpd.ENOTFOUND)
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, time.Time{})
+}
+
+// testRevokeTokensConcurrent: revocations committed at once leave the
+// latest time, whichever commits last.
+func testRevokeTokensConcurrent(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	mustCreateIdentity(t, s, a, p)
+	const n = 8
+	errs := make([]error, n)
+	race(n, func(i int) {
+		errs[i] = s.Update(t.Context(), func(tx otpd.Tx) error {
+			return tx.RevokeTokens(t.Context(), a.Tenant, a.ID, t0.Add(time.Duration(i+1)*time.Second))
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("RevokeTokens %d: %v", i, err)
+		}
+	}
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, t0.Add(n*time.Second))
+}
+
+// testSetProviderMetadata: the metadata is replaced, not merged, and
+// UpdatedAt set; the auth identity and other provider identities are not
+// touched.
+func testSetProviderMetadata(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	b, q := newIdentity(otpd.DefaultTenant, "bob@example.com", t0)
+	p.UserMetadata = map[string]any{"first_name": "Alice"}
+	p.ProviderMetadata = map[string]any{"password": "old-hash", "stale": true}
+	q.ProviderMetadata = map[string]any{"password": "bob-hash"}
+	mustCreateIdentity(t, s, a, p)
+	mustCreateIdentity(t, s, b, q)
+
+	now := t0.Add(time.Hour + 7*time.Millisecond)
+	m := map[string]any{"password": "new-hash", "v": float64(2)}
+	if err := setProviderMetadata(t, s, p.Tenant, p.ID, m, now); err != nil {
+		t.Fatalf("SetProviderMetadata: %v", err)
+	}
+	want := *p
+	want.ProviderMetadata, want.UpdatedAt = m, now
+	checkProviderMetadata(t, s, &want)
+	checkProviderMetadata(t, s, q)
+	got, err := findIdentity(t, s, a.Tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, got, a)
+
+	// nil clears it, as on create.
+	later := now.Add(time.Minute)
+	if err := setProviderMetadata(t, s, p.Tenant, p.ID, nil, later); err != nil {
+		t.Fatalf("SetProviderMetadata(nil): %v", err)
+	}
+	want.ProviderMetadata, want.UpdatedAt = map[string]any{}, later
+	checkProviderMetadata(t, s, &want)
+}
+
+func testSetProviderMetadataNotFound(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	p.ProviderMetadata = map[string]any{"password": "hash"}
+	mustCreateIdentity(t, s, a, p)
+	m := map[string]any{"password": "other"}
+	err := setProviderMetadata(t, s, otpd.DefaultTenant, otpd.NewID("provid"), m, t0.Add(time.Hour))
+	wantCode(t, "SetProviderMetadata of a missing provider identity", err, otpd.ENOTFOUND)
+	err = setProviderMetadata(t, s, "other", p.ID, m, t0.Add(time.Hour))
+	wantCode(t, "SetProviderMetadata of a provider identity of another tenant", err, otpd.ENOTFOUND)
+	err = setProviderMetadata(t, s, otpd.DefaultTenant, a.ID, m, t0.Add(time.Hour))
+	wantCode(t, "SetProviderMetadata of an auth identity's id", err, otpd.ENOTFOUND)
+	checkProviderMetadata(t, s, p)
+}
+
+// testRevokeAndSetMetadataRollBack: both writes are visible inside their
+// transaction and gone after it rolls back; in a View both fail.
+func testRevokeAndSetMetadataRollBack(t *testing.T, s otpd.Store) {
+	a, p := newIdentity(otpd.DefaultTenant, "alice@example.com", t0)
+	p.ProviderMetadata = map[string]any{"password": "old-hash"}
+	mustCreateIdentity(t, s, a, p)
+	at, m := t0.Add(time.Hour), map[string]any{"password": "new-hash"}
+
+	sentinel := otpd.Errorf(otpd.EINVALID, "rolled back")
+	err := s.Update(t.Context(), func(tx otpd.Tx) error {
+		ctx := t.Context()
+		if err := tx.RevokeTokens(ctx, a.Tenant, a.ID, at); err != nil {
+			return err
+		}
+		if err := tx.SetProviderMetadata(ctx, p.Tenant, p.ID, m, at); err != nil {
+			return err
+		}
+		got, err := tx.FindAuthIdentityByID(ctx, a.Tenant, a.ID)
+		if err != nil {
+			return err
+		}
+		checkTime(t, "TokensValidAfter in the transaction", got.TokensValidAfter, at)
+		pi, err := tx.FindProviderIdentity(ctx, p.Tenant, p.Provider, p.EntityID)
+		if err != nil {
+			return err
+		}
+		checkMap(t, "ProviderMetadata in the transaction", pi.ProviderMetadata, m)
+		return sentinel
+	})
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("Update error = %v, want %v", err, sentinel)
+	}
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, time.Time{})
+	checkProviderMetadata(t, s, p)
+
+	s.View(t.Context(), func(tx otpd.Tx) error {
+		if err := tx.RevokeTokens(t.Context(), a.Tenant, a.ID, at); err == nil {
+			t.Errorf("RevokeTokens in View: err = nil, want an error")
+		}
+		return nil
+	})
+	s.View(t.Context(), func(tx otpd.Tx) error {
+		if err := tx.SetProviderMetadata(t.Context(), p.Tenant, p.ID, m, at); err == nil {
+			t.Errorf("SetProviderMetadata in View: err = nil, want an error")
+		}
+		return nil
+	})
+	checkTokensValidAfter(t, s, a.Tenant, a.ID, time.Time{})
+	checkProviderMetadata(t, s, p)
 }
