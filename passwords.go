@@ -7,11 +7,14 @@ import (
 	"sync"
 )
 
-// ProviderEmailpass is Medusa's email-and-password auth provider. Its
-// provider identity's entity_id is the normalized email, and its
-// provider_metadata.password the password hash (package password's format,
-// Medusa's own).
-const ProviderEmailpass = "emailpass"
+// Password providers. Their provider identity's entity_id is the normalized
+// identifier (an email for emailpass, an E.164 phone number for phonepass),
+// and its provider_metadata.password the password hash (package password's
+// format, Medusa's own).
+const (
+	ProviderEmailpass = "emailpass" // Medusa's email-and-password provider
+	ProviderPhonepass = "phonepass" // customer-registration's phone-and-password provider
+)
 
 // PasswordHasher checks, hashes and verifies passwords, with a bound on how
 // many hashes run at once (package password's Hasher).
@@ -23,74 +26,119 @@ type PasswordHasher interface {
 
 // PasswordRequest names who registers or signs in with a password.
 type PasswordRequest struct {
-	Tenant    string
-	ActorType string
-	Email     string
-	Password  string
-	Client    netip.Addr
+	Tenant     string
+	ActorType  string
+	Provider   string // ProviderEmailpass or ProviderPhonepass
+	Identifier string // the email or phone number as typed
+	Password   string
+	Client     netip.Addr
 }
 
-// Errors of the password flows, with Medusa's emailpass messages.
+// Errors of the password flows, with the providers' messages (Medusa's for
+// emailpass).
 var (
-	ErrIdentityExists     = &Error{Code: ECONFLICT, Message: "Identity with email already exists"}
-	ErrInvalidCredentials = &Error{Code: EUNAUTHORIZED, Message: "Invalid email or password"}
+	ErrIdentityExists          = &Error{Code: ECONFLICT, Message: "Identity with email already exists"}
+	ErrInvalidCredentials      = &Error{Code: EUNAUTHORIZED, Message: "Invalid email or password"}
+	ErrPhoneIdentityExists     = &Error{Code: ECONFLICT, Message: "Identity with phone already exists"}
+	ErrInvalidPhoneCredentials = &Error{Code: EUNAUTHORIZED, Message: "Invalid phone or password"}
 )
 
-// passwordKey resolves r's tenant and normalized email.
-func (s *Service) passwordKey(r PasswordRequest) (tenant, email string, err error) {
-	if _, err := s.ActorType(r.ActorType); err != nil {
-		return "", "", err
+// passwordProvider is what tells the password providers apart.
+type passwordProvider struct {
+	Field   string // the body member holding the identifier
+	Exists  *Error // registration of an identifier already registered
+	Invalid *Error // every failed sign-in
+}
+
+var passwordProviders = map[string]passwordProvider{
+	ProviderEmailpass: {Field: "email", Exists: ErrIdentityExists, Invalid: ErrInvalidCredentials},
+	ProviderPhonepass: {Field: "phone", Exists: ErrPhoneIdentityExists, Invalid: ErrInvalidPhoneCredentials},
+}
+
+// PasswordProvider reports whether name is a password provider, and the
+// body member that holds its identifier ("email" or "phone").
+func PasswordProvider(name string) (field string, ok bool) {
+	pp, ok := passwordProviders[name]
+	return pp.Field, ok
+}
+
+// normalizeFor normalizes an identifier of a password provider: an email
+// for emailpass, an E.164 number for phonepass. A bad one is EINVALID naming
+// the provider's field.
+func (s *Service) normalizeFor(provider, raw string) (string, error) {
+	pp := passwordProviders[provider]
+	if provider == ProviderPhonepass {
+		v, err := s.Normalizer.NormalizePhone(raw)
+		if err != nil {
+			return "", FieldErrorf(pp.Field, "Field 'phone' must be a phone number in international format (+...)")
+		}
+		return v, nil
+	}
+	v, err := NormalizeEmail(raw)
+	if err != nil {
+		return "", FieldErrorf(pp.Field, "Field 'email' must be a valid email address")
+	}
+	return v, nil
+}
+
+// passwordKey resolves r's provider, tenant and normalized identifier.
+func (s *Service) passwordKey(r PasswordRequest) (pp passwordProvider, tenant, entity string, err error) {
+	pp, ok := passwordProviders[r.Provider]
+	if !ok {
+		return pp, "", "", Errorf(EINVALID, "%q is not a password provider.", r.Provider)
+	}
+	if err := s.CheckProvider(r.ActorType, r.Provider); err != nil {
+		return pp, "", "", err
 	}
 	if s.Passwords == nil {
-		return "", "", Errorf(EINTERNAL, "No password hasher is configured.")
+		return pp, "", "", Errorf(EINTERNAL, "No password hasher is configured.")
 	}
 	tenant = r.Tenant
 	if tenant == "" {
 		tenant = DefaultTenant
 	}
-	if email, err = NormalizeEmail(r.Email); err != nil {
-		return "", "", FieldErrorf("email", "Field 'email' must be a valid email address")
-	}
-	return tenant, email, nil
+	entity, err = s.normalizeFor(r.Provider, r.Identifier)
+	return pp, tenant, entity, err
 }
 
 // passwordLimits are the throttles of a password registration or sign-in:
 // per client address and per identity, so that neither one address nor many
 // can guess one account's password quickly.
-func (s *Service) passwordLimits(client netip.Addr, tenant, email string) []Limit {
+func (s *Service) passwordLimits(client netip.Addr, tenant, provider, entity string) []Limit {
 	return []Limit{
 		s.limit(LimitIPPassword, s.Throttles.IPPassword, clientKey(client)),
-		s.limit(LimitPasswordIdentity, s.Throttles.PasswordIdentity, tenant+"\x00"+email),
+		s.limit(LimitPasswordIdentity, s.Throttles.PasswordIdentity, tenant+"\x00"+provider+"\x00"+entity),
 	}
 }
 
-// RegisterPassword creates an auth identity whose emailpass provider
-// identity is r's email with r's password, and returns its principal (no
-// actor yet, as after Medusa's register). The password must pass the
-// hasher's rules (EINVALID naming "password"). An email already registered
-// with a password is ErrIdentityExists.
+// RegisterPassword creates an auth identity whose provider identity of
+// r.Provider is r's identifier with r's password, and returns its principal
+// (no actor yet, as after Medusa's register). The password must pass the
+// hasher's rules (EINVALID naming "password"). An identifier already
+// registered with the provider is ErrIdentityExists (ErrPhoneIdentityExists):
+// unlike Medusa, a second registration never overwrites the password.
 func (s *Service) RegisterPassword(ctx context.Context, r PasswordRequest) (*Principal, error) {
-	tenant, email, err := s.passwordKey(r)
+	pp, tenant, entity, err := s.passwordKey(r)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.Passwords.Check(r.Password); err != nil {
 		return nil, err
 	}
-	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, email)...); err != nil {
+	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, r.Provider, entity)...); err != nil {
 		return nil, err
 	}
 	hash, err := s.Passwords.Hash(ctx, r.Password)
 	if err != nil {
 		return nil, err
 	}
-	id, pi := newIdentity(tenant, ProviderEmailpass, email, map[string]any{"password": hash}, s.now())
+	id, pi := newIdentity(tenant, r.Provider, entity, map[string]any{"password": hash}, s.now())
 	err = s.Store.Update(ctx, func(tx Tx) error {
 		// The unique (tenant, provider, entity) index settles a concurrent
-		// registration of the same email.
+		// registration of the same identifier.
 		err := tx.CreateAuthIdentity(ctx, id, pi)
 		if ErrorCode(err) == ECONFLICT {
-			return ErrIdentityExists
+			return pp.Exists
 		}
 		return err
 	})
@@ -100,20 +148,21 @@ func (s *Service) RegisterPassword(ctx context.Context, r PasswordRequest) (*Pri
 	return PrincipalFor(id, r.ActorType, nil), nil
 }
 
-// SignInPassword checks r's password against the emailpass identity of r's
-// email and returns its principal for r's actor type (an identity may sign
-// in as any actor type; the token carries the actor of that type, if any).
-// Every failure to authenticate is ErrInvalidCredentials, and an unknown
-// email costs a password verification too, so that neither the answer nor
-// its time tells whether the email is registered.
+// SignInPassword checks r's password against the provider identity of r's
+// identifier and returns its principal for r's actor type (an identity may
+// sign in as any actor type; the token carries the actor of that type, if
+// any). Every failure to authenticate is the provider's Invalid error
+// (ErrInvalidCredentials for emailpass), and an unknown identifier costs a
+// password verification too, so that neither the answer nor its time tells
+// whether it is registered.
 func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Principal, error) {
-	tenant, email, err := s.passwordKey(r)
-	if ErrorCode(err) == EINVALID && AsError(err).Field == "email" {
-		return nil, ErrInvalidCredentials
+	pp, tenant, entity, err := s.passwordKey(r)
+	if e := AsError(err); e != nil && e.Code == EINVALID && e.Field == pp.Field {
+		return nil, pp.Invalid
 	} else if err != nil {
 		return nil, err
 	}
-	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, email)...); err != nil {
+	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, r.Provider, entity)...); err != nil {
 		return nil, err
 	}
 	// The identity is read with its password hash, in one read
@@ -124,7 +173,7 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 	)
 	err = s.Store.View(ctx, func(tx Tx) error {
 		var err error
-		if pi, err = tx.FindProviderIdentity(ctx, tenant, ProviderEmailpass, email); err != nil {
+		if pi, err = tx.FindProviderIdentity(ctx, tenant, r.Provider, entity); err != nil {
 			return err
 		}
 		id, err = tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
@@ -134,7 +183,7 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 		if dummy, err := s.dummyPasswordHash(ctx); err == nil {
 			s.Passwords.Verify(ctx, r.Password, dummy)
 		}
-		return nil, ErrInvalidCredentials
+		return nil, pp.Invalid
 	} else if err != nil {
 		return nil, err
 	}
@@ -144,10 +193,10 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("emailpass identity %s: stored password hash: %w", pi.ID, err)
+		return nil, fmt.Errorf("%s identity %s: stored password hash: %w", r.Provider, pi.ID, err)
 	}
 	if !ok {
-		return nil, ErrInvalidCredentials
+		return nil, pp.Invalid
 	}
 	return PrincipalFor(id, r.ActorType, pi.UserMetadata), nil
 }

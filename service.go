@@ -3,6 +3,7 @@ package otpd
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,6 +25,20 @@ type Service struct {
 	// provider. Nil: password routes answer an internal error.
 	Passwords PasswordHasher
 	passwordState
+
+	// AuthMethods, when it has an entry for an actor type, lists the auth
+	// providers that actor type may use (Medusa's
+	// http.authMethodsPerActor); actor types without an entry may use
+	// every provider.
+	AuthMethods map[string][]string
+
+	// RevokeOnLogout makes Logout revoke every token of the identity, not
+	// only end the session it is called with.
+	RevokeOnLogout bool
+
+	// ResetTokenTTL is how long a password reset token lives (default
+	// DefaultResetTokenTTL).
+	ResetTokenTTL time.Duration
 
 	// FollowUpTTL is how long a redeemed sign-up code may be presented once
 	// more to sign in as the actor created meanwhile (default 60 s).
@@ -49,12 +64,27 @@ func (s *Service) ActorType(name string) (ActorType, error) {
 	return ActorType{}, &Error{Code: EINVALID, Field: "actor_type", Message: "The actor type '" + name + "' is not configured."}
 }
 
+// CheckProvider returns EFORBIDDEN, with Medusa's message, when AuthMethods
+// does not let actorType use provider.
+func (s *Service) CheckProvider(actorType, provider string) error {
+	allowed, ok := s.AuthMethods[actorType]
+	if !ok || slices.Contains(allowed, provider) {
+		return nil
+	}
+	return Errorf(EFORBIDDEN, "The actor type %s is not allowed to use the auth provider %s", actorType, provider)
+}
+
 // CodeRequest names who asks for a code: the tenant, the actor type and the
 // identifier as typed.
 type CodeRequest struct {
 	Tenant     string
 	ActorType  string
 	Identifier string
+
+	// Provider is the auth provider the code serves: ProviderOTP (the
+	// default) for codes that sign in or up, a password provider for
+	// password resets.
+	Provider string
 
 	// Client is the address the request came from, for the per-address
 	// throttles. An invalid address is limited like any other (as
@@ -68,6 +98,13 @@ func (s *Service) key(r CodeRequest, purpose Purpose) (ChallengeKey, Contact, er
 	if _, err := s.ActorType(r.ActorType); err != nil {
 		return ChallengeKey{}, Contact{}, err
 	}
+	provider := r.Provider
+	if provider == "" {
+		provider = ProviderOTP
+	}
+	if err := s.CheckProvider(r.ActorType, provider); err != nil {
+		return ChallengeKey{}, Contact{}, err
+	}
 	tenant := r.Tenant
 	if tenant == "" {
 		tenant = DefaultTenant
@@ -79,9 +116,10 @@ func (s *Service) key(r CodeRequest, purpose Purpose) (ChallengeKey, Contact, er
 	return ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: purpose, Destination: c.Value}, c, nil
 }
 
-// request issues a code of purpose for r, announced as event. lookup, run in
+// request issues a code of purpose for r, announced as ir.Event (ir may
+// also set Token and Metadata; request fills in the rest). lookup, run in
 // the issuing transaction, names the subject or asks for a decoy.
-func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, event string,
+func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, ir IssueRequest,
 	lookup func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (subjectID string, decoy bool, err error)) error {
 	key, c, err := s.key(r, purpose)
 	if err != nil {
@@ -90,15 +128,11 @@ func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, e
 	if err := s.throttle(ctx, s.sendLimits(r.Client, key, c.Channel)...); err != nil {
 		return err
 	}
-	_, err = s.Engine.Issue(ctx, IssueRequest{
-		Key:        key,
-		Channel:    c.Channel,
-		Event:      event,
-		Identifier: r.Identifier,
-		Lookup: func(ctx context.Context, tx Tx) (string, bool, error) {
-			return lookup(ctx, tx, key, c)
-		},
-	})
+	ir.Key, ir.Channel, ir.Identifier = key, c.Channel, r.Identifier
+	ir.Lookup = func(ctx context.Context, tx Tx) (string, bool, error) {
+		return lookup(ctx, tx, key, c)
+	}
+	_, err = s.Engine.Issue(ctx, ir)
 	return err
 }
 
@@ -148,7 +182,7 @@ func subject(ctx context.Context, tx Tx, ch *Challenge) (*AuthIdentity, error) {
 // it has no auth identity, nothing is sent but a decoy send is recorded, so
 // the answer and the limits are the same as for an existing account.
 func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
-	return s.request(ctx, r, PurposeSignIn, EventOTPGenerated, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+	return s.request(ctx, r, PurposeSignIn, IssueRequest{Event: EventOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
 		id, err := tx.FindAuthIdentityIDByContact(ctx, key.Tenant, key.ActorType, c)
 		if ErrorCode(err) == ENOTFOUND {
 			return "", true, nil
@@ -175,7 +209,7 @@ func (s *Service) SignIn(ctx context.Context, r CodeRequest, code string) (*Prin
 // r's type has already proved that email or phone: then a decoy is recorded
 // instead, so the answer does not reveal that the account exists.
 func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
-	return s.request(ctx, r, PurposeSignUp, EventPreRegisterOTPGenerated, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+	return s.request(ctx, r, PurposeSignUp, IssueRequest{Event: EventPreRegisterOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
 		_, err := tx.FindActorByContact(ctx, key.Tenant, key.ActorType, c)
 		if ErrorCode(err) == ENOTFOUND {
 			return "", false, nil
@@ -331,10 +365,8 @@ func (s *Service) CreateActor(ctx context.Context, p *Principal, f ActorFields) 
 		}
 	}
 	err = s.Store.Update(ctx, func(tx Tx) error {
-		id, err := tx.FindAuthIdentityByID(ctx, p.Tenant, p.AuthIdentityID)
-		if ErrorCode(err) == ENOTFOUND {
-			return Errorf(EUNAUTHORIZED, "Unauthorized")
-		} else if err != nil {
+		id, err := current(ctx, tx, p)
+		if err != nil {
 			return err
 		}
 		if id.ActorIDs[t.Name] != "" {
@@ -401,14 +433,13 @@ func bindProven(a *Actor, proven string) error {
 
 // Refresh re-reads p's auth identity and returns a fresh principal for the
 // same actor type, so a token minted before the actor existed comes back
-// with the actor id. Returns EUNAUTHORIZED if the identity is gone.
+// with the actor id. Returns ErrUnauthorized if the identity is gone or has
+// revoked p's token.
 func (s *Service) Refresh(ctx context.Context, p *Principal) (*Principal, error) {
 	var out *Principal
 	err := s.Store.View(ctx, func(tx Tx) error {
-		id, err := tx.FindAuthIdentityByID(ctx, p.Tenant, p.AuthIdentityID)
-		if ErrorCode(err) == ENOTFOUND {
-			return Errorf(EUNAUTHORIZED, "Unauthorized")
-		} else if err != nil {
+		id, err := current(ctx, tx, p)
+		if err != nil {
 			return err
 		}
 		out = PrincipalFor(id, p.ActorType, p.UserMetadata)
@@ -417,18 +448,21 @@ func (s *Service) Refresh(ctx context.Context, p *Principal) (*Principal, error)
 	return out, err
 }
 
-// FindActor returns the actor p acts as. Returns EUNAUTHORIZED if p has no
-// actor or it no longer exists.
+// FindActor returns the actor p acts as. Returns ErrUnauthorized if p has
+// no actor, it no longer exists, or p's token was revoked.
 func (s *Service) FindActor(ctx context.Context, p *Principal) (*Actor, error) {
 	if p.ActorID == "" {
-		return nil, Errorf(EUNAUTHORIZED, "Unauthorized")
+		return nil, ErrUnauthorized
 	}
 	var a *Actor
 	err := s.Store.View(ctx, func(tx Tx) error {
+		if _, err := current(ctx, tx, p); err != nil {
+			return err
+		}
 		var err error
 		a, err = tx.FindActorByID(ctx, p.Tenant, p.ActorType, p.ActorID)
 		if ErrorCode(err) == ENOTFOUND {
-			return Errorf(EUNAUTHORIZED, "Unauthorized")
+			return ErrUnauthorized
 		}
 		return err
 	})

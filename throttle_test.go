@@ -220,7 +220,7 @@ func TestThrottle_Passwords(t *testing.T) {
 	h := &countingHasher{}
 	svc.Passwords = h
 	ctx := context.Background()
-	r := otpd.PasswordRequest{ActorType: "customer", Email: "Eve@Example.com", Password: "long enough", Client: netip.MustParseAddr("192.0.2.9")}
+	r := otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "Eve@Example.com", Password: "long enough", Client: netip.MustParseAddr("192.0.2.9")}
 	if _, err := svc.RegisterPassword(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestThrottle_Passwords(t *testing.T) {
 		t.Fatalf("register asked %v, want ip_password 30 and password_identity 10", got)
 	}
 	identityKey := got[otpd.LimitPasswordIdentity].Key
-	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "user", Email: "eve@example.com", Password: "long enough"}); err != nil {
+	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "user", Provider: otpd.ProviderEmailpass, Identifier: "eve@example.com", Password: "long enough"}); err != nil {
 		t.Fatal(err)
 	}
 	if lim.last(t)[otpd.LimitPasswordIdentity].Key != identityKey {
@@ -237,7 +237,7 @@ func TestThrottle_Passwords(t *testing.T) {
 	}
 	// An unknown email costs a verification like a known one.
 	before := h.verifies
-	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Email: "nobody@example.com", Password: "long enough"}); err != otpd.ErrInvalidCredentials {
+	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "nobody@example.com", Password: "long enough"}); err != otpd.ErrInvalidCredentials {
 		t.Fatalf("unknown email: %v", err)
 	}
 	if h.verifies != before+1 {
@@ -249,7 +249,7 @@ func TestThrottle_Passwords(t *testing.T) {
 	if _, err := svc.SignInPassword(ctx, r); otpd.ErrorCode(err) != otpd.ERATELIMIT {
 		t.Fatalf("throttled sign-in: %v, want ERATELIMIT", err)
 	}
-	if _, err := svc.RegisterPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Email: "new@example.com", Password: "long enough"}); otpd.ErrorCode(err) != otpd.ERATELIMIT {
+	if _, err := svc.RegisterPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "new@example.com", Password: "long enough"}); otpd.ErrorCode(err) != otpd.ERATELIMIT {
 		t.Fatalf("throttled registration: %v, want ERATELIMIT", err)
 	}
 	if h.hashes != hashes || h.verifies != verifies {
