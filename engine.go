@@ -59,6 +59,19 @@ type IssueRequest struct {
 	Event      string // event name delivered to notifiers
 	Identifier string // as the client submitted it, for the event payload
 
+	// Token, when set, mints the token that carries the code (a password
+	// reset token): the event then carries the token in place of the code,
+	// and its message the token. It runs before the issuing transaction.
+	Token func(ch *Challenge, code string) (string, error)
+
+	// Policy, when set, replaces the purpose's policy for this code: a code
+	// that travels inside a token is never typed, so it can be long.
+	Policy *Policy
+
+	// Metadata is passed through to the event (the client's metadata of a
+	// password reset request).
+	Metadata map[string]any
+
 	// Decoy records a send that is never delivered and whose hash matches no
 	// code. Flows use it for identifiers without an account, so that the
 	// answer, the cooldown and the budget are the same whether or not an
@@ -103,6 +116,9 @@ func (e *Engine) now() time.Time {
 // budget forbids a send now.
 func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	pol := e.Policy(req.Key.Purpose)
+	if req.Policy != nil {
+		pol = *req.Policy
+	}
 	now := e.now()
 	ch := &Challenge{
 		ID:           NewID("chal"),
@@ -131,10 +147,18 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		To:         req.Key.Destination,
 		Identifier: req.Identifier,
 		Code:       code,
+		Metadata:   req.Metadata,
 		CreatedAt:  now,
 		ExpiresAt:  ch.ExpiresAt,
 	}
 	ev.Subject, ev.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
+	if req.Token != nil {
+		if ev.Token, err = req.Token(ch, code); err != nil {
+			return nil, err
+		}
+		ev.Code = ""
+		ev.Subject, ev.Text = RenderTokenMessage(req.Key.Purpose, ev.Token, pol.TTL)
+	}
 	var msgs []*OutboxMessage
 	if len(e.Durable) > 0 {
 		payload, err := json.Marshal(ev)

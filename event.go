@@ -9,6 +9,7 @@ import (
 const (
 	EventOTPGenerated            = "otp.generated"
 	EventPreRegisterOTPGenerated = "pre-register.otp.generated"
+	EventPasswordReset           = "auth.password_reset"
 )
 
 // Event is one message to deliver: every code issued becomes one. Notifiers
@@ -16,19 +17,24 @@ const (
 // JSON form is what the outbox table stores (sealed): the tags are a storage
 // format, so never rename them.
 type Event struct {
-	ID         string    `json:"id"` // "evt_..."; unique, used as the delivery idempotency key
-	Name       string    `json:"name"`
-	Tenant     string    `json:"tenant"`
-	ActorType  string    `json:"actor_type"`
-	Purpose    Purpose   `json:"purpose"`
-	Channel    Channel   `json:"channel"`
-	To         string    `json:"to"`         // normalized destination
-	Identifier string    `json:"identifier"` // the identifier as the client submitted it
-	Code       string    `json:"code"`       // the one-time code (secret)
-	Subject    string    `json:"subject"`    // rendered message subject (email)
-	Text       string    `json:"text"`       // rendered message body
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"` // the code's expiry; delivering later is pointless
+	ID         string  `json:"id"` // "evt_..."; unique, used as the delivery idempotency key
+	Name       string  `json:"name"`
+	Tenant     string  `json:"tenant"`
+	ActorType  string  `json:"actor_type"`
+	Purpose    Purpose `json:"purpose"`
+	Channel    Channel `json:"channel"`
+	To         string  `json:"to"`              // normalized destination
+	Identifier string  `json:"identifier"`      // the identifier as the client submitted it
+	Code       string  `json:"code"`            // the one-time code (secret); "" when Token carries it
+	Token      string  `json:"token,omitempty"` // a token carrying the code (password reset; secret)
+
+	// Metadata is the client's metadata of the request (password reset).
+	Metadata map[string]any `json:"metadata,omitzero"`
+
+	Subject   string    `json:"subject"` // rendered message subject (email)
+	Text      string    `json:"text"`    // rendered message body
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"` // the code's expiry; delivering later is pointless
 }
 
 // Notifier delivers events: to a webhook, an email or SMS gateway, or the

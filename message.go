@@ -26,6 +26,17 @@ func RenderMessage(p Purpose, code string, ttl time.Duration) (subject, text str
 	return subject, text
 }
 
+// RenderTokenMessage returns the subject and plain-text body of the message
+// that carries a token for purpose (a password reset token, which the
+// storefront exchanges for a new password).
+func RenderTokenMessage(p Purpose, token string, ttl time.Duration) (subject, text string) {
+	what := "verification token"
+	if p == PurposeResetPassword {
+		what = "password reset token"
+	}
+	return "Your " + what, fmt.Sprintf("Your %s is %s. It expires in %s and works once. If you did not ask for it, ignore this message.", what, token, humanDuration(ttl))
+}
+
 func humanDuration(d time.Duration) string {
 	switch {
 	case d >= time.Hour && d%time.Hour == 0:

@@ -31,6 +31,7 @@ type Item struct {
 	To        string       `json:"to"` // normalized destination
 	Purpose   otpd.Purpose `json:"purpose"`
 	Code      string       `json:"code"`
+	Token     string       `json:"token,omitempty"` // a token carrying the code (password reset)
 	Subject   string       `json:"subject"`
 	Text      string       `json:"text"`
 	CreatedAt time.Time    `json:"created_at"`
@@ -80,6 +81,7 @@ func (o *Outbox) Notify(_ context.Context, ev *otpd.Event) error {
 		To:        ev.To,
 		Purpose:   ev.Purpose,
 		Code:      ev.Code,
+		Token:     ev.Token,
 		Subject:   ev.Subject,
 		Text:      ev.Text,
 		CreatedAt: ev.CreatedAt,

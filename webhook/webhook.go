@@ -174,11 +174,18 @@ type Data struct {
 	ExpiresAt  string `json:"expires_at"` // RFC 3339, UTC
 	Subject    string `json:"subject"`
 	Text       string `json:"text"`
+
+	// The keys Medusa subscribers of auth.password_reset read: entity_id
+	// (the normalized identifier), actor_type (above), token and metadata.
+	// Only events that carry a token have them.
+	EntityID string         `json:"entity_id,omitempty"`
+	Token    string         `json:"token,omitempty"`
+	Metadata map[string]any `json:"metadata,omitzero"`
 }
 
 // NewPayload returns the body delivered for ev.
 func NewPayload(ev *otpd.Event) Payload {
-	return Payload{
+	p := Payload{
 		Type:      ev.Name,
 		Timestamp: ev.CreatedAt.UTC().Format(time.RFC3339Nano),
 		Data: Data{
@@ -194,6 +201,13 @@ func NewPayload(ev *otpd.Event) Payload {
 			Text:       ev.Text,
 		},
 	}
+	if ev.Token != "" {
+		p.Data.EntityID, p.Data.Token, p.Data.Metadata = ev.To, ev.Token, ev.Metadata
+		if p.Data.Metadata == nil {
+			p.Data.Metadata = map[string]any{}
+		}
+	}
+	return p
 }
 
 // Notify makes one delivery attempt: it POSTs ev and reports success only for
