@@ -45,6 +45,10 @@ type Options struct {
 	// (ClientIP); with none, the socket address is the client's. See
 	// ClientAddr.
 	TrustedProxies []netip.Prefix
+
+	// CORS lists which browser origins may call which routes (see
+	// CORSRule); none means no CORS headers at all.
+	CORS []CORSRule
 }
 
 // NewHandler returns the server's root handler.
@@ -77,7 +81,7 @@ func NewHandler(o Options) http.Handler {
 	for _, d := range o.Dialects {
 		d.Register(mux)
 	}
-	return withRequestID(recoverer(o.Logger, withClientAddr(o.TrustedProxies, mux)))
+	return withRequestID(recoverer(o.Logger, withClientAddr(o.TrustedProxies, withCORS(o.CORS, mux))))
 }
 
 type ctxKey int

@@ -273,3 +273,35 @@ func TestNew(t *testing.T) {
 		})
 	}
 }
+
+// TestNewPayload_PasswordReset: a password reset event is delivered with
+// the keys Medusa's auth.password_reset subscribers read, and no code;
+// a code event carries none of them.
+func TestNewPayload_PasswordReset(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	ev := &otpd.Event{ID: "evt_1", Name: otpd.EventPasswordReset, Tenant: "public", ActorType: "customer", Purpose: otpd.PurposeResetPassword,
+		Channel: otpd.ChannelEmail, To: "ada@example.com", Identifier: " Ada@Example.com", Token: "eyJ.reset.token", CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+	raw, _ := json.Marshal(webhook.NewPayload(ev))
+	var got struct {
+		Type string         `json:"type"`
+		Data map[string]any `json:"data"`
+	}
+	json.Unmarshal(raw, &got)
+	if got.Type != "auth.password_reset" || got.Data["entity_id"] != "ada@example.com" || got.Data["actor_type"] != "customer" ||
+		got.Data["token"] != "eyJ.reset.token" || got.Data["otp"] != "" || !reflect.DeepEqual(got.Data["metadata"], map[string]any{}) {
+		t.Fatalf("payload %s", raw)
+	}
+	ev.Metadata = map[string]any{"return_url": "https://shop.example.com/reset"}
+	raw, _ = json.Marshal(webhook.NewPayload(ev))
+	json.Unmarshal(raw, &got)
+	if !reflect.DeepEqual(got.Data["metadata"], ev.Metadata) {
+		t.Fatalf("metadata not passed through: %s", raw)
+	}
+	code := &otpd.Event{ID: "evt_2", Name: otpd.EventOTPGenerated, Code: "123456", CreatedAt: now, ExpiresAt: now}
+	raw, _ = json.Marshal(webhook.NewPayload(code))
+	for _, k := range []string{"entity_id", "token", "metadata"} {
+		if strings.Contains(string(raw), `"`+k+`"`) {
+			t.Fatalf("code event payload has %q: %s", k, raw)
+		}
+	}
+}

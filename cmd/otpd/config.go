@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi"
+	"github.com/otpd/otpd/httpapi/medusa"
 )
 
 // Config is otpd's configuration: defaults, then a YAML file, then OTPD_*
@@ -78,8 +81,33 @@ type Config struct {
 		MaxAttempts int      `yaml:"max_attempts"`
 	} `yaml:"webhooks"`
 
+	// AuthMethodsPerActor lists, per actor type, the auth providers it may
+	// use (Medusa's http.authMethodsPerActor); actor types not listed may
+	// use every provider.
+	AuthMethodsPerActor map[string][]string `yaml:"auth_methods_per_actor"`
+
+	Sessions struct {
+		// RevokeOnLogout: DELETE /auth/session revokes every token of the
+		// identity, on every device.
+		RevokeOnLogout bool `yaml:"revoke_on_logout"`
+		// ResetTokenTTL is the life of a password reset token.
+		ResetTokenTTL Duration `yaml:"reset_token_ttl"`
+		Cookie        struct {
+			Name     string `yaml:"name"`
+			Domain   string `yaml:"domain"`
+			Path     string `yaml:"path"`
+			Secure   bool   `yaml:"secure"`
+			HTTPOnly bool   `yaml:"http_only"`
+			SameSite string `yaml:"same_site"` // lax, strict or none
+		} `yaml:"cookie"`
+	} `yaml:"sessions"`
+
 	Medusa struct {
 		PublishableKeys []string `yaml:"publishable_keys"`
+		// AuthCORS and StoreCORS are the browser origins allowed on /auth
+		// and /store routes (Medusa's http.authCors and http.storeCors).
+		AuthCORS  []string `yaml:"auth_cors"`
+		StoreCORS []string `yaml:"store_cors"`
 	} `yaml:"medusa"`
 
 	Metrics bool `yaml:"metrics"`
@@ -193,6 +221,11 @@ func DefaultConfig() Config {
 	c.Limits.GlobalSMS, c.Limits.GlobalEmail = Rate(t.GlobalSMS), Rate(t.GlobalEmail)
 	c.Limits.IPPassword, c.Limits.PasswordIdentity = Rate(t.IPPassword), Rate(t.PasswordIdentity)
 	c.RedisPrefix = "otpd:"
+	c.Sessions.RevokeOnLogout = true
+	c.Sessions.ResetTokenTTL = Duration(otpd.DefaultResetTokenTTL)
+	dc := medusa.DefaultSessionCookie()
+	c.Sessions.Cookie.Name, c.Sessions.Cookie.Path = dc.Name, dc.Path
+	c.Sessions.Cookie.Secure, c.Sessions.Cookie.HTTPOnly, c.Sessions.Cookie.SameSite = dc.Secure, dc.HttpOnly, "lax"
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
 	c.Metrics = true
@@ -316,10 +349,43 @@ var envVars = []envVar{
 	{"OTPD_WEBHOOK_URLS", envList(func(c *Config) *[]string { return &c.Webhooks.URLs })},
 	{"OTPD_WEBHOOK_SECRET", envString(func(c *Config) *string { return &c.Webhooks.Secret })},
 	{"OTPD_PUBLISHABLE_KEYS", envList(func(c *Config) *[]string { return &c.Medusa.PublishableKeys })},
+	{"OTPD_AUTH_CORS", envList(func(c *Config) *[]string { return &c.Medusa.AuthCORS })},
+	{"OTPD_STORE_CORS", envList(func(c *Config) *[]string { return &c.Medusa.StoreCORS })},
+	{"OTPD_AUTH_METHODS_PER_ACTOR", envAuthMethods},
+	{"OTPD_REVOKE_ON_LOGOUT", envBool(func(c *Config) *bool { return &c.Sessions.RevokeOnLogout })},
+	{"OTPD_RESET_TOKEN_TTL", envDuration(func(c *Config) *Duration { return &c.Sessions.ResetTokenTTL })},
+	{"OTPD_SESSION_COOKIE_NAME", envString(func(c *Config) *string { return &c.Sessions.Cookie.Name })},
+	{"OTPD_SESSION_COOKIE_DOMAIN", envString(func(c *Config) *string { return &c.Sessions.Cookie.Domain })},
+	{"OTPD_SESSION_COOKIE_SECURE", envBool(func(c *Config) *bool { return &c.Sessions.Cookie.Secure })},
+	{"OTPD_SESSION_COOKIE_HTTP_ONLY", envBool(func(c *Config) *bool { return &c.Sessions.Cookie.HTTPOnly })},
+	{"OTPD_SESSION_COOKIE_SAME_SITE", envString(func(c *Config) *string { return &c.Sessions.Cookie.SameSite })},
 	{"OTPD_METRICS", envBool(func(c *Config) *bool { return &c.Metrics })},
 	{"OTPD_LOG_LEVEL", envString(func(c *Config) *string { return &c.Log.Level })},
 	{"OTPD_LOG_FORMAT", envString(func(c *Config) *string { return &c.Log.Format })},
 }
+
+// envAuthMethods reads OTPD_AUTH_METHODS_PER_ACTOR:
+// "customer=otp,emailpass;user=emailpass".
+func envAuthMethods(c *Config, v string) error {
+	out := map[string][]string{}
+	for _, part := range strings.Split(v, ";") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		actor, list, ok := strings.Cut(part, "=")
+		if !ok {
+			return fmt.Errorf("%q must be actor=provider,provider (several separated by ;)", part)
+		}
+		var providers []string
+		envList(func(*Config) *[]string { return &providers })(c, list)
+		out[strings.TrimSpace(actor)] = providers
+	}
+	c.AuthMethodsPerActor = out
+	return nil
+}
+
+// knownProviders are the auth providers otpd serves.
+var knownProviders = []string{otpd.ProviderOTP, otpd.ProviderEmailpass, otpd.ProviderPhonepass}
 
 // ApplyEnv applies the OTPD_* variables that are set (by lookup).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
@@ -375,6 +441,22 @@ func (c *Config) Validate() error {
 		if !actorNameRE.MatchString(t.IDPrefix) {
 			return fmt.Errorf("config actor_types[%d].id_prefix: %q must be lower-case letters, digits and _", i, t.IDPrefix)
 		}
+	}
+	for actor, providers := range c.AuthMethodsPerActor {
+		if !slices.ContainsFunc(c.ActorTypes, func(t ActorTypeConfig) bool { return t.Name == actor }) {
+			return fmt.Errorf("config auth_methods_per_actor.%s: not a configured actor type", actor)
+		}
+		for _, p := range providers {
+			if !slices.Contains(knownProviders, p) {
+				return fmt.Errorf("config auth_methods_per_actor.%s: unknown provider %q (known: %s)", actor, p, strings.Join(knownProviders, ", "))
+			}
+		}
+	}
+	if _, err := c.SessionCookie(); err != nil {
+		return err
+	}
+	if d := time.Duration(c.Sessions.ResetTokenTTL); d < time.Minute || d > 24*time.Hour {
+		return errors.New("config sessions.reset_token_ttl: must be between 1m and 24h")
 	}
 	if _, err := c.policy(c.Codes.PolicyConfig, otpd.Policy{}); err != nil {
 		return fmt.Errorf("config codes.%w", err)
@@ -446,6 +528,32 @@ func (c *Config) ValidateServe() error {
 		return errors.New("config jwt.secret (OTPD_JWT_SECRET): required outside dev mode: the HS256 key of session tokens, shared with your Medusa backend's JWT_SECRET")
 	}
 	return nil
+}
+
+// SessionCookie returns the template of Medusa's session cookie.
+func (c *Config) SessionCookie() (*http.Cookie, error) {
+	sc := c.Sessions.Cookie
+	out := &http.Cookie{Name: sc.Name, Domain: sc.Domain, Path: sc.Path, Secure: sc.Secure, HttpOnly: sc.HTTPOnly}
+	switch sc.SameSite {
+	case "lax":
+		out.SameSite = http.SameSiteLaxMode
+	case "strict":
+		out.SameSite = http.SameSiteStrictMode
+	case "none":
+		if !sc.Secure {
+			return nil, errors.New("config sessions.cookie.same_site: none requires sessions.cookie.secure (browsers drop the cookie otherwise)")
+		}
+		out.SameSite = http.SameSiteNoneMode
+	default:
+		return nil, fmt.Errorf("config sessions.cookie.same_site: %q must be lax, strict or none", sc.SameSite)
+	}
+	if out.Name == "" || strings.ContainsAny(out.Name, "()<>@,;:\\\"/[]?={} \t") {
+		return nil, fmt.Errorf("config sessions.cookie.name: %q is not a cookie name", out.Name)
+	}
+	if out.Path == "" || out.Path[0] != '/' {
+		return nil, errors.New("config sessions.cookie.path: must start with /")
+	}
+	return out, nil
 }
 
 // policy resolves p over base into a validated otpd.Policy.

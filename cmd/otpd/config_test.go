@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,73 @@ func TestThrottlesConfig(t *testing.T) {
 	err := d.ReadConfigFile(path)
 	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "30/5m") {
 		t.Fatalf("bad YAML rate: %v, want an error naming the line and the form", err)
+	}
+}
+
+// TestAuthConfig: auth_methods_per_actor, the session cookie and CORS,
+// from YAML and the environment, and the errors naming each bad key.
+func TestAuthConfig(t *testing.T) {
+	c := DefaultConfig()
+	ck, err := c.SessionCookie()
+	if err != nil || ck.Name != "otpd_session" || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" {
+		t.Fatalf("default cookie %+v, %v", ck, err)
+	}
+	if !c.Sessions.RevokeOnLogout || time.Duration(c.Sessions.ResetTokenTTL) != 15*time.Minute {
+		t.Fatalf("default sessions %+v", c.Sessions)
+	}
+	path := filepath.Join(t.TempDir(), "otpd.yaml")
+	os.WriteFile(path, []byte("auth_methods_per_actor:\n  user: [emailpass]\nsessions:\n  revoke_on_logout: false\n  cookie:\n    same_site: strict\nmedusa:\n  auth_cors: [https://admin.example.com]\n"), 0o600)
+	if err := c.ReadConfigFile(path); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"OTPD_AUTH_METHODS_PER_ACTOR":   "customer=otp, emailpass; user=emailpass,phonepass",
+		"OTPD_STORE_CORS":               "https://shop.example.com, https://*.shop.example.com",
+		"OTPD_SESSION_COOKIE_NAME":      "sid",
+		"OTPD_SESSION_COOKIE_SECURE":    "false",
+		"OTPD_RESET_TOKEN_TTL":          "30m",
+		"OTPD_SESSION_COOKIE_HTTP_ONLY": "true",
+	}
+	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.AuthMethodsPerActor; len(got) != 2 || !slices.Equal(got["customer"], []string{"otp", "emailpass"}) || !slices.Equal(got["user"], []string{"emailpass", "phonepass"}) {
+		t.Fatalf("auth methods %v", got)
+	}
+	if ck, _ := c.SessionCookie(); ck.Name != "sid" || ck.Secure || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("cookie %+v", ck)
+	}
+	if c.Sessions.RevokeOnLogout || time.Duration(c.Sessions.ResetTokenTTL) != 30*time.Minute ||
+		len(c.Medusa.AuthCORS) != 1 || len(c.Medusa.StoreCORS) != 2 {
+		t.Fatalf("config %+v %+v", c.Sessions, c.Medusa)
+	}
+
+	for _, tc := range []struct {
+		yaml, want string
+	}{
+		{"auth_methods_per_actor:\n  vendor: [otp]\n", "auth_methods_per_actor.vendor: not a configured actor type"},
+		{"auth_methods_per_actor:\n  user: [google]\n", `auth_methods_per_actor.user: unknown provider "google"`},
+		{"sessions:\n  cookie:\n    same_site: none\n    secure: false\n", "same_site: none requires sessions.cookie.secure"},
+		{"sessions:\n  cookie:\n    same_site: sometimes\n", "sessions.cookie.same_site"},
+		{"sessions:\n  cookie:\n    name: \"a b\"\n", "sessions.cookie.name"},
+		{"sessions:\n  reset_token_ttl: 10s\n", "sessions.reset_token_ttl"},
+	} {
+		d := DefaultConfig()
+		os.WriteFile(path, []byte(tc.yaml), 0o600)
+		if err := d.ReadConfigFile(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+	}
+	d := DefaultConfig()
+	if err := d.ApplyEnv(func(k string) (string, bool) {
+		return "customer", k == "OTPD_AUTH_METHODS_PER_ACTOR"
+	}); err == nil || !strings.Contains(err.Error(), "OTPD_AUTH_METHODS_PER_ACTOR") {
+		t.Fatalf("malformed env: %v", err)
 	}
 }

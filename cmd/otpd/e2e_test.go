@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -518,6 +519,70 @@ func TestE2E_WebhookRetriesAndSecrecy(t *testing.T) {
 		for _, c := range []string{code, live} {
 			if bytes.Contains(raw, []byte(c)) {
 				t.Errorf("%s contains code %s in plaintext", filepath.Base(f), c)
+			}
+		}
+	}
+}
+
+// TestE2E_PasswordResetByWebhook: through the real server and its durable
+// outbox, a reset request reaches a webhook as Medusa's auth.password_reset
+// {entity_id, actor_type, token, metadata}; the token sets a new password
+// once, and neither it nor any password reaches the logs or the database in
+// plaintext.
+func TestE2E_PasswordResetByWebhook(t *testing.T) {
+	rcv, srv := newReceiver(t, 0)
+	dir := t.TempDir()
+	s := startServer(t, dir, prodEnv(srv.URL, rcv.secret)...)
+	const oldPW, newPW = "first password 1", "second password 2"
+	var tok struct{ Token string }
+	if st := s.call("POST", "/auth/customer/emailpass/register", "", map[string]string{"email": "reset@example.com", "password": oldPW}, &tok); st != 200 {
+		t.Fatalf("register: %d", st)
+	}
+	if st := s.call("POST", "/auth/customer/emailpass/reset-password", "", map[string]any{"identifier": "Reset@Example.com", "metadata": map[string]any{"locale": "fr"}}, nil); st != 201 {
+		t.Fatalf("reset-password: %d", st)
+	}
+	ev := rcv.wait(1, 30*time.Second)[0]
+	data := eventData(ev)
+	reset, _ := data["token"].(string)
+	if ev["type"] != "auth.password_reset" || data["entity_id"] != "reset@example.com" || data["actor_type"] != "customer" || reset == "" ||
+		data["metadata"].(map[string]any)["locale"] != "fr" || data["otp"] != "" {
+		t.Fatalf("event %v", ev)
+	}
+	var ok map[string]bool
+	if st := s.call("POST", "/auth/customer/emailpass/update", reset, map[string]string{"password": newPW}, &ok); st != 200 || !ok["success"] {
+		t.Fatalf("update: %d %v", st, ok)
+	}
+	if st := s.call("POST", "/auth/customer/emailpass/update", reset, map[string]string{"password": "third password 3"}, nil); st != 401 {
+		t.Fatalf("reused reset token: %d, want 401", st)
+	}
+	if st := s.call("POST", "/auth/token/refresh", tok.Token, nil, nil); st != 401 {
+		t.Fatalf("token from before the reset: %d, want 401", st)
+	}
+	if st := s.call("POST", "/auth/customer/emailpass", "", map[string]string{"email": "reset@example.com", "password": newPW}, nil); st != 200 {
+		t.Fatalf("login with the new password: %d", st)
+	}
+	s.stop()
+	jti := ""
+	if parts := strings.Split(reset, "."); len(parts) == 3 {
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		var c map[string]any
+		json.Unmarshal(raw, &c)
+		jti, _ = c["jti"].(string)
+	}
+	if len(jti) != 10 {
+		t.Fatalf("reset token jti %q", jti)
+	}
+	for _, secret := range []string{reset, jti, oldPW, newPW, tok.Token} {
+		if strings.Contains(s.logs.String(), secret) {
+			t.Errorf("logs contain a secret %q", secret)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "otpd.db*"))
+	for _, f := range files {
+		raw, _ := os.ReadFile(f)
+		for _, secret := range []string{reset, jti, oldPW, newPW} {
+			if bytes.Contains(raw, []byte(secret)) {
+				t.Errorf("%s holds %q in plaintext", filepath.Base(f), secret)
 			}
 		}
 	}

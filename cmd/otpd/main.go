@@ -261,7 +261,14 @@ func (m *Main) Open(ctx context.Context) error {
 		Throttles:  cfg.Throttles(),
 		// One scrypt hash is ~80 ms of a core and 32 MiB: two at a time, so
 		// a burst of password logins cannot starve the code flows.
-		Passwords: password.NewHasher(2),
+		Passwords:      password.NewHasher(2),
+		AuthMethods:    cfg.AuthMethodsPerActor,
+		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
+		ResetTokenTTL:  time.Duration(cfg.Sessions.ResetTokenTTL),
+	}
+	cookie, err := cfg.SessionCookie()
+	if err != nil {
+		return err
 	}
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
@@ -279,7 +286,12 @@ func (m *Main) Open(ctx context.Context) error {
 			Tokens:          &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(cfg.JWT.ExpiresIn)},
 			Logger:          log,
 			PublishableKeys: cfg.Medusa.PublishableKeys,
+			SessionCookie:   cookie,
 		}},
+		CORS: []httpapi.CORSRule{
+			{PathPrefix: "/auth", Origins: cfg.Medusa.AuthCORS},
+			{PathPrefix: "/store", Origins: cfg.Medusa.StoreCORS},
+		},
 	}
 	if outbox != nil {
 		opts.DevOutbox = outbox.Handler()

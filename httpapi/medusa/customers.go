@@ -67,7 +67,7 @@ func (h *Handler) handleCreateCustomer(w http.ResponseWriter, r *http.Request) {
 	if !h.checkPublishableKey(w, r) {
 		return
 	}
-	p := h.authenticate(w, r, []string{customerActor}, true)
+	p, _ := h.authenticate(w, r, fromBearer|fromSession, []string{customerActor}, true)
 	if p == nil {
 		return
 	}
@@ -95,7 +95,7 @@ func (h *Handler) handleGetCustomer(w http.ResponseWriter, r *http.Request) {
 	if !h.checkPublishableKey(w, r) {
 		return
 	}
-	p := h.authenticate(w, r, []string{customerActor}, false)
+	p, _ := h.authenticate(w, r, fromBearer|fromSession, []string{customerActor}, false)
 	if p == nil {
 		return
 	}

@@ -36,6 +36,11 @@ type Handler struct {
 	// x-publishable-api-key header that every /store route requires.
 	PublishableKeys []string
 
+	// SessionCookie is the template of the session cookie POST
+	// /auth/session sets (name, path, domain, Secure, HttpOnly, SameSite);
+	// nil means DefaultSessionCookie.
+	SessionCookie *http.Cookie
+
 	// MaxBodyBytes limits request bodies (default httpapi.DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 }
@@ -49,7 +54,11 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /auth/{actor_type}/otp/pre-register", h.handlePreRegister)
 	mux.HandleFunc("POST /auth/{actor_type}/{provider}/register", h.handleRegister)
 	mux.HandleFunc("POST /auth/{actor_type}/{provider}", h.handleAuthenticate)
+	mux.HandleFunc("POST /auth/{actor_type}/{provider}/reset-password", h.handleResetPassword)
+	mux.HandleFunc("POST /auth/{actor_type}/{provider}/update", h.handleUpdate)
 	mux.HandleFunc("POST /auth/token/refresh", h.handleRefresh)
+	mux.HandleFunc("POST /auth/session", h.handleCreateSession)
+	mux.HandleFunc("DELETE /auth/session", h.handleDeleteSession)
 	mux.HandleFunc("POST /store/customers", h.handleCreateCustomer)
 	mux.HandleFunc("GET /store/customers/me", h.handleGetCustomer)
 }
@@ -175,20 +184,47 @@ func writeUnauthorized(w http.ResponseWriter) {
 
 var bearerRE = regexp.MustCompile(`^(\S+)\s+(\S+)$`)
 
-// authenticate returns the principal of the request's Bearer token, or
-// answers 401 {"message":"Unauthorized"} (Medusa's middleware body) and
-// returns nil. actorTypes limits the accepted actor types (nil: any);
-// allowUnregistered admits tokens with no actor yet.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, actorTypes []string, allowUnregistered bool) *otpd.Principal {
+// bearerToken returns the token of the request's Authorization: Bearer
+// header (Medusa's parsing), or "".
+func bearerToken(r *http.Request) string {
 	m := bearerRE.FindStringSubmatch(strings.TrimSpace(r.Header.Get("Authorization")))
-	if m != nil && strings.EqualFold(m[1], "bearer") {
-		p, err := h.Tokens.Parse(m[2])
+	if m == nil || !strings.EqualFold(m[1], "bearer") {
+		return ""
+	}
+	return m[2]
+}
+
+// Where a route takes its token from.
+const (
+	fromBearer  = 1 << iota // Authorization: Bearer
+	fromSession             // the session cookie
+)
+
+// authenticate returns the principal of the request's token, or answers
+// 401 {"message":"Unauthorized"} (Medusa's middleware body) and returns
+// nil. from says where the token may come from; a Bearer header wins over
+// the session cookie. actorTypes limits the accepted actor types (nil:
+// any); allowUnregistered admits tokens with no actor yet. The token is
+// only verified here: the flows check, against the store, that it has not
+// been revoked.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, from int, actorTypes []string, allowUnregistered bool) (*otpd.Principal, *claims) {
+	token := ""
+	if from&fromBearer != 0 {
+		token = bearerToken(r)
+	}
+	if token == "" && from&fromSession != 0 {
+		if c, err := r.Cookie(h.sessionCookie().Name); err == nil {
+			token = c.Value
+		}
+	}
+	if token != "" {
+		p, c, err := h.Tokens.parse(token)
 		if err == nil && (actorTypes == nil || slices.Contains(actorTypes, p.ActorType)) && (allowUnregistered || p.ActorID != "") {
-			return p
+			return p, c
 		}
 	}
 	writeUnauthorized(w)
-	return nil
+	return nil, nil
 }
 
 // checkPublishableKey enforces x-publishable-api-key on /store routes when

@@ -49,6 +49,13 @@ type env struct {
 
 func newEnv(t *testing.T, keys ...string) *env {
 	t.Helper()
+	return newEnvWith(t, nil, keys...)
+}
+
+// newEnvWith is newEnv with configure run on the service and the handler
+// before the server starts.
+func newEnvWith(t *testing.T, configure func(*otpd.Service, *medusa.Handler), keys ...string) *env {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "otpd.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,11 +68,15 @@ func newEnv(t *testing.T, keys ...string) *env {
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	outbox := devoutbox.New(100)
 	engine := &otpd.Engine{Store: db, Keys: kr, Limits: otpd.DefaultSendLimits, Immediate: []otpd.Notifier{outbox}, Now: clk.Now}
-	svc := &otpd.Service{Store: db, Engine: engine, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now, Passwords: password.NewHasher(2)}
+	svc := &otpd.Service{Store: db, Engine: engine, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now, Passwords: password.NewHasher(2), RevokeOnLogout: true}
 	tokens := &medusa.Tokens{Secret: []byte(jwtSecret), Now: clk.Now}
+	mh := &medusa.Handler{Service: svc, Tokens: tokens, PublishableKeys: keys}
+	if configure != nil {
+		configure(svc, mh)
+	}
 	h := httpapi.NewHandler(httpapi.Options{
 		Ready:    db.Ping,
-		Dialects: []httpapi.Dialect{&medusa.Handler{Service: svc, Tokens: tokens, PublishableKeys: keys}},
+		Dialects: []httpapi.Dialect{mh},
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

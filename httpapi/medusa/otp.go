@@ -113,8 +113,14 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 	if !h.actorType(w, r) {
 		return false
 	}
-	if p := r.PathValue("provider"); p != otpd.ProviderOTP && p != otpd.ProviderEmailpass {
+	p := r.PathValue("provider")
+	if _, password := otpd.PasswordProvider(p); p != otpd.ProviderOTP && !password {
 		unauthorized(w, "Unable to retrieve the auth provider with id: "+p)
+		return false
+	}
+	// Medusa's validateScopeProviderAssociation, before the body is read.
+	if err := h.Service.CheckProvider(r.PathValue("actor_type"), p); err != nil {
+		h.writeError(w, r, err)
 		return false
 	}
 	return true
@@ -124,7 +130,7 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 // otp provider it redeems a pre-register code and answers a registration
 // token (actor_id ""), creating the auth identity if needed.
 func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("provider") == otpd.ProviderEmailpass {
+	if _, ok := otpd.PasswordProvider(r.PathValue("provider")); ok {
 		if h.provider(w, r) {
 			h.passwordAuth(w, r, h.Service.RegisterPassword)
 		}
@@ -138,7 +144,7 @@ func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
 // registered the identity, and answers a token carrying the actor created
 // since. Ordinary sign-in by code goes through /otp/generate and /otp/verify.
 func (h *Handler) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("provider") == otpd.ProviderEmailpass {
+	if _, ok := otpd.PasswordProvider(r.PathValue("provider")); ok {
 		if h.provider(w, r) {
 			h.passwordAuth(w, r, h.Service.SignInPassword)
 		}
@@ -185,7 +191,7 @@ func (h *Handler) redeemWithProvider(w http.ResponseWriter, r *http.Request, otp
 // bearer's auth identity, re-read from the store so it carries an actor
 // created since the old token was issued.
 func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	p := h.authenticate(w, r, nil, true)
+	p, _ := h.authenticate(w, r, fromBearer|fromSession, nil, true)
 	if p == nil {
 		return
 	}

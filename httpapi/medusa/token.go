@@ -56,6 +56,11 @@ func (t *Tokens) Sign(p *otpd.Principal) (string, error) {
 		ttl = 24 * time.Hour
 	}
 	now := t.now().Truncate(time.Second)
+	if now.Before(p.NotBefore) {
+		// The identity revoked its tokens within this second: date the new
+		// one at the revocation, or it would be born revoked.
+		now = p.NotBefore
+	}
 	app := make(map[string]any, len(p.AppMetadata)+1)
 	for k, v := range p.AppMetadata {
 		app[k] = v
@@ -85,31 +90,95 @@ func (t *Tokens) Sign(p *otpd.Principal) (string, error) {
 // errBadToken is every token failure: clients learn nothing about why.
 var errBadToken = errors.New("invalid token")
 
-// Parse verifies a token and returns its principal. The algorithm is pinned
-// to HS256 (alg "none" and key-confusion tricks are refused), and exp is
-// required.
+// Parse verifies a session token and returns its principal.
 func (t *Tokens) Parse(token string) (*otpd.Principal, error) {
+	p, _, err := t.parse(token)
+	return p, err
+}
+
+// parse verifies a session token and returns its principal and claims.
+func (t *Tokens) parse(token string) (*otpd.Principal, *claims, error) {
 	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.Secret, nil },
+	if err := t.verify(token, &c); err != nil || c.AuthIdentityID == "" || c.ActorType == "" || c.IssuedAt == nil {
+		return nil, nil, errBadToken
+	}
+	return &otpd.Principal{
+		Tenant:         tenantOf(c.Tenant),
+		AuthIdentityID: c.AuthIdentityID,
+		ActorType:      c.ActorType,
+		ActorID:        c.ActorID,
+		AppMetadata:    c.AppMetadata,
+		UserMetadata:   c.UserMetadata,
+		IssuedAt:       c.IssuedAt.Time,
+	}, &c, nil
+}
+
+// verify checks a token's signature and times into c. The algorithm is
+// pinned to HS256 (alg "none" and key-confusion tricks are refused), and
+// exp is required.
+func (t *Tokens) verify(token string, c jwt.Claims) error {
+	_, err := jwt.ParseWithClaims(token, c, func(*jwt.Token) (any, error) { return t.Secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithTimeFunc(t.now),
 		jwt.WithLeeway(5*time.Second),
 	)
-	if err != nil || c.AuthIdentityID == "" || c.ActorType == "" {
-		return nil, errBadToken
+	return err
+}
+
+func tenantOf(claim string) string {
+	if claim == "" {
+		return otpd.DefaultTenant
 	}
-	tenant := c.Tenant
-	if tenant == "" {
-		tenant = otpd.DefaultTenant
+	return claim
+}
+
+// resetClaims is the payload of a password reset token: Medusa's
+// {entity_id, provider, actor_type, iat, exp}, plus jti, the code that
+// makes the token single-use (spent server-side on the first update).
+// A reset token has no auth_identity_id, so it is never accepted as a
+// session token, and a session token has no entity_id nor jti, so it is
+// never accepted as a reset token.
+type resetClaims struct {
+	EntityID  string           `json:"entity_id"`
+	Provider  string           `json:"provider"`
+	ActorType string           `json:"actor_type"`
+	Tenant    string           `json:"tenant,omitempty"`
+	ID        string           `json:"jti"`
+	IssuedAt  *jwt.NumericDate `json:"iat"`
+	ExpiresAt *jwt.NumericDate `json:"exp"`
+}
+
+var _ jwt.Claims = resetClaims{}
+
+func (c resetClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
+func (c resetClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
+func (c resetClaims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
+func (c resetClaims) GetIssuer() (string, error)                   { return "", nil }
+func (c resetClaims) GetSubject() (string, error)                  { return "", nil }
+func (c resetClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
+
+// SignReset returns the reset token of g, expiring with g's code.
+func (t *Tokens) SignReset(g otpd.ResetGrant) (string, error) {
+	c := resetClaims{
+		EntityID: g.EntityID, Provider: g.Provider, ActorType: g.ActorType, ID: g.Code,
+		IssuedAt: jwt.NewNumericDate(t.now().Truncate(time.Second)), ExpiresAt: jwt.NewNumericDate(g.ExpiresAt),
 	}
-	return &otpd.Principal{
-		Tenant:         tenant,
-		AuthIdentityID: c.AuthIdentityID,
-		ActorType:      c.ActorType,
-		ActorID:        c.ActorID,
-		AppMetadata:    c.AppMetadata,
-		UserMetadata:   c.UserMetadata,
+	if g.Tenant != otpd.DefaultTenant {
+		c.Tenant = g.Tenant
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.Secret)
+}
+
+// ParseReset verifies a reset token and returns its grant.
+func (t *Tokens) ParseReset(token string) (otpd.ResetGrant, error) {
+	var c resetClaims
+	if err := t.verify(token, &c); err != nil || c.EntityID == "" || c.Provider == "" || c.ActorType == "" || c.ID == "" {
+		return otpd.ResetGrant{}, errBadToken
+	}
+	return otpd.ResetGrant{
+		Tenant: tenantOf(c.Tenant), ActorType: c.ActorType, Provider: c.Provider,
+		EntityID: c.EntityID, Code: c.ID, ExpiresAt: c.ExpiresAt.Time,
 	}, nil
 }
