@@ -37,6 +37,7 @@ export async function startOtpd() {
     // Every request comes from 127.0.0.1: lift the per-IP limits.
     OTPD_LIMIT_IP_SEND: "100000/5m",
     OTPD_LIMIT_IP_VERIFY: "100000/5m",
+    OTPD_LIMIT_IP_PASSWORD: "100000/5m",
   });
 
   const child = spawn(bin, ["serve", "--dev", "--addr", "127.0.0.1:0"], {

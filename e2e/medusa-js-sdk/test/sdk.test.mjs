@@ -12,14 +12,30 @@ let baseUrl;
 // the tests can say which route an SDK method called and with which headers.
 const realFetch = globalThis.fetch;
 let requests = [];
-globalThis.fetch = (input, init = {}) => {
+// Node's fetch keeps no cookies. For requests made with credentials:
+// "include" (the SDK's session mode) this jar does what a browser on
+// http://localhost does: it stores the cookies the server sets (Secure ones
+// too, as browsers do for localhost) and sends them back.
+const cookieJar = new Map();
+globalThis.fetch = async (input, init = {}) => {
   const url = new URL(input instanceof Request ? input.url : String(input));
-  requests.push({
-    method: (init.method ?? "GET").toUpperCase(),
-    path: url.pathname,
-    headers: new Headers(init.headers),
-  });
-  return realFetch(input, init);
+  const headers = new Headers(init.headers);
+  const withCookies = init.credentials === "include";
+  if (withCookies && cookieJar.size > 0) {
+    headers.set("cookie", [...cookieJar].map(([k, v]) => `${k}=${v}`).join("; "));
+  }
+  requests.push({ method: (init.method ?? "GET").toUpperCase(), path: url.pathname, headers });
+  const res = await realFetch(input, { ...init, headers });
+  if (withCookies) {
+    for (const line of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(";").map((s) => s.trim());
+      const [name, value] = [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)];
+      const expired = attrs.some((a) => /^max-age=(0|-\d+)$/i.test(a));
+      if (expired || value === "") cookieJar.delete(name);
+      else cookieJar.set(name, value);
+    }
+  }
+  return res;
 };
 const sdkCalls = () => requests.filter((r) => r.path !== "/dev/outbox").map((r) => `${r.method} ${r.path}`);
 
@@ -260,6 +276,115 @@ describe("emailpass", () => {
       "Bad Request",
       "Invalid request: Password must be at least 8 characters long",
     );
+  });
+});
+
+// outboxMessage reads the newest message sent to identifier.
+async function outboxMessage(identifier) {
+  const res = await realFetch(`${baseUrl}/dev/outbox?to=${encodeURIComponent(identifier)}&limit=1`);
+  assert.equal(res.status, 200);
+  return (await res.json()).messages[0];
+}
+
+describe("password reset", () => {
+  test("resetPassword, the token from the outbox, updateProvider once; the new password works, the old one and older tokens do not", async () => {
+    const sdk = storefront();
+    const email = newIdentifier();
+    const oldPassword = "first password 1";
+    const newPassword = "second password 2";
+    await sdk.auth.register("customer", "emailpass", { email, password: oldPassword });
+    const { customer } = await sdk.store.customer.create({ email });
+    const { token: before } = await sdk.auth.refresh();
+
+    requests = [];
+    assert.equal(await sdk.auth.resetPassword("customer", "emailpass", { identifier: email }), undefined);
+    assert.deepEqual(sdkCalls(), ["POST /auth/customer/emailpass/reset-password"]);
+    const m = await outboxMessage(email);
+    assert.equal(m.event, "auth.password_reset");
+    assert.equal(m.purpose, "reset_password");
+    assert.equal(m.code, "");
+    const resetClaims = claims(m.token);
+    assert.equal(resetClaims.entity_id, email);
+    assert.equal(resetClaims.provider, "emailpass");
+    assert.equal(resetClaims.actor_type, "customer");
+    assert.equal(resetClaims.exp - resetClaims.iat, 900);
+
+    // Unknown identifiers get the same answer, and nothing is sent.
+    const nobody = newIdentifier();
+    assert.equal(await sdk.auth.resetPassword("customer", "emailpass", { identifier: nobody }), undefined);
+    assert.equal(await outboxMessage(nobody), undefined);
+    await rejects(sdk.auth.resetPassword("customer", "emailpass", {}), 400, "Bad Request", "Invalid request: Field 'identifier' is required");
+
+    // A weak password is refused without spending the token.
+    await rejects(
+      sdk.auth.updateProvider("customer", "emailpass", { password: "short" }, m.token),
+      400,
+      "Bad Request",
+      "Invalid request: Password must be at least 8 characters long",
+    );
+    assert.equal(await sdk.auth.updateProvider("customer", "emailpass", { password: newPassword }, m.token), undefined);
+    await rejects(sdk.auth.updateProvider("customer", "emailpass", { password: "third password 3" }, m.token), 401, "Unauthorized", "Invalid token");
+    await rejects(sdk.auth.updateProvider("customer", "emailpass", { password: "third password 3" }, "not-a-token"), 401, "Unauthorized", "Invalid token");
+
+    // The token from before the reset is revoked.
+    await rejects(sdk.store.customer.retrieve(), 401, "Unauthorized", "Unauthorized");
+    await rejects(sdk.auth.refresh({ Authorization: `Bearer ${before}` }), 401, "Unauthorized", "Unauthorized");
+
+    await rejects(sdk.auth.login("customer", "emailpass", { email, password: oldPassword }), 401, "Unauthorized", "Invalid email or password");
+    const token = await sdk.auth.login("customer", "emailpass", { email, password: newPassword });
+    assert.equal(claims(token).actor_id, customer.id);
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
+  });
+});
+
+describe("phonepass", () => {
+  test("register with a phone number, login with it written another way", async () => {
+    const sdk = storefront();
+    const phone = "+12025550142"; // the server is fresh for this file, and only this test uses a phone
+    const password = "phone password 1";
+    const reg = await sdk.auth.register("customer", "phonepass", { phone, password });
+    assert.equal(claims(reg).actor_id, "");
+    const spaced = `${phone.slice(0, 2)} ${phone.slice(2, 5)} ${phone.slice(5, 8)} ${phone.slice(8)}`;
+    const token = await sdk.auth.login("customer", "phonepass", { phone: spaced, password });
+    assert.equal(claims(token).auth_identity_id, claims(reg).auth_identity_id);
+    await rejects(sdk.auth.login("customer", "phonepass", { phone, password: "wrong password" }), 401, "Unauthorized", "Invalid phone or password");
+    await rejects(sdk.auth.register("customer", "phonepass", { phone, password }), 401, "Unauthorized", "Identity with phone already exists");
+  });
+});
+
+describe("session mode", () => {
+  test("login starts a cookie session the store routes accept; logout ends it and revokes the identity's tokens", async () => {
+    const email = newIdentifier();
+    const password = "session password 1";
+    const setup = storefront();
+    await setup.auth.register("customer", "emailpass", { email, password });
+    const { customer } = await setup.store.customer.create({ email });
+    const { token: bearerToken } = await setup.auth.refresh(); // another device's token
+
+    cookieJar.clear();
+    const sdk = storefront({ auth: { type: "session" } });
+    requests = [];
+    await sdk.auth.login("customer", "emailpass", { email, password });
+    assert.deepEqual(sdkCalls(), ["POST /auth/customer/emailpass", "POST /auth/session"]);
+    assert.ok(cookieJar.has("otpd_session"), "no session cookie was set");
+
+    requests = [];
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
+    const [retrieve] = requests;
+    assert.equal(retrieve.headers.get("authorization"), null, "session mode sent a bearer token");
+    assert.match(retrieve.headers.get("cookie"), /otpd_session=/);
+
+    requests = [];
+    await sdk.auth.logout();
+    assert.deepEqual(sdkCalls(), ["DELETE /auth/session"]);
+    assert.equal(cookieJar.has("otpd_session"), false, "logout left the session cookie");
+    await rejects(sdk.store.customer.retrieve(), 401, "Unauthorized", "Unauthorized");
+    await rejects(setup.auth.refresh({ Authorization: `Bearer ${bearerToken}` }), 401, "Unauthorized", "Unauthorized");
+    await rejects(sdk.auth.logout(), 401, "Unauthorized", "Unauthorized");
+
+    // Signing in again works at once.
+    await sdk.auth.login("customer", "emailpass", { email, password });
+    assert.equal((await sdk.store.customer.retrieve()).customer.id, customer.id);
   });
 });
 
