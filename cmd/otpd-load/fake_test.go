@@ -12,12 +12,13 @@ import (
 	"time"
 )
 
-// fakeOTPD is an in-memory otpd with the five routes the load generator
+// fakeOTPD is an in-memory otpd with the seven routes the load generator
 // uses (plus the outbox). Messages show up in the outbox delay after the
 // request that sent them, as in the real server's asynchronous delivery.
 type fakeOTPD struct {
 	delay        time.Duration // before a sent message is visible in the outbox
 	loginLimit   time.Duration // minimum gap between two login codes to one email; 0 = none
+	passwordMax  int           // emailpass requests admitted (as otpd's ip_password limit); 0 = no limit
 	publishable  string        // required x-publishable-api-key when not empty
 	retryAfterS  int
 	mu           sync.Mutex
@@ -33,6 +34,9 @@ type fakeOTPD struct {
 	verifies     map[string]int       // email → successful verifies
 	inFlight     map[string]bool      // email between generate and verify
 	overlapping  int                  // generates for an email already in flight
+	passwords    map[string]string    // email → emailpass password
+	pwLogins     map[string]int       // email → successful emailpass sign-ins
+	pwRequests   int                  // emailpass registrations and sign-ins, for passwordMax
 	server       *httptest.Server
 	URL          string
 	registration int
@@ -56,6 +60,7 @@ func newFake(t *testing.T, delay time.Duration) *fakeOTPD {
 		pending: map[string]string{}, regTokens: map[string]string{}, customers: map[string]bool{},
 		login: map[string]string{}, lastLogin: map[string]time.Time{}, outbox: map[string][]fakeMsg{},
 		hits: map[string]int{}, generates: map[string]int{}, verifies: map[string]int{}, inFlight: map[string]bool{},
+		passwords: map[string]string{}, pwLogins: map[string]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/{actor}/otp/pre-register", f.preRegister)
@@ -63,6 +68,8 @@ func newFake(t *testing.T, delay time.Duration) *fakeOTPD {
 	mux.HandleFunc("POST /store/customers", f.createCustomer)
 	mux.HandleFunc("POST /auth/{actor}/otp/generate", f.generate)
 	mux.HandleFunc("POST /auth/{actor}/otp/verify", f.verify)
+	mux.HandleFunc("POST /auth/{actor}/emailpass/register", f.registerPassword)
+	mux.HandleFunc("POST /auth/{actor}/emailpass", f.signInPassword)
 	mux.HandleFunc("GET /dev/outbox", f.readOutbox)
 	f.server = httptest.NewServer(mux)
 	f.URL = f.server.URL
@@ -207,6 +214,58 @@ func (f *fakeOTPD) verify(w http.ResponseWriter, r *http.Request) {
 	}
 	delete(f.login, email) // a code works once
 	f.verifies[email]++
+	writeJSON(w, 200, map[string]string{"token": "login." + email})
+}
+
+// readCredentials decodes an emailpass body, answering 401 as Medusa's
+// provider does when a member is missing, and counts the request against
+// passwordMax (answering 429 past it); f.mu must be held.
+func (f *fakeOTPD) readCredentials(w http.ResponseWriter, r *http.Request) (email, password string, ok bool) {
+	var body struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if json.NewDecoder(r.Body).Decode(&body) != nil || body.Email == "" || body.Password == "" {
+		writeJSON(w, 401, map[string]string{"type": "unauthorized", "message": "Email should be a string"})
+		return "", "", false
+	}
+	if f.pwRequests++; f.passwordMax > 0 && f.pwRequests > f.passwordMax {
+		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterS))
+		writeJSON(w, 429, map[string]string{"type": "too_many_requests", "message": "Too many requests"})
+		return "", "", false
+	}
+	return body.Email, body.Password, true
+}
+
+func (f *fakeOTPD) registerPassword(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["emailpass-register"]++
+	email, pw, ok := f.readCredentials(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := f.passwords[email]; ok {
+		writeJSON(w, 401, map[string]string{"type": "unauthorized", "message": "Identity with email already exists"})
+		return
+	}
+	f.passwords[email] = pw
+	writeJSON(w, 200, map[string]string{"token": "reg." + email})
+}
+
+func (f *fakeOTPD) signInPassword(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hits["emailpass"]++
+	email, pw, ok := f.readCredentials(w, r)
+	if !ok {
+		return
+	}
+	if stored, ok := f.passwords[email]; !ok || stored != pw {
+		writeJSON(w, 401, map[string]string{"type": "unauthorized", "message": "Invalid email or password"})
+		return
+	}
+	f.pwLogins[email]++
 	writeJSON(w, 200, map[string]string{"token": "login." + email})
 }
 

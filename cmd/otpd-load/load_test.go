@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -147,7 +148,7 @@ func TestSignInRoundRobin(t *testing.T) {
 	f := newFake(t, 5*time.Millisecond)
 	r := newTestRunner(t, f, "")
 	ctx := testCtx(t)
-	if sr := r.Seed(ctx, 4, 2, 10*time.Second); sr.Created != 4 || sr.Pool != 4 || sr.Failed != 0 {
+	if sr := r.Seed(ctx, FlowSignIn, 4, 2, 10*time.Second); sr.Created != 4 || sr.Pool != 4 || sr.Failed != 0 {
 		t.Fatalf("seed = %+v, want 4 created", sr)
 	}
 	res := r.Run(ctx, FlowSignIn, Level{Clients: 1, Iterations: 12})
@@ -190,7 +191,7 @@ func TestSignIn429(t *testing.T) {
 	f.loginLimit = time.Minute
 	r := newTestRunner(t, f, "")
 	ctx := testCtx(t)
-	if sr := r.Seed(ctx, 2, 1, 10*time.Second); sr.Created != 2 {
+	if sr := r.Seed(ctx, FlowSignIn, 2, 1, 10*time.Second); sr.Created != 2 {
 		t.Fatalf("seed = %+v", sr)
 	}
 	// Two accounts, one login code per minute each: the first round works,
@@ -206,6 +207,125 @@ func TestSignIn429(t *testing.T) {
 	PrintLevel(&out, res)
 	if !strings.Contains(out.String(), "429s 3") || !strings.Contains(out.String(), "raise -seed") {
 		t.Errorf("report does not call out the 429s:\n%s", out.String())
+	}
+}
+
+func TestEmailpassCountsExactly(t *testing.T) {
+	f := newFake(t, time.Millisecond)
+	r := newTestRunner(t, f, "")
+	ctx := testCtx(t)
+	if sr := r.Seed(ctx, FlowEmailpass, 5, 3, 10*time.Second); sr.Created != 5 || sr.Pool != 5 || sr.Failed != 0 || sr.Errors != nil {
+		t.Fatalf("seed = %+v, want 5 created", sr)
+	}
+	if r.Pool.Len() != 0 || f.count("emailpass-register") != 5 || f.count("pre-register") != 0 {
+		t.Errorf("seeding touched the code flows: otp pool %d, emailpass registrations %d, pre-registers %d",
+			r.Pool.Len(), f.count("emailpass-register"), f.count("pre-register"))
+	}
+	res := r.Run(ctx, FlowEmailpass, Level{Clients: 3, Iterations: 7})
+	if res.Completed != 21 || res.Failed != 0 || res.Errors != nil || res.Throttled != 0 {
+		t.Fatalf("completed=%d failed=%d errors=%v, want 21, 0, none", res.Completed, res.Failed, res.Errors)
+	}
+	if l := res.Requests["emailpass"]; l.Count != 21 || f.count("emailpass") != 21 || l.P50 <= 0 || l.P99 < l.P50 {
+		t.Errorf("emailpass: recorded %+v, server saw %d, want 21 with latencies", l, f.count("emailpass"))
+	}
+	if len(res.Requests) != 1 || res.FlowLatency.Count != 21 || res.Pool != nil || res.PerSecond <= 0 {
+		t.Errorf("requests %v, flow latency count %d, pool %v, per second %v: want only emailpass, 21, nil, > 0",
+			res.Requests, res.FlowLatency.Count, res.Pool, res.PerSecond)
+	}
+	if f.count("generate")+f.count("verify")+f.count("outbox") != 0 {
+		t.Errorf("the emailpass flow sent code requests")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	for email, n := range f.pwLogins {
+		if !strings.HasPrefix(email, "load-"+r.cfg.RunID+"-") {
+			t.Errorf("sign-in for %q, not a seeded account", email)
+		}
+		total += n
+	}
+	// 21 random picks of 5 accounts all fall on one with probability 5⁻²⁰.
+	if total != 21 || len(f.pwLogins) < 2 || len(f.passwords) != 5 {
+		t.Errorf("server saw %d sign-ins over %d of %d accounts, want 21 over several", total, len(f.pwLogins), len(f.passwords))
+	}
+}
+
+func TestEmailpassErrors(t *testing.T) {
+	f := newFake(t, time.Millisecond)
+	f.passwordMax = 5 // 3 registrations and 2 sign-ins
+	r := newTestRunner(t, f, "")
+	ctx := testCtx(t)
+	if sr := r.Seed(ctx, FlowEmailpass, 3, 1, 10*time.Second); sr.Created != 3 || sr.Failed != 0 {
+		t.Fatalf("seed = %+v, want 3 created", sr)
+	}
+	res := r.Run(ctx, FlowEmailpass, Level{Clients: 1, Iterations: 6})
+	if res.Completed != 2 || res.Failed != 4 || res.Throttled != 4 || res.Errors["emailpass 429"] != 4 || len(res.Errors) != 1 {
+		t.Errorf("completed=%d failed=%d 429s=%d errors=%v, want 2, 4, 4, emailpass 429=4", res.Completed, res.Failed, res.Throttled, res.Errors)
+	}
+	if res.RetryAfterMax != 30 || res.Requests["emailpass"].Count != 2 || f.count("emailpass") != 6 {
+		t.Errorf("retry-after max %v, recorded %d, server saw %d; want 30, 2 (only successes), 6",
+			res.RetryAfterMax, res.Requests["emailpass"].Count, f.count("emailpass"))
+	}
+	var out bytes.Buffer
+	PrintLevel(&out, res)
+	if !strings.Contains(out.String(), "429s 4") || !strings.Contains(out.String(), "OTPD_LIMIT_IP_PASSWORD") {
+		t.Errorf("report does not call out the 429s:\n%s", out.String())
+	}
+
+	// Seeding past the limit: every failure is counted, and it stops after 100.
+	if sr := r.Seed(ctx, FlowEmailpass, 4, 1, 10*time.Second); sr.Created != 0 || sr.Failed != 100 || sr.Pool != 3 ||
+		sr.Errors["emailpass-register 429"] != 100 || len(sr.Errors) != 1 {
+		t.Errorf("seed past the limit = %+v, want 0 created, 100 failed (429), pool 3", sr)
+	}
+
+	// A wrong password is a 401 per sign-in.
+	f2 := newFake(t, time.Millisecond)
+	r2 := newTestRunner(t, f2, "")
+	if sr := r2.Seed(ctx, FlowEmailpass, 2, 2, 10*time.Second); sr.Created != 2 {
+		t.Fatalf("seed = %+v, want 2 created", sr)
+	}
+	r2.password = "not-the-password"
+	res = r2.Run(ctx, FlowEmailpass, Level{Clients: 2, Iterations: 3})
+	if res.Completed != 0 || res.Failed != 6 || res.Errors["emailpass 401"] != 6 || len(res.Errors) != 1 || res.Throttled != 0 {
+		t.Errorf("wrong password: completed=%d failed=%d errors=%v, want 0, 6, emailpass 401=6", res.Completed, res.Failed, res.Errors)
+	}
+}
+
+func TestEmailpassNoAccounts(t *testing.T) {
+	// No dev mode is needed, but a server without the emailpass routes
+	// leaves the pool empty and the levels are not run.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	var out bytes.Buffer
+	s, err := Run(testCtx(t), Plan{Target: srv.URL, Clients: []int{1}, Duration: time.Second, Flows: []string{FlowEmailpass}}, &out)
+	if err == nil || !strings.Contains(err.Error(), "no emailpass account") {
+		t.Errorf("err = %v, want no emailpass account", err)
+	}
+	if s == nil || s.EmailpassSeed == nil || s.EmailpassSeed.Failed != 100 || s.EmailpassSeed.Errors["emailpass-register 404"] != 100 || s.Emailpass != nil {
+		t.Fatalf("summary = %+v, want 100 failed registrations and no levels", s)
+	}
+	if !strings.Contains(out.String(), "created 0 emailpass accounts") {
+		t.Errorf("output lacks the seed line:\n%s", out.String())
+	}
+}
+
+func TestSummaryColumns(t *testing.T) {
+	v := func(f float64) *float64 { return &f }
+	var out bytes.Buffer
+	PrintSummary(&out, []Row{
+		{Clients: 1, LoginsPerS: v(25), HelloPerS: v(10000), LoginRatio: v(0.0025)},
+		{Clients: 8, HelloPerS: v(20000)},
+	})
+	got := out.String()
+	for _, want := range []string{"logins/s", "hello req/s", "login_ratio = emailpass logins/s ÷ (hello req/s ÷ 1)", "   25.0", "0.00250", "       -"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	for _, absent := range []string{"signups/s", "signins/s", "signup_ratio", "signin_ratio"} {
+		if strings.Contains(got, absent) {
+			t.Errorf("summary shows %q for a flow that was not run:\n%s", absent, got)
+		}
 	}
 }
 
@@ -243,19 +363,27 @@ func TestRunPlan(t *testing.T) {
 	var out bytes.Buffer
 	s, err := Run(testCtx(t), Plan{
 		Target: f.URL + "/", Clients: []int{1, 2}, Duration: 200 * time.Millisecond, Warmup: 20 * time.Millisecond,
-		Flows: []string{FlowSignUp, FlowSignIn}, Hello: true, Seed: 3, OutboxPoll: time.Millisecond,
+		Flows: []string{FlowSignUp, FlowSignIn, FlowEmailpass}, Hello: true, Seed: 3, OutboxPoll: time.Millisecond,
 	}, &out)
 	t.Logf("output:\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Hello) != 2 || len(s.SignUp) != 2 || len(s.SignIn) != 2 || len(s.Rows) != 2 {
-		t.Fatalf("levels hello=%d signup=%d signin=%d rows=%d, want 2 each", len(s.Hello), len(s.SignUp), len(s.SignIn), len(s.Rows))
+	if len(s.Hello) != 2 || len(s.SignUp) != 2 || len(s.SignIn) != 2 || len(s.Emailpass) != 2 || len(s.Rows) != 2 {
+		t.Fatalf("levels hello=%d signup=%d signin=%d emailpass=%d rows=%d, want 2 each",
+			len(s.Hello), len(s.SignUp), len(s.SignIn), len(s.Emailpass), len(s.Rows))
+	}
+	if s.EmailpassSeed == nil || s.EmailpassSeed.Created != 3 || s.EmailpassSeed.Pool != 3 {
+		t.Errorf("emailpass seed = %+v, want 3 created", s.EmailpassSeed)
 	}
 	for _, row := range s.Rows {
 		if row.SignupsPerS == nil || *row.SignupsPerS <= 0 || row.SigninsPerS == nil || *row.SigninsPerS <= 0 ||
-			row.HelloPerS == nil || *row.HelloPerS <= 0 || row.SignupRatio == nil || row.SigninRatio == nil {
+			row.LoginsPerS == nil || *row.LoginsPerS <= 0 || row.HelloPerS == nil || *row.HelloPerS <= 0 ||
+			row.SignupRatio == nil || row.SigninRatio == nil || row.LoginRatio == nil {
 			t.Fatalf("row %+v has missing or zero figures", row)
+		}
+		if want := *row.LoginsPerS / *row.HelloPerS; *row.LoginRatio != want {
+			t.Errorf("login ratio %v, want %v", *row.LoginRatio, want)
 		}
 		if want := *row.SignupsPerS / (*row.HelloPerS / 5); *row.SignupRatio != want {
 			t.Errorf("signup ratio %v, want %v", *row.SignupRatio, want)
@@ -264,18 +392,20 @@ func TestRunPlan(t *testing.T) {
 			t.Errorf("signin ratio %v, want %v", *row.SigninRatio, want)
 		}
 	}
-	for _, res := range append(s.SignUp, s.SignIn...) {
+	for _, res := range slices.Concat(s.SignUp, s.SignIn, s.Emailpass) {
 		if res.Failed != 0 {
 			t.Errorf("%s c=%d errors: %v", res.Flow, res.Clients, res.Errors)
 		}
 	}
-	for _, want := range []string{"hello   c=1", "signup  c=2", "signin  c=1", "clients   signups/s", "signup_ratio"} {
+	for _, want := range []string{"hello     c=1", "signup    c=2", "signin    c=1", "emailpass c=2", "created 3 emailpass accounts",
+		"clients    signups/s    signins/s     logins/s", "signup_ratio", "login_ratio"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
 	b, err := json.Marshal(s)
-	if err != nil || !bytes.Contains(b, []byte(`"signup_ratio"`)) || !bytes.Contains(b, []byte(`"p99_us"`)) {
+	if err != nil || !bytes.Contains(b, []byte(`"signup_ratio"`)) || !bytes.Contains(b, []byte(`"p99_us"`)) ||
+		!bytes.Contains(b, []byte(`"login_ratio"`)) || !bytes.Contains(b, []byte(`"emailpass_seed"`)) {
 		t.Errorf("JSON summary: %v\n%s", err, b)
 	}
 }
@@ -296,8 +426,9 @@ func TestParseFlags(t *testing.T) {
 		strings.Join(p.Flows, ",") != "signup,signin" {
 		t.Errorf("defaults = %+v json=%v err=%v", p, asJSON, err)
 	}
-	p, asJSON, err = parseFlags([]string{"-clients", "2, 4", "-flows", "signin", "-hello=false", "-seed", "100", "-json", "-publishable-key", "pk_x"})
-	if err != nil || !asJSON || len(p.Clients) != 2 || p.Clients[1] != 4 || p.Hello || p.Seed != 100 || p.PublishableKey != "pk_x" || len(p.Flows) != 1 {
+	p, asJSON, err = parseFlags([]string{"-clients", "2, 4", "-flows", "signin, emailpass", "-hello=false", "-seed", "100", "-json", "-publishable-key", "pk_x"})
+	if err != nil || !asJSON || len(p.Clients) != 2 || p.Clients[1] != 4 || p.Hello || p.Seed != 100 || p.PublishableKey != "pk_x" ||
+		strings.Join(p.Flows, ",") != "signin,emailpass" {
 		t.Errorf("parsed = %+v json=%v err=%v", p, asJSON, err)
 	}
 	for _, bad := range [][]string{{"-clients", "0"}, {"-clients", "1,1"}, {"-flows", "login"}, {"-duration", "0s"}, {"-flows", "", "-hello=false"}, {"extra"}} {

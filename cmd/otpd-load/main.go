@@ -1,5 +1,6 @@
 // Command otpd-load is a load generator for otpd. It drives a running otpd
-// server (Medusa dialect) through whole sign-ups and sign-ins with N
+// server (Medusa dialect) through whole sign-ups and sign-ins (by code, or
+// by password through the emailpass provider) with N
 // concurrent closed-loop clients for T seconds per level, and measures a
 // plain net/http hello-world server that it starts itself (127.0.0.1, an
 // ephemeral port, handler writes "hello") with the same client code, so each
@@ -30,7 +31,21 @@
 // with a random runid per run. A sign-in is 3 requests for an account that
 // completed sign-up: POST /auth/{actor}/otp/generate, the outbox (the newest
 // otp.generated message whose id differs from the one last used for that
-// account), POST /auth/{actor}/otp/verify.
+// account), POST /auth/{actor}/otp/verify. An emailpass sign-in (-flows
+// emailpass) is 1 request, POST /auth/{actor}/emailpass with
+// {"email", "password"}, answered with {"token"}, for a random account
+// registered (unmeasured) beforehand with POST
+// /auth/{actor}/emailpass/register; all share one password per run. It
+// needs no dev mode, but the server's password limits, 30 per client address
+// per 5 min and 10 per email per 15 min by default, must be raised:
+//
+//	OTPD_LIMIT_IP_PASSWORD=1000000000/1h OTPD_LIMIT_PASSWORD_IDENTITY=1000000000/1h \
+//	  go run ./cmd/otpd serve --dev
+//	go run ./cmd/otpd-load -flows emailpass -clients 1,8,32 -seed 64
+//
+// Each password hash or check is deliberately slow (scrypt, logN 15) and the
+// server runs only a few at once, so logins/s is a small multiple of the
+// cores, far below the code flows.
 //
 // Accounts. The server limits sends per destination (by default one per
 // 30 s and five per 15 min, answering 429 with Retry-After), so sign-ins take
@@ -38,13 +53,15 @@
 // each held by one client at a time, so every account is reused as rarely as
 // possible. -seed N signs up accounts (unmeasured) before the sign-in levels
 // until the pool holds N; the pool is always seeded to at least the largest
-// client count. Each sign-in line shows the 429 count, the pool size, the
+// client count. The emailpass levels have a pool of their own, seeded the
+// same way by emailpass registrations. Each sign-in line shows the 429 count, the pool size, the
 // most sign-ins any account served and the shortest gap between two code
 // sends to one account: when 429s appear, raise -seed or relax the server's
 // limits for benchmarking.
 //
 // Order of a run: hello at every client count, then sign-ups at every client
-// count, then seeding if needed, then sign-ins at every client count. Each
+// count, then seeding if needed, then sign-ins at every client count, then
+// seeding and emailpass sign-ins at every client count. Each
 // level runs -warmup (not measured) then -duration (measured); flows and
 // requests count when they end inside the measured window.
 //
@@ -52,10 +69,12 @@
 // (or req/s for hello), failures by request and status or kind (429, 401,
 // net, timeout, decode, outbox no_code, ...), and per request type the p50
 // and p99 latency of the successful requests. Then a summary per client
-// count with signups/s, signins/s, hello req/s and the ratios the project
-// tracks, signup_ratio = signups/s ÷ (hello req/s ÷ 5) and signin_ratio =
-// signins/s ÷ (hello req/s ÷ 3) (target 0.25 at 32 clients). -json also
-// prints everything as JSON on stdout at the end.
+// count with signups/s, signins/s, logins/s (emailpass), hello req/s and the
+// ratios the project tracks, signup_ratio = signups/s ÷ (hello req/s ÷ 5),
+// signin_ratio = signins/s ÷ (hello req/s ÷ 3) (target 0.25 at 32 clients)
+// and login_ratio = logins/s ÷ hello req/s (1 request per login); columns
+// of flows not run are left out. -json also prints everything as JSON on
+// stdout at the end.
 //
 // Flags:
 //
@@ -63,11 +82,11 @@
 //	-clients 1,8,32,64     client counts, one level each
 //	-duration 10s          measured time per level
 //	-warmup 1s             unmeasured time before each level
-//	-flows signup,signin   flows to run
-//	-actor customer        actor type in /auth/{actor}/otp/...
+//	-flows signup,signin   flows to run: signup, signin, emailpass
+//	-actor customer        actor type in /auth/{actor}/...
 //	-publishable-key KEY   x-publishable-api-key for /store/customers
 //	-hello=true            measure the hello-world ceiling
-//	-seed 0                accounts to have before the sign-in levels
+//	-seed 0                accounts to have before the sign-in and emailpass levels
 //	-seed-timeout 5m       bound on seeding
 //	-timeout 10s           per-request timeout
 //	-json                  also print a JSON summary
@@ -120,12 +139,12 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	clients := fs.String("clients", "1,8,32,64", "comma-separated client counts, one level each")
 	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "measured time per level")
 	fs.DurationVar(&p.Warmup, "warmup", time.Second, "unmeasured time before each level")
-	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin")
-	fs.StringVar(&p.Actor, "actor", "customer", "actor type in /auth/{actor}/otp/...")
+	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin, emailpass")
+	fs.StringVar(&p.Actor, "actor", "customer", "actor type in /auth/{actor}/...")
 	fs.StringVar(&p.PublishableKey, "publishable-key", "", "x-publishable-api-key header for /store/customers")
 	fs.BoolVar(&p.Hello, "hello", true, "measure a net/http hello-world server, in its own process like otpd, at the same client counts")
 	fs.BoolVar(&p.HelloInProcess, "hello-in-process", false, "run the hello-world server inside the load generator (faster: one Go scheduler for client and server)")
-	fs.IntVar(&p.Seed, "seed", 0, "sign up accounts (unmeasured) before the sign-in levels until the pool holds this many")
+	fs.IntVar(&p.Seed, "seed", 0, "create accounts (unmeasured) before the sign-in and emailpass levels until each pool holds this many")
 	fs.DurationVar(&p.SeedTimeout, "seed-timeout", 5*time.Minute, "bound on seeding")
 	fs.DurationVar(&p.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.BoolVar(&asJSON, "json", false, "also print a JSON summary at the end")
@@ -147,11 +166,11 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	}
 	for f := range strings.SplitSeq(*flows, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case FlowSignUp, FlowSignIn:
+		case FlowSignUp, FlowSignIn, FlowEmailpass:
 			p.Flows = append(p.Flows, f)
 		case "":
 		default:
-			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin)", f)
+			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin, emailpass)", f)
 		}
 	}
 	if p.Duration <= 0 || p.Warmup < 0 || p.Timeout <= 0 || p.Seed < 0 {

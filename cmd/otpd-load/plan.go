@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,10 +18,10 @@ type Plan struct {
 	Clients        []int
 	Duration       time.Duration // measured, per level
 	Warmup         time.Duration // not measured, per level
-	Flows          []string      // FlowSignUp and/or FlowSignIn
+	Flows          []string      // FlowSignUp, FlowSignIn and/or FlowEmailpass
 	Hello          bool          // measure the hello-world ceiling at the same client counts
 	HelloInProcess bool          // run the hello-world server in this process instead of a child process
-	Seed           int           // accounts to have in the pool before the sign-in levels
+	Seed           int           // accounts to have in each pool before the sign-in and emailpass levels
 	SeedTimeout    time.Duration // bound on seeding; default 5 min
 	Timeout        time.Duration // per request; default 10 s
 	RunID          string        // default random
@@ -33,36 +34,42 @@ type Row struct {
 	Clients     int      `json:"clients"`
 	SignupsPerS *float64 `json:"signups_per_s,omitempty"`
 	SigninsPerS *float64 `json:"signins_per_s,omitempty"`
+	LoginsPerS  *float64 `json:"logins_per_s,omitempty"` // emailpass sign-ins
 	HelloPerS   *float64 `json:"hello_req_per_s,omitempty"`
 	SignupRatio *float64 `json:"signup_ratio,omitempty"` // signups/s ÷ (hello req/s ÷ 5)
 	SigninRatio *float64 `json:"signin_ratio,omitempty"` // signins/s ÷ (hello req/s ÷ 3)
+	LoginRatio  *float64 `json:"login_ratio,omitempty"`  // logins/s ÷ (hello req/s ÷ 1)
 }
 
 // Summary is everything a run measured; -json prints it.
 type Summary struct {
-	RunID     string      `json:"run_id"`
-	Target    string      `json:"target"`
-	Actor     string      `json:"actor"`
-	Clients   []int       `json:"clients"`
-	DurationS float64     `json:"duration_s"`
-	WarmupS   float64     `json:"warmup_s"`
-	Hello     []*Result   `json:"hello,omitempty"`
-	SignUp    []*Result   `json:"signup,omitempty"`
-	Seed      *SeedResult `json:"seed,omitempty"`
-	SignIn    []*Result   `json:"signin,omitempty"`
-	Rows      []Row       `json:"summary"`
+	RunID         string      `json:"run_id"`
+	Target        string      `json:"target"`
+	Actor         string      `json:"actor"`
+	Clients       []int       `json:"clients"`
+	DurationS     float64     `json:"duration_s"`
+	WarmupS       float64     `json:"warmup_s"`
+	Hello         []*Result   `json:"hello,omitempty"`
+	SignUp        []*Result   `json:"signup,omitempty"`
+	Seed          *SeedResult `json:"seed,omitempty"`
+	SignIn        []*Result   `json:"signin,omitempty"`
+	EmailpassSeed *SeedResult `json:"emailpass_seed,omitempty"`
+	Emailpass     []*Result   `json:"emailpass,omitempty"`
+	Rows          []Row       `json:"summary"`
 }
 
 // Requests per flow in the ratios the project tracks.
 const (
-	signUpRequests = 5
-	signInRequests = 3
+	signUpRequests    = 5
+	signInRequests    = 3
+	emailpassRequests = 1
 )
 
 // Run executes the plan, printing each level to w as it completes and the
 // summary table at the end. The order is: hello at every client count, then
-// sign-ups at every client count, then seeding (if the pool is short), then
-// sign-ins at every client count.
+// sign-ups at every client count, then seeding (if the pool is short) and
+// sign-ins at every client count, then seeding emailpass accounts and
+// emailpass sign-ins at every client count.
 func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 	if len(p.Clients) == 0 {
 		return nil, fmt.Errorf("no client counts")
@@ -73,8 +80,7 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 	if p.SeedTimeout <= 0 {
 		p.SeedTimeout = 5 * time.Minute
 	}
-	maxClients := slices.Max(p.Clients)
-	client := NewClient(maxClients, p.Timeout)
+	client := NewClient(slices.Max(p.Clients), p.Timeout)
 	defer client.CloseIdleConnections()
 	r, err := NewRunner(Config{
 		Target: p.Target, Actor: p.Actor, PublishableKey: p.PublishableKey, RunID: p.RunID,
@@ -100,33 +106,54 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 		}
 	}
 	if signUp {
-		for _, c := range p.Clients {
-			if ctx.Err() != nil {
-				break
-			}
-			res := r.Run(ctx, FlowSignUp, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
-			s.SignUp = append(s.SignUp, res)
-			PrintLevel(w, res)
-		}
+		s.SignUp = measureLevels(ctx, r, FlowSignUp, p, w)
 	}
 	if signIn && ctx.Err() == nil {
-		// Every client needs an account of its own at any time.
-		if need := max(p.Seed, maxClients); r.Pool.Len() < need {
-			s.Seed = r.Seed(ctx, need, maxClients, p.SeedTimeout)
-			PrintSeed(w, s.Seed)
-		}
-		for _, c := range p.Clients {
-			if ctx.Err() != nil {
-				break
-			}
-			res := r.Run(ctx, FlowSignIn, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
-			s.SignIn = append(s.SignIn, res)
-			PrintLevel(w, res)
+		s.Seed = seed(ctx, r, FlowSignIn, p, w)
+		s.SignIn = measureLevels(ctx, r, FlowSignIn, p, w)
+	}
+	var seedErr error
+	if slices.Contains(p.Flows, FlowEmailpass) && ctx.Err() == nil {
+		s.EmailpassSeed = seed(ctx, r, FlowEmailpass, p, w)
+		if r.Passwords.Len() > 0 {
+			s.Emailpass = measureLevels(ctx, r, FlowEmailpass, p, w)
+		} else if ctx.Err() == nil {
+			seedErr = fmt.Errorf("no emailpass account could be registered (errors: %s), so the emailpass levels did not run",
+				(&Result{Errors: s.EmailpassSeed.Errors}).ErrorSummary())
 		}
 	}
 	s.Rows = summarize(p.Clients, s)
 	PrintSummary(w, s.Rows)
-	return s, ctx.Err()
+	return s, errors.Join(ctx.Err(), seedErr)
+}
+
+// seed fills flow's account pool, unmeasured, to max(-seed, the largest
+// client count), so that every client can have an account of its own, and
+// prints the outcome. It returns nil when the pool was full already.
+func seed(ctx context.Context, r *Runner, flow string, p Plan, w io.Writer) *SeedResult {
+	maxClients := slices.Max(p.Clients)
+	need := max(p.Seed, maxClients)
+	if r.poolLen(flow) >= need {
+		return nil
+	}
+	sr := r.Seed(ctx, flow, need, maxClients, p.SeedTimeout)
+	PrintSeed(w, flow, sr)
+	return sr
+}
+
+// measureLevels measures flow with r at every client count, printing each
+// level to w, until ctx is cancelled.
+func measureLevels(ctx context.Context, r *Runner, flow string, p Plan, w io.Writer) []*Result {
+	var out []*Result
+	for _, c := range p.Clients {
+		if ctx.Err() != nil {
+			break
+		}
+		res := r.Run(ctx, flow, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
+		PrintLevel(w, res)
+		out = append(out, res)
+	}
+	return out
 }
 
 // measureHello starts the hello-world server, measures it at every client
@@ -148,16 +175,7 @@ func measureHello(ctx context.Context, client *http.Client, p Plan, w io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	var out []*Result
-	for _, c := range p.Clients {
-		if ctx.Err() != nil {
-			break
-		}
-		res := hr.Run(ctx, FlowHello, Level{Clients: c, Warmup: p.Warmup, Duration: p.Duration})
-		PrintLevel(w, res)
-		out = append(out, res)
-	}
-	return out, nil
+	return measureLevels(ctx, hr, FlowHello, p, w), nil
 }
 
 // preflight checks that the target answers GET /dev/outbox, which exists
@@ -198,9 +216,11 @@ func summarize(clients []int, s *Summary) []Row {
 	}
 	rows := make([]Row, 0, len(clients))
 	for _, c := range clients {
-		row := Row{Clients: c, SignupsPerS: rate(s.SignUp, c), SigninsPerS: rate(s.SignIn, c), HelloPerS: rate(s.Hello, c)}
+		row := Row{Clients: c, SignupsPerS: rate(s.SignUp, c), SigninsPerS: rate(s.SignIn, c),
+			LoginsPerS: rate(s.Emailpass, c), HelloPerS: rate(s.Hello, c)}
 		row.SignupRatio = ratio(row.SignupsPerS, row.HelloPerS, signUpRequests)
 		row.SigninRatio = ratio(row.SigninsPerS, row.HelloPerS, signInRequests)
+		row.LoginRatio = ratio(row.LoginsPerS, row.HelloPerS, emailpassRequests)
 		rows = append(rows, row)
 	}
 	return rows

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -103,4 +104,36 @@ func (p *Pool) usesByEmail() map[string]int {
 		m[a.Email] = a.uses
 	}
 	return m
+}
+
+// PasswordPool holds the emailpass accounts, which all share the run's
+// password. A password sign-in changes nothing on the server that another
+// would trip over, so sign-ins pick accounts at random and may share one.
+type PasswordPool struct {
+	mu     sync.Mutex
+	emails []string
+}
+
+// Add appends a registered account.
+func (p *PasswordPool) Add(email string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.emails = append(p.emails, email)
+}
+
+// Len returns the number of accounts.
+func (p *PasswordPool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.emails)
+}
+
+// random returns a uniformly random account, or "" when there is none.
+func (p *PasswordPool) random() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.emails) == 0 {
+		return ""
+	}
+	return p.emails[rand.IntN(len(p.emails))]
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,12 +14,12 @@ func PrintLevel(w io.Writer, r *Result) {
 	var b strings.Builder
 	if r.Flow == FlowHello {
 		l := r.Requests[OpHello.String()]
-		fmt.Fprintf(&b, "%-7s c=%-4d %9.1f req/s    p50 %s  p99 %s  errors: %s",
+		fmt.Fprintf(&b, "%-9s c=%-4d %9.1f req/s    p50 %s  p99 %s  errors: %s",
 			r.Flow, r.Clients, r.PerSecond, fmtDur(l.P50), fmtDur(l.P99), r.ErrorSummary())
 		fmt.Fprintln(w, b.String())
 		return
 	}
-	fmt.Fprintf(&b, "%-7s c=%-4d %9.1f flows/s  ok %d  failed %d  errors: %s |",
+	fmt.Fprintf(&b, "%-9s c=%-4d %9.1f flows/s  ok %d  failed %d  errors: %s |",
 		r.Flow, r.Clients, r.PerSecond, r.Completed, r.Failed, r.ErrorSummary())
 	for _, op := range flowOps[r.Flow] {
 		l := r.Requests[op.String()]
@@ -41,34 +42,75 @@ func PrintLevel(w io.Writer, r *Result) {
 	}
 	fmt.Fprintln(w, b.String())
 	if r.Throttled > 0 {
-		fmt.Fprintf(w, "        %d responses were 429 (rate limited): raise -seed so each account is reused less often, or relax the server's per-destination limits for benchmarking\n", r.Throttled)
+		hint := "raise -seed so each account is reused less often, or relax the server's per-destination limits for benchmarking"
+		if r.Flow == FlowEmailpass {
+			hint = "raise the server's password limits for benchmarking (OTPD_LIMIT_IP_PASSWORD, OTPD_LIMIT_PASSWORD_IDENTITY)"
+		}
+		fmt.Fprintf(w, "          %d responses were 429 (rate limited): %s\n", r.Throttled, hint)
 	}
 }
 
-// PrintSeed writes the outcome of seeding the account pool.
-func PrintSeed(w io.Writer, s *SeedResult) {
+// PrintSeed writes the outcome of seeding flow's account pool.
+func PrintSeed(w io.Writer, flow string, s *SeedResult) {
 	errs := "none"
 	if len(s.Errors) > 0 {
 		errs = (&Result{Errors: s.Errors}).ErrorSummary()
 	}
-	fmt.Fprintf(w, "seed    created %d accounts in %.1fs (not measured), pool %d, failed %d, errors: %s\n",
-		s.Created, s.Seconds, s.Pool, s.Failed, errs)
+	fmt.Fprintf(w, "%-9s created %d %s accounts in %.1fs (not measured), pool %d, failed %d, errors: %s\n",
+		"seed", s.Created, flow, s.Seconds, s.Pool, s.Failed, errs)
 }
 
-// PrintSummary writes the table of rates and ratios per client count.
+// summaryColumns are the columns of the summary table after the client
+// count: name, precision, value and, for ratios, how it is computed.
+var summaryColumns = []struct {
+	name string
+	prec int
+	get  func(Row) *float64
+	note string
+}{
+	{"signups/s", 1, func(r Row) *float64 { return r.SignupsPerS }, ""},
+	{"signins/s", 1, func(r Row) *float64 { return r.SigninsPerS }, ""},
+	{"logins/s", 1, func(r Row) *float64 { return r.LoginsPerS }, ""},
+	{"hello req/s", 1, func(r Row) *float64 { return r.HelloPerS }, ""},
+	{"signup_ratio", 3, func(r Row) *float64 { return r.SignupRatio },
+		fmt.Sprintf("signup_ratio = signups/s ÷ (hello req/s ÷ %d)", signUpRequests)},
+	{"signin_ratio", 3, func(r Row) *float64 { return r.SigninRatio },
+		fmt.Sprintf("signin_ratio = signins/s ÷ (hello req/s ÷ %d) (target 0.25 at 32 clients)", signInRequests)},
+	{"login_ratio", 5, func(r Row) *float64 { return r.LoginRatio }, // one login costs thousands of hello requests
+		fmt.Sprintf("login_ratio = emailpass logins/s ÷ (hello req/s ÷ %d)", emailpassRequests)},
+}
+
+// PrintSummary writes the table of rates and ratios per client count, with
+// the columns that have a figure in some row.
 func PrintSummary(w io.Writer, rows []Row) {
-	fmt.Fprintf(w, "\nsummary: signup_ratio = signups/s ÷ (hello req/s ÷ %d), signin_ratio = signins/s ÷ (hello req/s ÷ %d); target 0.25 at 32 clients\n",
-		signUpRequests, signInRequests)
-	fmt.Fprintf(w, "%7s %11s %11s %12s %13s %13s\n", "clients", "signups/s", "signins/s", "hello req/s", "signup_ratio", "signin_ratio")
-	f := func(v *float64, prec int) string {
-		if v == nil {
-			return "-"
+	var cols []int
+	var notes []string
+	for i, c := range summaryColumns {
+		if slices.ContainsFunc(rows, func(r Row) bool { return c.get(r) != nil }) {
+			cols = append(cols, i)
+			if c.note != "" {
+				notes = append(notes, c.note)
+			}
 		}
-		return fmt.Sprintf("%.*f", prec, *v)
 	}
+	fmt.Fprintf(w, "\nsummary: %s\n", strings.Join(notes, ", "))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%7s", "clients")
+	for _, i := range cols {
+		fmt.Fprintf(&b, " %12s", summaryColumns[i].name)
+	}
+	fmt.Fprintln(w, b.String())
 	for _, r := range rows {
-		fmt.Fprintf(w, "%7d %11s %11s %12s %13s %13s\n", r.Clients,
-			f(r.SignupsPerS, 1), f(r.SigninsPerS, 1), f(r.HelloPerS, 1), f(r.SignupRatio, 3), f(r.SigninRatio, 3))
+		b.Reset()
+		fmt.Fprintf(&b, "%7d", r.Clients)
+		for _, i := range cols {
+			v := "-"
+			if p := summaryColumns[i].get(r); p != nil {
+				v = fmt.Sprintf("%.*f", summaryColumns[i].prec, *p)
+			}
+			fmt.Fprintf(&b, " %12s", v)
+		}
+		fmt.Fprintln(w, b.String())
 	}
 }
 

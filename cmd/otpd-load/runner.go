@@ -21,16 +21,18 @@ import (
 
 // The flows the runner can drive.
 const (
-	FlowHello  = "hello"  // GET / on the hello-world server: 1 request
-	FlowSignUp = "signup" // pre-register, outbox, register, customer: 4 requests (+ extra outbox polls)
-	FlowSignIn = "signin" // generate, outbox, verify: 3 requests (+ extra outbox polls)
+	FlowHello     = "hello"     // GET / on the hello-world server: 1 request
+	FlowSignUp    = "signup"    // pre-register, outbox, register, customer: 4 requests (+ extra outbox polls)
+	FlowSignIn    = "signin"    // generate, outbox, verify: 3 requests (+ extra outbox polls)
+	FlowEmailpass = "emailpass" // password sign-in, POST /auth/{actor}/emailpass: 1 request
 )
 
 // flowOps lists each flow's request kinds in the order they are sent.
 var flowOps = map[string][]Op{
-	FlowHello:  {OpHello},
-	FlowSignUp: {OpPreRegister, OpOutbox, OpRegister, OpCustomer},
-	FlowSignIn: {OpGenerate, OpOutbox, OpVerify},
+	FlowHello:     {OpHello},
+	FlowSignUp:    {OpPreRegister, OpOutbox, OpRegister, OpCustomer},
+	FlowSignIn:    {OpGenerate, OpOutbox, OpVerify},
+	FlowEmailpass: {OpEmailpass},
 }
 
 const maxBody = 1 << 20 // responses are read up to 1 MiB
@@ -77,12 +79,16 @@ type Config struct {
 }
 
 // Runner drives flows against one server with closed-loop clients. Sign-ups
-// add their accounts to Pool, and sign-ins take accounts from it.
+// add their accounts to Pool, and sign-ins take accounts from it; emailpass
+// registrations add theirs to Passwords, and emailpass sign-ins pick from it
+// at random.
 type Runner struct {
-	cfg  Config
-	base string
-	Pool *Pool
-	seq  atomic.Int64
+	cfg       Config
+	base      string
+	password  string // every emailpass account's password
+	Pool      *Pool
+	Passwords *PasswordPool
+	seq       atomic.Int64
 }
 
 // NewRunner checks cfg and fills in defaults.
@@ -111,7 +117,8 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.OutboxPoll <= 0 {
 		cfg.OutboxPoll = 2 * time.Millisecond
 	}
-	return &Runner{cfg: cfg, base: strings.TrimRight(u.String(), "/"), Pool: &Pool{}}, nil
+	return &Runner{cfg: cfg, base: strings.TrimRight(u.String(), "/"), password: "load-" + cfg.RunID + "-password",
+		Pool: &Pool{}, Passwords: &PasswordPool{}}, nil
 }
 
 // Level is one measurement: Clients closed-loop clients run a flow over and
@@ -127,7 +134,7 @@ type Level struct {
 	Iterations int
 }
 
-// Run measures flow (FlowHello, FlowSignUp or FlowSignIn) at one level. It
+// Run measures flow (FlowHello, FlowSignUp, FlowSignIn or FlowEmailpass) at one level. It
 // returns when every client has stopped, which each does by itself at the
 // end of the window (or after its iterations), or when ctx is cancelled.
 func (r *Runner) Run(ctx context.Context, flow string, lv Level) *Result {
@@ -185,7 +192,7 @@ func (r *Runner) Run(ctx context.Context, flow string, lv Level) *Result {
 	return res
 }
 
-// SeedResult reports the creation of sign-in accounts before measuring.
+// SeedResult reports the creation of accounts before measuring.
 type SeedResult struct {
 	Created int            `json:"created"`
 	Failed  int            `json:"failed"`
@@ -194,14 +201,19 @@ type SeedResult struct {
 	Errors  map[string]int `json:"errors,omitempty"`
 }
 
-// Seed signs up accounts with the given concurrency, unmeasured, until the
-// pool holds n accounts, timeout passes, or more than max(100, n) sign-ups
-// have failed.
-func (r *Runner) Seed(ctx context.Context, n, clients int, timeout time.Duration) *SeedResult {
+// Seed creates accounts for flow with the given concurrency, unmeasured,
+// until its pool holds n accounts, timeout passes, or more than max(100, n)
+// creations have failed: sign-ups into Pool for FlowSignIn, emailpass
+// registrations into Passwords for FlowEmailpass.
+func (r *Runner) Seed(ctx context.Context, flow string, n, clients int, timeout time.Duration) *SeedResult {
+	create := r.signUp
+	if flow == FlowEmailpass {
+		create = r.registerPassword
+	}
 	start := time.Now()
-	need := int64(n - r.Pool.Len())
+	need := int64(n - r.poolLen(flow))
 	if need <= 0 {
-		return &SeedResult{Pool: r.Pool.Len()}
+		return &SeedResult{Pool: r.poolLen(flow)}
 	}
 	deadline := start.Add(timeout)
 	maxFail := max(100, need)
@@ -216,7 +228,7 @@ func (r *Runner) Seed(ctx context.Context, n, clients int, timeout time.Duration
 				if claimed.Add(1) > need {
 					return
 				}
-				if err := r.signUp(ctx, rec, deadline); err != nil {
+				if err := create(ctx, rec, deadline); err != nil {
 					claimed.Add(-1)
 					failed.Add(1)
 					rec.flowFailed(err, time.Now())
@@ -227,7 +239,7 @@ func (r *Runner) Seed(ctx context.Context, n, clients int, timeout time.Duration
 		})
 	}
 	wg.Wait()
-	sr := &SeedResult{Created: int(created.Load()), Failed: int(failed.Load()), Seconds: time.Since(start).Seconds(), Pool: r.Pool.Len(), Errors: map[string]int{}}
+	sr := &SeedResult{Created: int(created.Load()), Failed: int(failed.Load()), Seconds: time.Since(start).Seconds(), Pool: r.poolLen(flow), Errors: map[string]int{}}
 	for _, rec := range recs {
 		for k, v := range rec.errs {
 			sr.Errors[k] += v
@@ -237,6 +249,14 @@ func (r *Runner) Seed(ctx context.Context, n, clients int, timeout time.Duration
 		sr.Errors = nil
 	}
 	return sr
+}
+
+// poolLen returns the number of accounts flow's pool holds.
+func (r *Runner) poolLen(flow string) int {
+	if flow == FlowEmailpass {
+		return r.Passwords.Len()
+	}
+	return r.Pool.Len()
 }
 
 type flowFunc func(ctx context.Context, rec *recorder, until time.Time) error
@@ -249,11 +269,35 @@ func (r *Runner) flowFunc(flow string) flowFunc {
 		return r.signUp
 	case FlowSignIn:
 		return r.signIn
+	case FlowEmailpass:
+		return r.signInPassword
 	}
 	panic("otpd-load: unknown flow " + flow)
 }
 
-func (r *Runner) authPath(step string) string { return "/auth/" + r.cfg.Actor + "/otp/" + step }
+// authPath returns the path of an auth route of the actor, such as
+// otp/generate or emailpass/register.
+func (r *Runner) authPath(route string) string { return "/auth/" + r.cfg.Actor + "/" + route }
+
+// newEmail returns an address no earlier flow of this run has used.
+func (r *Runner) newEmail() string {
+	return fmt.Sprintf("load-%s-%d@example.test", r.cfg.RunID, r.seq.Add(1))
+}
+
+// token sends a POST that answers {"token": ...} and returns the token; an
+// answer without one fails as no_token.
+func (r *Runner) token(ctx context.Context, rec *recorder, op Op, path string, body any) (string, error) {
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := r.do(ctx, rec, op, http.MethodPost, path, body, nil, &tok); err != nil {
+		return "", err
+	}
+	if tok.Token == "" {
+		return "", &flowError{Op: op, Kind: "no_token"}
+	}
+	return tok.Token, nil
+}
 
 func (r *Runner) hello(ctx context.Context, rec *recorder, _ time.Time) error {
 	return r.do(ctx, rec, OpHello, http.MethodGet, "/", nil, nil, nil)
@@ -263,9 +307,9 @@ func (r *Runner) hello(ctx context.Context, rec *recorder, _ time.Time) error {
 // outbox, register, and (for customers) create the customer. The account
 // joins the pool when every step succeeded.
 func (r *Runner) signUp(ctx context.Context, rec *recorder, _ time.Time) error {
-	email := fmt.Sprintf("load-%s-%d@example.test", r.cfg.RunID, r.seq.Add(1))
+	email := r.newEmail()
 	sent := time.Now()
-	if err := r.do(ctx, rec, OpPreRegister, http.MethodPost, r.authPath("pre-register"), map[string]string{"identifier": email}, nil, nil); err != nil {
+	if err := r.do(ctx, rec, OpPreRegister, http.MethodPost, r.authPath("otp/pre-register"), map[string]string{"identifier": email}, nil, nil); err != nil {
 		return err
 	}
 	// The address is new, so the newest message is its pre-register code.
@@ -278,17 +322,12 @@ func (r *Runner) signUp(ctx context.Context, rec *recorder, _ time.Time) error {
 	if err != nil {
 		return err
 	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := r.do(ctx, rec, OpRegister, http.MethodPost, r.authPath("register"), map[string]string{"identifier": email, "otp": m.Code}, nil, &tok); err != nil {
+	tok, err := r.token(ctx, rec, OpRegister, r.authPath("otp/register"), map[string]string{"identifier": email, "otp": m.Code})
+	if err != nil {
 		return err
 	}
-	if tok.Token == "" {
-		return &flowError{Op: OpRegister, Kind: "no_token"}
-	}
 	if r.cfg.Actor == "customer" {
-		hdr := http.Header{"Authorization": {"Bearer " + tok.Token}}
+		hdr := http.Header{"Authorization": {"Bearer " + tok}}
 		if r.cfg.PublishableKey != "" {
 			hdr.Set("x-publishable-api-key", r.cfg.PublishableKey)
 		}
@@ -321,7 +360,7 @@ func (r *Runner) signIn(ctx context.Context, rec *recorder, until time.Time) err
 		a = r.Pool.acquire(time.Now())
 	}
 	defer r.Pool.release(a)
-	if err := r.do(ctx, rec, OpGenerate, http.MethodPost, r.authPath("generate"), map[string]string{"identifier": a.Email}, nil, nil); err != nil {
+	if err := r.do(ctx, rec, OpGenerate, http.MethodPost, r.authPath("otp/generate"), map[string]string{"identifier": a.Email}, nil, nil); err != nil {
 		return err
 	}
 	// The newest otp.generated message, unless it is the one whose code was
@@ -342,16 +381,35 @@ func (r *Runner) signIn(ctx context.Context, rec *recorder, until time.Time) err
 		return err
 	}
 	a.lastMsgID = m.ID
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := r.do(ctx, rec, OpVerify, http.MethodPost, r.authPath("verify"), map[string]string{"identifier": a.Email, "otp": m.Code}, nil, &tok); err != nil {
+	_, err = r.token(ctx, rec, OpVerify, r.authPath("otp/verify"), map[string]string{"identifier": a.Email, "otp": m.Code})
+	return err
+}
+
+// registerPassword creates an emailpass account with the run's password
+// (POST /auth/{actor}/emailpass/register), which joins Passwords.
+func (r *Runner) registerPassword(ctx context.Context, rec *recorder, _ time.Time) error {
+	email := r.newEmail()
+	if _, err := r.token(ctx, rec, OpEmailpassRegister, r.authPath("emailpass/register"), r.credentials(email)); err != nil {
 		return err
 	}
-	if tok.Token == "" {
-		return &flowError{Op: OpVerify, Kind: "no_token"}
-	}
+	r.Passwords.Add(email)
 	return nil
+}
+
+// signInPassword signs in to a random emailpass account with its password
+// (POST /auth/{actor}/emailpass).
+func (r *Runner) signInPassword(ctx context.Context, rec *recorder, _ time.Time) error {
+	email := r.Passwords.random()
+	if email == "" {
+		return &flowError{Op: OpEmailpass, Kind: "no_account"}
+	}
+	_, err := r.token(ctx, rec, OpEmailpass, r.authPath("emailpass"), r.credentials(email))
+	return err
+}
+
+// credentials is the emailpass body for email.
+func (r *Runner) credentials(email string) map[string]string {
+	return map[string]string{"email": email, "password": r.password}
 }
 
 type outboxMessage struct {

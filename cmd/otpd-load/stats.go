@@ -22,10 +22,12 @@ const (
 	OpCustomer
 	OpGenerate
 	OpVerify
+	OpEmailpassRegister
+	OpEmailpass
 	numOps
 )
 
-var opNames = [numOps]string{"hello", "pre-register", "outbox", "register", "customer", "generate", "verify"}
+var opNames = [numOps]string{"hello", "pre-register", "outbox", "register", "customer", "generate", "verify", "emailpass-register", "emailpass"}
 
 // String returns the request kind's name as printed in reports.
 func (o Op) String() string {
