@@ -101,6 +101,15 @@ func (s *Service) ResetPassword(ctx context.Context, g ResetGrant, password stri
 	if err := s.Passwords.Check(password); err != nil {
 		return err
 	}
+	// The password limits come before the hash, so that replaying a token
+	// (even a spent one) cannot make the server hash without bound.
+	tenant := g.Tenant
+	if tenant == "" {
+		tenant = DefaultTenant
+	}
+	if err := s.throttle(ctx, s.passwordLimits(client, tenant, g.Provider, g.EntityID)...); err != nil {
+		return err
+	}
 	hash, err := s.Passwords.Hash(ctx, password)
 	if err != nil {
 		return err

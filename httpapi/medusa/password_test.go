@@ -268,7 +268,7 @@ func TestPasswordResetConcurrentUpdates(t *testing.T) {
 func TestPasswordResetLimits(t *testing.T) {
 	e := newEnvWith(t, func(s *otpd.Service, _ *medusa.Handler) {
 		s.Limiter = memlimit.New()
-		s.Throttles = otpd.Throttles{IPSend: otpd.Rate{Max: 4, Window: time.Hour}}
+		s.Throttles = otpd.Throttles{IPSend: otpd.Rate{Max: 4, Window: time.Hour}, IPPassword: otpd.Rate{Max: 2, Window: time.Hour}}
 	})
 	e.expect(e.do("POST", "/auth/customer/emailpass/register", map[string]any{"email": "fay@example.com", "password": "old password 1"}), 200, "")
 	for _, id := range []string{"fay@example.com", "ghost@example.com"} {
@@ -282,6 +282,13 @@ func TestPasswordResetLimits(t *testing.T) {
 	// Four sends from this address so far: the fifth is refused whatever
 	// the identifier.
 	e.expect(e.do("POST", "/auth/customer/emailpass/reset-password", map[string]any{"identifier": "other@example.com"}), 429, "")
+
+	// Updates count against the password limits before any hashing: the
+	// registration and one update use this address's two, so replaying the
+	// spent token is throttled rather than hashed and refused.
+	tok := e.outbox.List("fay@example.com", 1)[0].Token
+	e.expect(e.do("POST", "/auth/customer/emailpass/update", map[string]any{"password": "new password 2"}, bearer(tok)...), 200, `{"success":true}`)
+	e.expect(e.do("POST", "/auth/customer/emailpass/update", map[string]any{"password": "new password 3"}, bearer(tok)...), 429, "")
 }
 
 // TestEmailpassImportedHash: an identity whose hash was made by Medusa (the
