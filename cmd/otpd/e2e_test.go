@@ -742,3 +742,64 @@ func TestE2E_Postgres(t *testing.T) {
 		t.Fatalf("right code after the burst, across a restart: %d, want 400", st)
 	}
 }
+
+// TestE2E_PostgresPasswords: on PostgreSQL, a reset token presented by 50
+// simultaneous updates changes the password exactly once, and a logout
+// revokes the identity's older tokens.
+func TestE2E_PostgresPasswords(t *testing.T) {
+	env := append(devEnv(), postgresEnv(t)...)
+	env = append(env, "OTPD_LIMIT_IP_PASSWORD=100000/5m", "OTPD_LIMIT_PASSWORD_IDENTITY=100000/5m")
+	s := startServer(t, t.TempDir(), env...)
+	var tok struct{ Token string }
+	if st := s.call("POST", "/auth/customer/emailpass/register", "", map[string]string{"email": "pgpw@example.com", "password": "first password 1"}, &tok); st != 200 {
+		t.Fatalf("register: %d", st)
+	}
+	if st := s.call("POST", "/auth/customer/emailpass/reset-password", "", map[string]string{"identifier": "pgpw@example.com"}, nil); st != 201 {
+		t.Fatalf("reset-password: %d", st)
+	}
+	var res struct {
+		Messages []struct {
+			Token string `json:"token"`
+		} `json:"messages"`
+	}
+	if st := s.call("GET", "/dev/outbox?to=pgpw@example.com&limit=1", "", nil, &res); st != 200 || len(res.Messages) != 1 || res.Messages[0].Token == "" {
+		t.Fatalf("outbox: %d %+v", st, res)
+	}
+	reset := res.Messages[0].Token
+	const n = 50
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- s.call("POST", "/auth/customer/emailpass/update", reset, map[string]string{"password": fmt.Sprintf("new password %02d", i)}, nil)
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for st := range statuses {
+		counts[st]++
+	}
+	if counts[200] != 1 || counts[401] != n-1 {
+		t.Fatalf("simultaneous updates with one token: %v, want 1×200 and %d×401", counts, n-1)
+	}
+	if st := s.call("POST", "/auth/token/refresh", tok.Token, nil, nil); st != 401 {
+		t.Fatalf("token from before the reset: %d, want 401", st)
+	}
+
+	login := s.signUp("pglogout@example.com")
+	var other struct{ Token string } // a second device's token
+	if st := s.call("POST", "/auth/token/refresh", login, nil, &other); st != 200 {
+		t.Fatalf("refresh: %d", st)
+	}
+	if st := s.call("DELETE", "/auth/session", login, nil, nil); st != 200 {
+		t.Fatalf("logout: %d", st)
+	}
+	for _, tk := range []string{login, other.Token} {
+		if st := s.call("GET", "/store/customers/me", tk, nil, nil); st != 401 {
+			t.Fatalf("token after logout: %d, want 401", st)
+		}
+	}
+}
