@@ -240,57 +240,7 @@ VALUES ('authid_old', 'customer', 'cus_old', 'public', %d)`, created.UnixMilli()
 	if got, want := appliedVersions(t, schema), migrationVersions(t); !slices.Equal(got, want) {
 		t.Errorf("schema_migrations = %v, want %v", got, want)
 	}
-	storetest.MustView(t, db, func(tx otpd.Tx) error {
-		for _, find := range []func() (*otpd.AuthIdentity, error){
-			func() (*otpd.AuthIdentity, error) { return tx.FindAuthIdentityByID(ctx, "public", "authid_old") },
-			func() (*otpd.AuthIdentity, error) {
-				return tx.FindAuthIdentityByActor(ctx, "public", "customer", "cus_old")
-			},
-		} {
-			a, err := find()
-			if err != nil {
-				return err
-			}
-			if a.ID != "authid_old" || a.ActorIDs["customer"] != "cus_old" || a.AppMetadata["k"] != "v" || !a.CreatedAt.Equal(created) {
-				t.Errorf("migrated auth identity = %+v", a)
-			}
-			if !a.TokensValidAfter.IsZero() {
-				t.Errorf("migrated TokensValidAfter = %v, want zero", a.TokensValidAfter)
-			}
-		}
-		p, err := tx.FindProviderIdentity(ctx, "public", "emailpass", "old@example.com")
-		if err != nil {
-			return err
-		}
-		if p.ProviderMetadata["password"] != "old-hash" {
-			t.Errorf("migrated ProviderMetadata = %v", p.ProviderMetadata)
-		}
-		return nil
-	})
-	at := created.Add(time.Hour + time.Millisecond)
-	storetest.MustUpdate(t, db, func(tx otpd.Tx) error {
-		if err := tx.RevokeTokens(ctx, "public", "authid_old", at); err != nil {
-			return err
-		}
-		return tx.SetProviderMetadata(ctx, "public", "provid_old", map[string]any{"password": "new-hash"}, at)
-	})
-	storetest.MustView(t, db, func(tx otpd.Tx) error {
-		a, err := tx.FindAuthIdentityByID(ctx, "public", "authid_old")
-		if err != nil {
-			return err
-		}
-		if !a.TokensValidAfter.Equal(at) {
-			t.Errorf("TokensValidAfter after RevokeTokens = %v, want %v", a.TokensValidAfter, at)
-		}
-		p, err := tx.FindProviderIdentity(ctx, "public", "emailpass", "old@example.com")
-		if err != nil {
-			return err
-		}
-		if p.ProviderMetadata["password"] != "new-hash" || !p.UpdatedAt.Equal(at) {
-			t.Errorf("provider identity after SetProviderMetadata = %+v", p)
-		}
-		return nil
-	})
+	storetest.CheckMigratedFrom0001(t, db, created)
 }
 
 // TestConcurrentMigrators: three processes starting at once on a fresh
