@@ -36,6 +36,7 @@ type Store interface {
 type Tx interface {
 	ChallengeTx
 	IdentityTx
+	RefreshTx
 	OutboxTx
 }
 
@@ -73,6 +74,11 @@ type ChallengeTx interface {
 	// and Attempts < MaxAttempts before the increment. Returns ENOTFOUND if key
 	// has no live challenge; nothing is changed then.
 	AttemptChallenge(ctx context.Context, key ChallengeKey, now time.Time) (*Challenge, error)
+
+	// LatestChallenge returns the newest challenge of key (by CreatedAt,
+	// then ID), whatever its state: a flow tells an expired code from a
+	// spent one by it. Returns ENOTFOUND if key has none.
+	LatestChallenge(ctx context.Context, key ChallengeKey) (*Challenge, error)
 
 	// ConsumeChallenge redeems challenge id with a compare-and-set: it sets
 	// ConsumedAt = now only if the challenge is still unconsumed, unretired and

@@ -14,6 +14,10 @@ const providerIdentityColumns = sqlstore.ProviderIdentityColumns
 
 const outboxColumns = sqlstore.MessageColumns
 
+// refreshColumns, in the order scanRefreshToken reads them.
+const refreshColumns = `id, tenant, family_id, auth_identity_id, parent_id, token_hash,
+	created_at, expires_at, rotated_at, revoked_at`
+
 // The statements. In the challenge statements, the liveness predicate at $5
 // ("now") is: not consumed, not retired, not expired, guesses left; it
 // matches otpd.Challenge.Live.
@@ -91,6 +95,12 @@ WHERE id = (
 		LIMIT 1)
 	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $5 AND attempts < max_attempts
 RETURNING ` + challengeColumns
+
+	sqlLatestChallenge = `
+SELECT ` + challengeColumns + ` FROM challenges
+WHERE tenant = $1 AND actor_type = $2 AND purpose = $3 AND destination = $4
+ORDER BY created_at DESC, id DESC
+LIMIT 1`
 
 	// sqlConsumeChallenge: compare-and-set. It deliberately does not test
 	// attempts < max_attempts: the guess that is being redeemed has already
@@ -207,6 +217,40 @@ RETURNING ` + outboxColumns
 UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1`
 
 	sqlCountMessages = `SELECT count(*) FROM outbox`
+
+	// sqlCreateRefreshToken: zero rows inserted means the id or the hash
+	// exists.
+	sqlCreateRefreshToken = `
+INSERT INTO refresh_tokens (` + refreshColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT DO NOTHING`
+
+	// sqlRotateRefreshToken: compare-and-set on the token's liveness at $2
+	// ("now"), matching otpd.RefreshToken.Live. Concurrent rotations of one
+	// token queue on its row lock; when the first commits, PostgreSQL
+	// re-checks the WHERE against the new version (rotated_at set) and the
+	// others update nothing, so exactly one wins under READ COMMITTED.
+	sqlRotateRefreshToken = `
+UPDATE refresh_tokens SET rotated_at = $2
+WHERE token_hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $2
+RETURNING ` + refreshColumns
+
+	sqlFindRefreshToken = `SELECT ` + refreshColumns + ` FROM refresh_tokens WHERE token_hash = $1`
+
+	sqlRevokeRefreshFamily = `
+UPDATE refresh_tokens SET revoked_at = $3
+WHERE tenant = $1 AND family_id = $2 AND revoked_at IS NULL`
+
+	sqlRevokeRefreshTokens = `
+UPDATE refresh_tokens SET revoked_at = $3
+WHERE tenant = $1 AND auth_identity_id = $2 AND revoked_at IS NULL`
+
+	sqlRefreshFamilyLive = `
+SELECT EXISTS (
+	SELECT 1 FROM refresh_tokens
+	WHERE tenant = $1 AND family_id = $2 AND revoked_at IS NULL AND expires_at > $3)`
+
+	sqlDeleteRefreshTokensBefore = `DELETE FROM refresh_tokens WHERE expires_at < $1`
 )
 
 // tx implements otpd.Tx on one transaction, begun with its first statement

@@ -100,6 +100,18 @@ func (t *tx) AttemptChallenge(ctx context.Context, key otpd.ChallengeKey, now ti
 	return c, nil
 }
 
+// LatestChallenge implements otpd.ChallengeTx.
+func (t *tx) LatestChallenge(ctx context.Context, key otpd.ChallengeKey) (*otpd.Challenge, error) {
+	row := t.queryRow(ctx, qLatestChallenge, key.Tenant, key.ActorType, string(key.Purpose), key.Destination)
+	c, err := sqlstore.ScanChallenge(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No challenge.")
+	} else if err != nil {
+		return nil, mapError("latest challenge", err)
+	}
+	return c, nil
+}
+
 // ConsumeChallenge implements otpd.ChallengeTx: exactly one affected row is
 // success; anything else is ECONFLICT.
 func (t *tx) ConsumeChallenge(ctx context.Context, id string, now time.Time) error {

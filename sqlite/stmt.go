@@ -19,6 +19,7 @@ const (
 	qCreateChallenge
 	qRetireOtherChallenges
 	qAttemptChallenge
+	qLatestChallenge
 	qConsumeChallenge
 	qDeleteChallengesBefore
 	qCreateAuthIdentity
@@ -44,6 +45,13 @@ const (
 	qDeleteMessage
 	qRescheduleMessage
 	qCountMessages
+	qCreateRefreshToken
+	qRotateRefreshToken
+	qFindRefreshToken
+	qRevokeRefreshFamily
+	qRevokeRefreshTokens
+	qRefreshFamilyLive
+	qDeleteRefreshTokensBefore
 	numQueries
 )
 
@@ -55,6 +63,10 @@ const actorColumns = sqlstore.ActorColumns
 const providerIdentityColumns = sqlstore.ProviderIdentityColumns
 
 const outboxColumns = sqlstore.MessageColumns
+
+// refreshColumns, in the order scanRefreshToken reads them.
+const refreshColumns = `id, tenant, family_id, auth_identity_id, parent_id, token_hash,
+	created_at, expires_at, rotated_at, revoked_at`
 
 // queries holds each statement's text and whether it writes (read-only
 // statements are also prepared on the reader pool). In the challenge
@@ -106,6 +118,12 @@ WHERE id = (
 		LIMIT 1)
 	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?5 AND attempts < max_attempts
 RETURNING ` + challengeColumns},
+
+	qLatestChallenge: {sql: `
+SELECT ` + challengeColumns + ` FROM challenges
+WHERE tenant = ?1 AND actor_type = ?2 AND purpose = ?3 AND destination = ?4
+ORDER BY created_at DESC, id DESC
+LIMIT 1`},
 
 	// ConsumeChallenge: compare-and-set. It deliberately does not test
 	// attempts < max_attempts: the guess that is being redeemed has already
@@ -209,6 +227,35 @@ RETURNING ` + outboxColumns},
 UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1`},
 
 	qCountMessages: {sql: `SELECT count(*) FROM outbox`},
+
+	qCreateRefreshToken: {write: true, sql: `
+INSERT INTO refresh_tokens (` + refreshColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	// RotateRefreshToken: compare-and-set on the token's liveness at ?2
+	// ("now"), matching otpd.RefreshToken.Live; it returns the row as
+	// updated, or none.
+	qRotateRefreshToken: {write: true, sql: `
+UPDATE refresh_tokens SET rotated_at = ?2
+WHERE token_hash = ?1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?2
+RETURNING ` + refreshColumns},
+
+	qFindRefreshToken: {sql: `SELECT ` + refreshColumns + ` FROM refresh_tokens WHERE token_hash = ?`},
+
+	qRevokeRefreshFamily: {write: true, sql: `
+UPDATE refresh_tokens SET revoked_at = ?3
+WHERE tenant = ?1 AND family_id = ?2 AND revoked_at IS NULL`},
+
+	qRevokeRefreshTokens: {write: true, sql: `
+UPDATE refresh_tokens SET revoked_at = ?3
+WHERE tenant = ?1 AND auth_identity_id = ?2 AND revoked_at IS NULL`},
+
+	qRefreshFamilyLive: {sql: `
+SELECT EXISTS (
+	SELECT 1 FROM refresh_tokens
+	WHERE tenant = ?1 AND family_id = ?2 AND revoked_at IS NULL AND expires_at > ?3)`},
+
+	qDeleteRefreshTokensBefore: {write: true, sql: `DELETE FROM refresh_tokens WHERE expires_at < ?`},
 }
 
 // stmtSet is the statements prepared on one pool. They are prepared on first

@@ -23,6 +23,7 @@ var challengeTests = []subtest{
 	{"IssueRetiresAndInserts", testIssue},
 	{"IssueConflict", testIssueConflict},
 	{"IssueConcurrentOneLive", testConcurrentIssue},
+	{"LatestChallenge", testLatestChallenge},
 }
 
 func testCreateChallengeConflict(t *testing.T, s otpd.Store) {
@@ -450,4 +451,41 @@ func testConcurrentIssue(t *testing.T, s otpd.Store) {
 	}
 	_, err = attempt(t, s, key, t0.Add(2*time.Second))
 	wantCode(t, "AttemptChallenge after consuming the live challenge", err, otpd.ENOTFOUND)
+}
+
+func testLatestChallenge(t *testing.T, s otpd.Store) {
+	key := testKey()
+	latest := func(k otpd.ChallengeKey) (*otpd.Challenge, error) {
+		var c *otpd.Challenge
+		err := s.View(t.Context(), func(tx otpd.Tx) error {
+			var err error
+			c, err = tx.LatestChallenge(t.Context(), k)
+			return err
+		})
+		return c, err
+	}
+	_, err := latest(key)
+	wantCode(t, "LatestChallenge with no challenge", err, otpd.ENOTFOUND)
+
+	old := newChallenge(key, t0, 10*time.Minute, 5)
+	newer := newChallenge(key, t0.Add(time.Second), time.Minute, 5)
+	other := key
+	other.Destination = "other@example.com"
+	elsewhere := newChallenge(other, t0.Add(time.Hour), time.Minute, 5)
+	mustCreateChallenges(t, s, old, newer, elsewhere)
+
+	// The newest of the key, in any state: consumed and expired here.
+	if err := s.Update(t.Context(), func(tx otpd.Tx) error {
+		return tx.ConsumeChallenge(t.Context(), newer.ID, t0.Add(2*time.Second))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := latest(key)
+	if err != nil {
+		t.Fatalf("LatestChallenge: %v", err)
+	}
+	want := *newer
+	consumed := t0.Add(2 * time.Second)
+	want.ConsumedAt = &consumed
+	checkChallenge(t, got, &want)
 }

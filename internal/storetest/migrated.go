@@ -13,8 +13,9 @@ import (
 // created at created, linked to customer "cus_old") with an emailpass
 // provider identity "provid_old" for old@example.com whose password hash is
 // "old-hash": the rows are intact, the identity has revoked no token, and
-// the later migrations' writes (RevokeTokens, SetProviderMetadata) work on
-// them. Each store's migration test builds that database its own way.
+// the later migrations' writes (RevokeTokens, SetProviderMetadata, refresh
+// tokens of the identity) work on them. Each store's migration test builds
+// that database its own way.
 func CheckMigratedFrom0001(t *testing.T, db otpd.Store, created time.Time) {
 	t.Helper()
 	ctx := context.Background()
@@ -52,6 +53,13 @@ func CheckMigratedFrom0001(t *testing.T, db otpd.Store, created time.Time) {
 		}
 		return tx.SetProviderMetadata(ctx, "public", "provid_old", map[string]any{"password": "new-hash"}, at)
 	})
+	rt := newRefreshToken("public", "authid_old", at, time.Hour)
+	mustCreateRefreshTokens(t, db, rt)
+	got, err := rotateRefresh(t, db, rt.Hash, at.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("RotateRefreshToken on the migrated database: %v", err)
+	}
+	checkRefreshToken(t, got, withRotated(rt, at.Add(time.Minute)))
 	MustView(t, db, func(tx otpd.Tx) error {
 		a, err := tx.FindAuthIdentityByID(ctx, "public", "authid_old")
 		if err != nil {

@@ -46,6 +46,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"Identities", identityTests},
 		{"Actors", actorTests},
 		{"Outbox", outboxTests},
+		{"RefreshTokens", refreshTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
