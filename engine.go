@@ -64,6 +64,17 @@ type IssueRequest struct {
 	// and its message the token. It runs before the issuing transaction.
 	Token func(ch *Challenge, code string) (string, error)
 
+	// Bind, when set, binds the code to a secret the client holds (a
+	// passwordless device): the stored hash covers Bind followed by the
+	// code, so the code verifies only when Verify is given Bind+code.
+	Bind string
+
+	// Link, when set, builds the magic link that carries the code; the
+	// event and its message carry the link beside the code, or in its
+	// place with LinkOnly.
+	Link     func(ch *Challenge, code string) (string, error)
+	LinkOnly bool
+
 	// Policy, when set, replaces the purpose's policy for this code: a code
 	// that travels inside a token is never typed, so it can be long.
 	Policy *Policy
@@ -136,7 +147,7 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	codeHash := e.Keys.HashCode(ch.ID, code)
+	codeHash := e.Keys.HashCode(ch.ID, req.Bind+code)
 	ev := &Event{
 		ID:         NewID("evt"),
 		Name:       req.Event,
@@ -152,6 +163,15 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		ExpiresAt:  ch.ExpiresAt,
 	}
 	ev.Subject, ev.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
+	if req.Link != nil {
+		if ev.Link, err = req.Link(ch, code); err != nil {
+			return nil, err
+		}
+		if req.LinkOnly {
+			ev.Code = ""
+		}
+		ev.Subject, ev.Text = RenderLinkMessage(req.Key.Purpose, ev.Code, ev.Link, pol.TTL)
+	}
 	if req.Token != nil {
 		if ev.Token, err = req.Token(ch, code); err != nil {
 			return nil, err
@@ -269,17 +289,39 @@ var ErrInvalidCode = &Error{Code: EUNAUTHORIZED, Message: "Invalid code"}
 // fails, the redemption and the guess are rolled back with it, so a code is
 // never spent without its effect. Every failure to match is ErrInvalidCode.
 func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then func(tx Tx, c *Challenge) error) (*Challenge, error) {
+	v, err := e.Attempt(ctx, key, code, then)
+	if err != nil {
+		return nil, err
+	}
+	if v.Outcome != OutcomeSuccess {
+		return nil, ErrInvalidCode
+	}
+	return v.Challenge, nil
+}
+
+// Verification is what one guess did: its outcome and the challenge it was
+// counted against (nil when no challenge was live), as it is after the
+// guess. Dialects that disclose attempt counts (SuperTokens) read them here.
+type Verification struct {
+	Outcome   VerifyOutcome
+	Challenge *Challenge
+}
+
+// Attempt is Verify that reports how a failed guess failed instead of
+// ErrInvalidCode. Only errors of the store or of then are returned as
+// errors.
+func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, then func(tx Tx, c *Challenge) error) (*Verification, error) {
 	pol := e.Policy(key.Purpose)
 	if pol.Alphabet == AlphabetAlphanumeric {
 		code = strings.ToUpper(code)
 	}
 	now := e.now()
 	var (
-		matched *Challenge
+		counted *Challenge
 		outcome VerifyOutcome
 	)
 	err := e.Store.Update(ctx, func(tx Tx) error {
-		matched, outcome = nil, ""
+		counted, outcome = nil, ""
 		c, err := tx.AttemptChallenge(ctx, key, now)
 		if ErrorCode(err) == ENOTFOUND {
 			outcome = OutcomeNoChallenge
@@ -287,6 +329,7 @@ func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then
 		} else if err != nil {
 			return err
 		}
+		counted = c
 		if !e.Keys.MatchCode(c.ID, code, c.CodeHash) {
 			outcome = OutcomeMismatch
 			return nil // commit the counted guess
@@ -304,7 +347,7 @@ func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then
 				return err
 			}
 		}
-		matched, outcome = c, OutcomeSuccess
+		outcome = OutcomeSuccess
 		return nil
 	})
 	if e.Metrics != nil && outcome != "" {
@@ -313,10 +356,7 @@ func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then
 	if err != nil {
 		return nil, err
 	}
-	if matched == nil {
-		return nil, ErrInvalidCode
-	}
-	return matched, nil
+	return &Verification{Outcome: outcome, Challenge: counted}, nil
 }
 
 // newCode draws a code of pol's length from pol's alphabet.

@@ -27,6 +27,7 @@ type Event struct {
 	Identifier string  `json:"identifier"`      // the identifier as the client submitted it
 	Code       string  `json:"code"`            // the one-time code (secret); "" when Token carries it
 	Token      string  `json:"token,omitempty"` // a token carrying the code (password reset; secret)
+	Link       string  `json:"link,omitempty"`  // a magic link carrying the code (secret)
 
 	// Metadata is the client's metadata of the request (password reset).
 	Metadata map[string]any `json:"metadata,omitzero"`

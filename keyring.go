@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"time"
@@ -25,6 +26,7 @@ const MinSecretLength = 32
 type Keyring struct {
 	codeKeys [][]byte
 	limitKey []byte // keys the limiter's counters (newest secret only)
+	childKey []byte // derives a refresh token's child (newest secret only)
 	aeads    []cipher.AEAD
 	ids      []uint32 // key fingerprints, stored in front of sealed payloads
 }
@@ -59,6 +61,9 @@ func NewKeyring(secrets [][]byte) (*Keyring, error) {
 			if k.limitKey, err = hkdf.Key(sha256.New, s, nil, "otpd limit key v1", 32); err != nil {
 				return nil, err
 			}
+			if k.childKey, err = hkdf.Key(sha256.New, s, nil, "otpd refresh child v1", 32); err != nil {
+				return nil, err
+			}
 		}
 		sum := sha256.Sum256(aeadKey)
 		k.codeKeys = append(k.codeKeys, codeKey)
@@ -91,6 +96,17 @@ func hashCode(key []byte, challengeID, code string) []byte {
 	m.Write([]byte{0})
 	m.Write([]byte(code))
 	return m.Sum(nil)
+}
+
+// RefreshChild returns the token that succeeds refresh token parent: an
+// HMAC of the parent under a key of the newest secret. Being a function of
+// the parent, every refresh that presents the parent within the grace
+// interval gets the same child, however many run at once, while the child
+// stays unguessable without the parent.
+func (k *Keyring) RefreshChild(parent string) string {
+	m := hmac.New(sha256.New, k.childKey)
+	m.Write([]byte(parent))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // Seal encrypts and authenticates plaintext under the newest key, binding

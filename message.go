@@ -37,6 +37,16 @@ func RenderTokenMessage(p Purpose, token string, ttl time.Duration) (subject, te
 	return "Your " + what, fmt.Sprintf("Your %s is %s. It expires in %s and works once. If you did not ask for it, ignore this message.", what, token, humanDuration(ttl))
 }
 
+// RenderLinkMessage returns the subject and plain-text body of a message
+// that carries a magic link, and the code when there is one to type.
+func RenderLinkMessage(p Purpose, code, link string, ttl time.Duration) (subject, text string) {
+	subject, text = RenderMessage(p, code, ttl)
+	if code == "" {
+		return "Your sign-in link", fmt.Sprintf("Sign in with this link: %s It expires in %s. If you did not ask for it, ignore this message.", link, humanDuration(ttl))
+	}
+	return subject, text + " Or sign in with this link: " + link
+}
+
 func humanDuration(d time.Duration) string {
 	switch {
 	case d >= time.Hour && d%time.Hour == 0:

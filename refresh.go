@@ -2,6 +2,9 @@ package otpd
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"time"
 )
 
@@ -63,4 +66,169 @@ type RefreshTx interface {
 	// DeleteRefreshTokensBefore removes the tokens whose ExpiresAt is before
 	// t and returns how many it removed.
 	DeleteRefreshTokensBefore(ctx context.Context, t time.Time) (int, error)
+}
+
+// Session is a signed-in session with a rotating refresh token: the family
+// of refresh tokens started when a code signed in. Dialects mint their
+// access tokens from it; the refresh token is what the client keeps.
+type Session struct {
+	Handle         string // the family id
+	Tenant         string
+	AuthIdentityID string
+	RefreshToken   string    // secret; returned to the client, never stored
+	ExpiresAt      time.Time // the refresh token's (and session's) absolute end
+}
+
+// Defaults of the session settings of Service.
+const (
+	DefaultRefreshTTL   = 30 * 24 * time.Hour
+	DefaultRefreshGrace = 10 * time.Second
+)
+
+// Refresh-token failures. Both are EUNAUTHORIZED; dialects may tell them
+// apart (SuperTokens answers a reuse "token theft detected").
+var (
+	ErrSessionExpired = &Error{Code: EUNAUTHORIZED, Message: "unauthorised"}
+	ErrRefreshReused  = &Error{Code: EUNAUTHORIZED, Message: "token theft detected"}
+)
+
+func (s *Service) refreshTTL() time.Duration {
+	if s.RefreshTTL > 0 {
+		return s.RefreshTTL
+	}
+	return DefaultRefreshTTL
+}
+
+func (s *Service) refreshGrace() time.Duration {
+	if s.RefreshGrace > 0 {
+		return s.RefreshGrace
+	}
+	return DefaultRefreshGrace
+}
+
+// hashRefreshToken is the stored form of a refresh token.
+func hashRefreshToken(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// startSession starts a session for identity inside tx: the transaction
+// that redeems the code, so a code that signs in has exactly one session.
+func (s *Service) startSession(ctx context.Context, tx Tx, identity *AuthIdentity, now time.Time) (*Session, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	rt := &RefreshToken{
+		ID: NewID("rt"), Tenant: identity.Tenant, FamilyID: NewID("sess"), AuthIdentityID: identity.ID,
+		Hash: hashRefreshToken(token), CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL()),
+	}
+	if err := tx.CreateRefreshToken(ctx, rt); err != nil {
+		return nil, err
+	}
+	return &Session{Handle: rt.FamilyID, Tenant: rt.Tenant, AuthIdentityID: rt.AuthIdentityID, RefreshToken: token, ExpiresAt: rt.ExpiresAt}, nil
+}
+
+// RefreshSession spends refresh token token and returns the session with
+// its successor. Rotation is one conditional statement, so of any number of
+// concurrent refreshes with one token exactly one mints the child; the
+// others, arriving within RefreshGrace of that rotation, get the same child
+// (it is derived from the parent, see Keyring.RefreshChild), so two tabs
+// refreshing at once stay signed in. A spent token presented after the
+// grace interval is a stolen or replayed token: the whole family is revoked
+// and ErrRefreshReused returned. An unknown, expired or revoked token is
+// ErrSessionExpired, as is a token whose identity is gone.
+func (s *Service) RefreshSession(ctx context.Context, token string) (*Session, error) {
+	if token == "" {
+		return nil, ErrSessionExpired
+	}
+	hash := hashRefreshToken(token)
+	child := s.Engine.Keys.RefreshChild(token)
+	now := s.now()
+	var (
+		out    *Session
+		reused *RefreshToken
+	)
+	err := s.Store.Update(ctx, func(tx Tx) error {
+		out, reused = nil, nil
+		rt, err := tx.RotateRefreshToken(ctx, hash, now)
+		if ErrorCode(err) == ENOTFOUND {
+			old, err := tx.FindRefreshToken(ctx, hash)
+			if ErrorCode(err) == ENOTFOUND {
+				return ErrSessionExpired
+			} else if err != nil {
+				return err
+			}
+			switch {
+			case old.RevokedAt != nil || !now.Before(old.ExpiresAt):
+				return ErrSessionExpired
+			case old.RotatedAt != nil && now.Before(old.RotatedAt.Add(s.refreshGrace())):
+				// A concurrent refresh won: the child it minted is the
+				// child of this token too.
+				out = &Session{Handle: old.FamilyID, Tenant: old.Tenant, AuthIdentityID: old.AuthIdentityID, RefreshToken: child, ExpiresAt: old.ExpiresAt}
+				return nil
+			}
+			// Spent long ago: revoke the family, and commit that.
+			if _, err := tx.RevokeRefreshFamily(ctx, old.Tenant, old.FamilyID, now); err != nil {
+				return err
+			}
+			reused = old
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.FindAuthIdentityByID(ctx, rt.Tenant, rt.AuthIdentityID); ErrorCode(err) == ENOTFOUND {
+			return ErrSessionExpired
+		} else if err != nil {
+			return err
+		}
+		next := &RefreshToken{
+			ID: NewID("rt"), Tenant: rt.Tenant, FamilyID: rt.FamilyID, AuthIdentityID: rt.AuthIdentityID,
+			ParentID: rt.ID, Hash: hashRefreshToken(child), CreatedAt: now, ExpiresAt: rt.ExpiresAt,
+		}
+		if err := tx.CreateRefreshToken(ctx, next); err != nil {
+			return err
+		}
+		out = &Session{Handle: rt.FamilyID, Tenant: rt.Tenant, AuthIdentityID: rt.AuthIdentityID, RefreshToken: child, ExpiresAt: rt.ExpiresAt}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reused != nil {
+		if l := s.Engine.Logger; l != nil {
+			l.Warn("refresh token reused after rotation: session revoked",
+				"tenant", reused.Tenant, "session", reused.FamilyID, "auth_identity_id", reused.AuthIdentityID)
+		}
+		return nil, ErrRefreshReused
+	}
+	return out, nil
+}
+
+// CheckSession returns ErrSessionExpired unless session handle of tenant
+// is live: not revoked (signed out, reused, identity revoked) and not past
+// its absolute end.
+func (s *Service) CheckSession(ctx context.Context, tenant, handle string) error {
+	now := s.now()
+	return s.Store.View(ctx, func(tx Tx) error {
+		live, err := tx.RefreshFamilyLive(ctx, tenant, handle, now)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return ErrSessionExpired
+		}
+		return nil
+	})
+}
+
+// EndSession revokes session handle of tenant: its refresh tokens stop
+// working at once. Ending an ended session is not an error.
+func (s *Service) EndSession(ctx context.Context, tenant, handle string) error {
+	now := s.now()
+	return s.Store.Update(ctx, func(tx Tx) error {
+		_, err := tx.RevokeRefreshFamily(ctx, tenant, handle, now)
+		return err
+	})
 }

@@ -133,7 +133,7 @@ func (s *Service) ResetPassword(ctx context.Context, g ResetGrant, password stri
 		if err := tx.SetProviderMetadata(ctx, ch.Tenant, pi.ID, md, now); err != nil {
 			return nil, err
 		}
-		return nil, tx.RevokeTokens(ctx, ch.Tenant, pi.AuthIdentityID, revocationTime(now))
+		return nil, revokeAll(ctx, tx, ch.Tenant, pi.AuthIdentityID, revocationTime(now), now)
 	})
 	if err == ErrInvalidCode {
 		return ErrInvalidResetToken

@@ -40,6 +40,13 @@ type Service struct {
 	// DefaultResetTokenTTL).
 	ResetTokenTTL time.Duration
 
+	// RefreshTTL is the absolute lifetime of a session with rotating
+	// refresh tokens (default DefaultRefreshTTL); RefreshGrace how long a
+	// spent refresh token still yields its child, for concurrent refreshes
+	// (default DefaultRefreshGrace).
+	RefreshTTL   time.Duration
+	RefreshGrace time.Duration
+
 	// FollowUpTTL is how long a redeemed sign-up code may be presented once
 	// more to sign in as the actor created meanwhile (default 60 s).
 	FollowUpTTL time.Duration
@@ -228,7 +235,7 @@ func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
 func (s *Service) SignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
 	now := s.now()
 	return s.redeem(ctx, r, PurposeSignUp, code, func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
-		id, err := s.ensureIdentity(ctx, tx, ch.Tenant, c, now)
+		id, _, err := s.ensureIdentity(ctx, tx, ch.Tenant, c, now)
 		if err != nil {
 			return nil, err
 		}
@@ -240,19 +247,20 @@ func (s *Service) SignUp(ctx context.Context, r CodeRequest, code string) (*Prin
 }
 
 // ensureIdentity returns the auth identity owning the otp provider identity
-// for c, creating both if needed.
-func (s *Service) ensureIdentity(ctx context.Context, tx Tx, tenant string, c Contact, now time.Time) (*AuthIdentity, error) {
+// for c, creating both if needed (created reports which).
+func (s *Service) ensureIdentity(ctx context.Context, tx Tx, tenant string, c Contact, now time.Time) (id *AuthIdentity, created bool, err error) {
 	pi, err := tx.FindProviderIdentity(ctx, tenant, ProviderOTP, c.Value)
 	if err == nil {
-		return tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
+		id, err = tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
+		return id, false, err
 	} else if ErrorCode(err) != ENOTFOUND {
-		return nil, err
+		return nil, false, err
 	}
-	id, pi := newIdentity(tenant, ProviderOTP, c.Value, map[string]any{}, now)
+	id, pi = newIdentity(tenant, ProviderOTP, c.Value, map[string]any{}, now)
 	if err := tx.CreateAuthIdentity(ctx, id, pi); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return id, nil
+	return id, true, nil
 }
 
 // newIdentity returns a new auth identity of tenant, not linked to any

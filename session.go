@@ -64,6 +64,17 @@ func (s *Service) Logout(ctx context.Context, p *Principal) error {
 			// dated at that revocation's second: end that second too.
 			t = p.IssuedAt.Add(time.Second)
 		}
-		return tx.RevokeTokens(ctx, p.Tenant, p.AuthIdentityID, t)
+		return revokeAll(ctx, tx, p.Tenant, p.AuthIdentityID, t, s.now())
 	})
+}
+
+// revokeAll ends every session of an auth identity: its stateless tokens
+// issued before validAfter, and at now every rotating session's refresh
+// tokens.
+func revokeAll(ctx context.Context, tx Tx, tenant, authIdentityID string, validAfter, now time.Time) error {
+	if err := tx.RevokeTokens(ctx, tenant, authIdentityID, validAfter); err != nil {
+		return err
+	}
+	_, err := tx.RevokeRefreshTokens(ctx, tenant, authIdentityID, now)
+	return err
 }

@@ -110,6 +110,8 @@ type Config struct {
 		StoreCORS []string `yaml:"store_cors"`
 	} `yaml:"medusa"`
 
+	SuperTokens SuperTokensConfig `yaml:"supertokens"`
+
 	Metrics bool `yaml:"metrics"`
 
 	Log struct {
@@ -226,6 +228,7 @@ func DefaultConfig() Config {
 	dc := medusa.DefaultSessionCookie()
 	c.Sessions.Cookie.Name, c.Sessions.Cookie.Path = dc.Name, dc.Path
 	c.Sessions.Cookie.Secure, c.Sessions.Cookie.HTTPOnly, c.Sessions.Cookie.SameSite = dc.Secure, dc.HttpOnly, "lax"
+	c.SuperTokens = defaultSuperTokens()
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
 	c.Metrics = true
@@ -389,7 +392,7 @@ var knownProviders = []string{otpd.ProviderOTP, otpd.ProviderEmailpass, otpd.Pro
 
 // ApplyEnv applies the OTPD_* variables that are set (by lookup).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range envVars {
+	for _, e := range slices.Concat(envVars, superTokensEnv) {
 		v, ok := lookup(e.name)
 		if !ok {
 			continue
@@ -453,6 +456,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if _, err := c.SessionCookie(); err != nil {
+		return err
+	}
+	if err := c.validateSuperTokens(); err != nil {
 		return err
 	}
 	if d := time.Duration(c.Sessions.ResetTokenTTL); d < time.Minute || d > 24*time.Hour {

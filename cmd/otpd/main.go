@@ -30,6 +30,7 @@ import (
 	"github.com/otpd/otpd/devoutbox"
 	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/httpapi/supertokens"
 	"github.com/otpd/otpd/memlimit"
 	"github.com/otpd/otpd/metrics"
 	"github.com/otpd/otpd/password"
@@ -265,6 +266,8 @@ func (m *Main) Open(ctx context.Context) error {
 		AuthMethods:    cfg.AuthMethodsPerActor,
 		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
 		ResetTokenTTL:  time.Duration(cfg.Sessions.ResetTokenTTL),
+		RefreshTTL:     time.Duration(cfg.SuperTokens.RefreshTokenTTL),
+		RefreshGrace:   time.Duration(cfg.SuperTokens.RefreshGrace),
 	}
 	cookie, err := cfg.SessionCookie()
 	if err != nil {
@@ -292,6 +295,17 @@ func (m *Main) Open(ctx context.Context) error {
 			{PathPrefix: "/auth", Origins: cfg.Medusa.AuthCORS},
 			{PathPrefix: "/store", Origins: cfg.Medusa.StoreCORS},
 		},
+	}
+	if cfg.SuperTokens.Enabled {
+		st, err := cfg.superTokensHandler(service, jwtSecret)
+		if err != nil {
+			return err
+		}
+		st.Logger = log
+		opts.Dialects = append(opts.Dialects, st)
+		opts.CORS = append(opts.CORS, httpapi.CORSRule{
+			PathPrefix: cfg.SuperTokens.APIBasePath, Origins: cfg.SuperTokens.CORS, ExposeHeaders: supertokens.ExposedHeaders,
+		})
 	}
 	if outbox != nil {
 		opts.DevOutbox = outbox.Handler()
@@ -439,6 +453,15 @@ func (m *Main) janitor(ctx context.Context) {
 			n, err := tx.DeleteChallengesBefore(jctx, time.Now().Add(-keep-time.Minute))
 			if n > 0 {
 				m.Logger.Debug("janitor deleted old challenges", "count", n)
+			}
+			if err != nil {
+				return err
+			}
+			// Spent and revoked refresh tokens are kept until their
+			// session's end: reuse detection needs them.
+			n, err = tx.DeleteRefreshTokensBefore(jctx, time.Now())
+			if n > 0 {
+				m.Logger.Debug("janitor deleted expired refresh tokens", "count", n)
 			}
 			return err
 		})
