@@ -194,9 +194,6 @@ func (h *Handler) handleConsumeCode(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, map[string]any{"status": string(res.Status)})
 		return
 	}
-	if hasLink && !h.LinkAnyBrowser {
-		http.SetCookie(w, h.Cookies.cookie(LinkContextCookie, "", h.base(), -1))
-	}
 	if err := h.attachSession(w, r, res.Session, transferMode(r)); err != nil {
 		h.writeError(w, r, err)
 		return

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import Medusa, { FetchError } from "@medusajs/js-sdk";
-import { PUBLISHABLE_KEY, startOtpd } from "./otpd.mjs";
+import { PUBLISHABLE_KEY, startOtpd } from "../../lib/otpd.mjs";
 
 let otpd;
 let baseUrl;

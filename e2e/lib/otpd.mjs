@@ -1,5 +1,7 @@
-// Starts a fresh otpd for the tests: the binary from OTPD_BIN, or one built
-// once with `go build ./cmd/otpd` from the repository root.
+// Starts a fresh otpd for the end-to-end suites under e2e/: the binary from
+// OTPD_BIN, or one built once per test process with `go build ./cmd/otpd`
+// from the repository root. Shared by e2e/medusa-js-sdk and
+// e2e/supertokens-web-js (imported by relative path).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,26 +9,39 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const listenRE = /otpd listening.*addr=(\S+)/;
 const signals = ["SIGTERM", "SIGINT", "SIGHUP"];
 
 export const PUBLISHABLE_KEY = "pk_test_sdk";
 
-// startOtpd runs `otpd serve --dev` on a loopback port with a SQLite database
-// in a new temporary directory and resolves once it listens.
-export async function startOtpd() {
-  const dir = mkdtempSync(join(tmpdir(), "otpd-sdk-"));
-  let bin = process.env.OTPD_BIN;
-  if (!bin) {
-    bin = join(dir, "otpd");
+// builtBin is the binary built for this process when OTPD_BIN is unset: one
+// `go build` however many otpd instances a suite starts.
+let builtBin;
+
+function otpdBinary() {
+  if (process.env.OTPD_BIN) return process.env.OTPD_BIN;
+  if (!builtBin) {
+    const dir = mkdtempSync(join(tmpdir(), "otpd-bin-"));
+    const bin = join(dir, "otpd");
     try {
       execFileSync("go", ["build", "-o", bin, "./cmd/otpd"], { cwd: repoRoot, stdio: "pipe" });
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
       throw new Error(`go build ./cmd/otpd failed:\n${err.stderr ?? err.message}`);
     }
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    builtBin = bin;
   }
+  return builtBin;
+}
+
+// startOtpd runs `otpd serve --dev` on a loopback port with a SQLite database
+// in a new temporary directory and resolves once it listens. env holds extra
+// OTPD_* variables; they override the defaults below.
+export async function startOtpd({ env: extraEnv = {} } = {}) {
+  const bin = otpdBinary();
+  const dir = mkdtempSync(join(tmpdir(), "otpd-e2e-"));
 
   // The parent's OTPD_* variables (a developer's shell, CI) must not change
   // the server under test.
@@ -39,6 +54,7 @@ export async function startOtpd() {
     OTPD_LIMIT_IP_VERIFY: "100000/5m",
     OTPD_LIMIT_IP_PASSWORD: "100000/5m",
   });
+  Object.assign(env, extraEnv);
 
   const child = spawn(bin, ["serve", "--dev", "--addr", "127.0.0.1:0"], {
     env,
