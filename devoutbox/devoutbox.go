@@ -32,6 +32,7 @@ type Item struct {
 	Purpose   otpd.Purpose `json:"purpose"`
 	Code      string       `json:"code"`
 	Token     string       `json:"token,omitempty"` // a token carrying the code (password reset)
+	Link      string       `json:"link,omitempty"`  // a magic link carrying the code
 	Subject   string       `json:"subject"`
 	Text      string       `json:"text"`
 	CreatedAt time.Time    `json:"created_at"`
@@ -82,6 +83,7 @@ func (o *Outbox) Notify(_ context.Context, ev *otpd.Event) error {
 		Purpose:   ev.Purpose,
 		Code:      ev.Code,
 		Token:     ev.Token,
+		Link:      ev.Link,
 		Subject:   ev.Subject,
 		Text:      ev.Text,
 		CreatedAt: ev.CreatedAt,

@@ -209,6 +209,26 @@ func TestOutbox_Handler(t *testing.T) {
 		}
 	})
 
+	t.Run("MagicLink", func(t *testing.T) {
+		o := devoutbox.New(10)
+		ev := event(1, "link@example.com")
+		ev.Link = "https://app.example/auth/verify?preAuthSessionId=p&tenantId=public#lc"
+		mustNotify(t, o, ev)
+		req := httptest.NewRequest("GET", "/dev/outbox", nil)
+		w := httptest.NewRecorder()
+		o.Handler().ServeHTTP(w, req)
+		items := decode(t, w)
+		if len(items) != 1 || items[0].Link != ev.Link {
+			t.Fatalf("items %+v, want one with link %s", items, ev.Link)
+		}
+		req.Header.Set("Accept", "text/html")
+		w = httptest.NewRecorder()
+		o.Handler().ServeHTTP(w, req)
+		if !strings.Contains(w.Body.String(), `href="https://app.example/auth/verify?preAuthSessionId=p&amp;tenantId=public#lc"`) {
+			t.Fatalf("the page does not link the magic link: %s", w.Body)
+		}
+	})
+
 	t.Run("EmptyIsArray", func(t *testing.T) {
 		w := serve("GET", "/dev/outbox?to=nobody@example.com", "")
 		if got, want := strings.TrimSpace(w.Body.String()), `{"messages":[]}`; got != want {

@@ -146,7 +146,7 @@ td.muted { color: #777; font-size: .85rem; }
 <thead><tr><th>Created</th><th>To</th><th>Code</th><th>Purpose</th><th>Channel</th><th>Subject</th><th>Event</th></tr></thead>
 <tbody>
 {{- range .Items}}
-<tr><td class="muted">{{.CreatedAt.UTC.Format "2006-01-02 15:04:05"}}</td><td>{{.To}}</td><td class="code">{{if .Token}}token: {{.Token}}{{else}}{{.Code}}{{end}}</td><td>{{.Purpose}}</td><td>{{.Channel}}</td><td>{{.Subject}}</td><td class="muted">{{.Event}}<br>{{.ID}}</td></tr>
+<tr><td class="muted">{{.CreatedAt.UTC.Format "2006-01-02 15:04:05"}}</td><td>{{.To}}</td><td class="code">{{if .Token}}token: {{.Token}}{{else}}{{.Code}}{{end}}{{if .Link}}<br><a href="{{.Link}}">link</a>{{end}}</td><td>{{.Purpose}}</td><td>{{.Channel}}</td><td>{{.Subject}}</td><td class="muted">{{.Event}}<br>{{.ID}}</td></tr>
 {{- else}}
 <tr><td colspan="7" class="muted">No messages.</td></tr>
 {{- end}}

@@ -162,7 +162,7 @@ func (h *Handler) attachSession(w http.ResponseWriter, r *http.Request, s *otpd.
 	hd := w.Header()
 	hd.Set(headerFrontToken, base64.StdEncoding.EncodeToString(front))
 	if mode == "cookie" {
-		life := int(time.Until(s.ExpiresAt).Seconds())
+		life := int(s.ExpiresAt.Sub(h.Tokens.now()).Seconds())
 		http.SetCookie(w, h.Cookies.cookie(cookieAccess, access, "/", life))
 		http.SetCookie(w, h.Cookies.cookie(cookieRefresh, s.RefreshToken, h.base()+"/session/refresh", life))
 		return nil
