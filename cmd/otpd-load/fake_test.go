@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// fakeOTPD is an in-memory otpd with the seven routes the load generator
-// uses (plus the outbox). Messages show up in the outbox delay after the
+// fakeOTPD is an in-memory otpd with the seven Medusa routes and the three
+// SuperTokens routes the load generator uses (plus the outbox), the latter
+// under both fakeSTBases. Messages show up in the outbox delay after the
 // request that sent them, as in the real server's asynchronous delivery.
 type fakeOTPD struct {
 	delay        time.Duration // before a sent message is visible in the outbox
@@ -40,6 +41,31 @@ type fakeOTPD struct {
 	server       *httptest.Server
 	URL          string
 	registration int
+
+	// SuperTokens dialect.
+	stLimit         time.Duration            // minimum gap between two createCodes for one email (GENERAL_ERROR with Retry-After); 0 = none
+	stConsumeStatus string                   // when set, every consume answers this status
+	stDevices       map[string]*fakeSTDevice // deviceId → device
+	stUsers         map[string]bool          // emails with a user
+	stLastCode      map[string]time.Time     // email → last createCode
+	stCodes         map[string]int           // email → successful createCodes
+	stConsumes      map[string]int           // email → successful consumes
+	stInFlight      map[string]bool          // email between createCode and consume
+	stOverlapping   int                      // createCodes for an email already in flight
+	stSessions      map[string]string        // live refresh token → email
+	stRetired       map[string]bool          // refresh tokens already rotated
+	stRefreshes     map[string]int           // email → successful refreshes
+	stThefts        int                      // refreshes with a retired token
+	stBases         map[string]int           // base path → requests
+	stSeq           int
+}
+
+// fakeSTBases are the base paths the fake serves the SuperTokens dialect under.
+var fakeSTBases = []string{DefaultSTBase, "/other/st"}
+
+type fakeSTDevice struct {
+	email, pre, code string
+	used             bool
 }
 
 type fakeMsg struct {
@@ -61,6 +87,9 @@ func newFake(t *testing.T, delay time.Duration) *fakeOTPD {
 		login: map[string]string{}, lastLogin: map[string]time.Time{}, outbox: map[string][]fakeMsg{},
 		hits: map[string]int{}, generates: map[string]int{}, verifies: map[string]int{}, inFlight: map[string]bool{},
 		passwords: map[string]string{}, pwLogins: map[string]int{},
+		stDevices: map[string]*fakeSTDevice{}, stUsers: map[string]bool{}, stLastCode: map[string]time.Time{},
+		stCodes: map[string]int{}, stConsumes: map[string]int{}, stInFlight: map[string]bool{},
+		stSessions: map[string]string{}, stRetired: map[string]bool{}, stRefreshes: map[string]int{}, stBases: map[string]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/{actor}/otp/pre-register", f.preRegister)
@@ -71,6 +100,11 @@ func newFake(t *testing.T, delay time.Duration) *fakeOTPD {
 	mux.HandleFunc("POST /auth/{actor}/emailpass/register", f.registerPassword)
 	mux.HandleFunc("POST /auth/{actor}/emailpass", f.signInPassword)
 	mux.HandleFunc("GET /dev/outbox", f.readOutbox)
+	for _, b := range fakeSTBases {
+		mux.HandleFunc("POST "+b+"/signinup/code", f.stHandler(b, f.stCreateCode))
+		mux.HandleFunc("POST "+b+"/signinup/code/consume", f.stHandler(b, f.stConsume))
+		mux.HandleFunc("POST "+b+"/session/refresh", f.stHandler(b, f.stRefresh))
+	}
 	f.server = httptest.NewServer(mux)
 	f.URL = f.server.URL
 	t.Cleanup(f.server.Close)
@@ -284,4 +318,108 @@ func (f *fakeOTPD) readOutbox(w http.ResponseWriter, r *http.Request) {
 		out = append(out, msgs[i])
 	}
 	writeJSON(w, 200, map[string]any{"messages": out})
+}
+
+// stHandler serves a SuperTokens route under base with f.mu held.
+func (f *fakeOTPD) stHandler(base string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.stBases[base]++
+		h(w, r)
+	}
+}
+
+func (f *fakeOTPD) stCreateCode(w http.ResponseWriter, r *http.Request) {
+	f.hits["st-code"]++
+	var body struct {
+		Email string `json:"email"`
+	}
+	if json.NewDecoder(r.Body).Decode(&body) != nil || body.Email == "" {
+		writeJSON(w, 400, map[string]string{"message": "Please provide exactly one of email or phoneNumber"})
+		return
+	}
+	email := body.Email
+	if last, ok := f.stLastCode[email]; ok && f.stLimit > 0 && time.Since(last) < f.stLimit {
+		w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterS))
+		writeJSON(w, 200, map[string]string{"status": "GENERAL_ERROR", "message": "Too many requests. Try again later."})
+		return
+	}
+	if f.stInFlight[email] {
+		f.stOverlapping++
+	}
+	f.stInFlight[email] = true
+	f.stLastCode[email] = time.Now()
+	f.stCodes[email]++
+	f.stSeq++
+	d := &fakeSTDevice{email: email, pre: "pre." + strconv.Itoa(f.stSeq), code: f.sendLocked(email, "passwordless.login")}
+	id := "dev." + strconv.Itoa(f.stSeq)
+	f.stDevices[id] = d
+	writeJSON(w, 200, map[string]string{"status": "OK", "deviceId": id, "preAuthSessionId": d.pre, "flowType": "USER_INPUT_CODE"})
+}
+
+func (f *fakeOTPD) stConsume(w http.ResponseWriter, r *http.Request) {
+	f.hits["st-consume"]++
+	var body struct {
+		PreAuthSessionID string `json:"preAuthSessionId"`
+		DeviceID         string `json:"deviceId"`
+		UserInputCode    string `json:"userInputCode"`
+	}
+	if json.NewDecoder(r.Body).Decode(&body) != nil || body.PreAuthSessionID == "" || body.DeviceID == "" || body.UserInputCode == "" {
+		writeJSON(w, 400, map[string]string{"message": "Please provide both deviceId and userInputCode"})
+		return
+	}
+	d, ok := f.stDevices[body.DeviceID]
+	if ok {
+		f.stInFlight[d.email] = false
+	}
+	switch {
+	case f.stConsumeStatus != "":
+		writeJSON(w, 200, map[string]string{"status": f.stConsumeStatus})
+		return
+	case !ok || d.pre != body.PreAuthSessionID || d.used:
+		writeJSON(w, 200, map[string]string{"status": "RESTART_FLOW_ERROR"})
+		return
+	case d.code != body.UserInputCode:
+		writeJSON(w, 200, map[string]any{"status": "INCORRECT_USER_INPUT_CODE_ERROR", "failedCodeInputAttemptCount": 1, "maximumCodeInputAttempts": 5})
+		return
+	}
+	d.used = true
+	created := !f.stUsers[d.email]
+	f.stUsers[d.email] = true
+	f.stConsumes[d.email]++
+	f.stNewTokensLocked(w, d.email)
+	writeJSON(w, 200, map[string]any{"status": "OK", "createdNewRecipeUser": created,
+		"user": map[string]any{"id": "user." + d.email, "emails": []string{d.email}, "loginMethods": []any{}}})
+}
+
+// stNewTokensLocked sets the session headers of a new access and refresh
+// token for email; f.mu must be held.
+func (f *fakeOTPD) stNewTokensLocked(w http.ResponseWriter, email string) {
+	f.stSeq++
+	rt := "rt." + strconv.Itoa(f.stSeq)
+	f.stSessions[rt] = email
+	w.Header().Set("st-access-token", "at."+strconv.Itoa(f.stSeq))
+	w.Header().Set("st-refresh-token", rt)
+	w.Header().Set("front-token", "e30=")
+}
+
+func (f *fakeOTPD) stRefresh(w http.ResponseWriter, r *http.Request) {
+	f.hits["st-refresh"]++
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	email, ok := f.stSessions[tok]
+	switch {
+	case f.stRetired[tok]:
+		f.stThefts++
+		writeJSON(w, 401, map[string]string{"message": "token theft detected"})
+		return
+	case !ok:
+		writeJSON(w, 401, map[string]string{"message": "unauthorised"})
+		return
+	}
+	delete(f.stSessions, tok)
+	f.stRetired[tok] = true
+	f.stRefreshes[email]++
+	f.stNewTokensLocked(w, email)
+	writeJSON(w, 200, map[string]string{"status": "OK"})
 }

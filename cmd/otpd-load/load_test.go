@@ -309,6 +309,206 @@ func TestEmailpassNoAccounts(t *testing.T) {
 	}
 }
 
+func TestSuperTokensSignInCountsExactly(t *testing.T) {
+	// The 5 ms delay makes the first outbox poll after createCode see the
+	// previous (already used) code: the runner must wait for the new id.
+	f := newFake(t, 5*time.Millisecond)
+	r := newTestRunner(t, f, "")
+	ctx := testCtx(t)
+	if sr := r.Seed(ctx, FlowSuperTokens, 4, 2, 10*time.Second); sr.Created != 4 || sr.Pool != 4 || sr.Failed != 0 || sr.Errors != nil {
+		t.Fatalf("seed = %+v, want 4 created", sr)
+	}
+	f.mu.Lock()
+	if len(f.stUsers) != 4 || f.hits["st-code"] != 4 || f.hits["st-consume"] != 4 || r.Pool.Len() != 0 {
+		t.Errorf("seeding: %d users, %d createCodes, %d consumes, Medusa pool %d; want 4, 4, 4, 0",
+			len(f.stUsers), f.hits["st-code"], f.hits["st-consume"], r.Pool.Len())
+	}
+	f.mu.Unlock()
+
+	res := r.Run(ctx, FlowSuperTokens, Level{Clients: 1, Iterations: 12})
+	if res.Completed != 12 || res.Failed != 0 || res.Errors != nil || res.Throttled != 0 {
+		t.Fatalf("completed=%d failed=%d errors=%v, want 12, 0, none", res.Completed, res.Failed, res.Errors)
+	}
+	for _, op := range []Op{OpSTCode, OpSTConsume} {
+		if n := res.Requests[op.String()].Count; n != 12 || f.count(op.String()) != 16 {
+			t.Errorf("%s: recorded %d, server saw %d, want 12 and 16 (with the 4 seeding ones)", op, n, f.count(op.String()))
+		}
+	}
+	if n := res.Requests["outbox"].Count; n <= 12 || len(res.Requests) != 3 || res.FlowLatency.Count != 12 || res.PerSecond <= 0 {
+		t.Errorf("outbox polls %d (want > 12), requests %v, flow latency count %d, per second %v",
+			n, res.Requests, res.FlowLatency.Count, res.PerSecond)
+	}
+	f.mu.Lock()
+	for email, n := range r.STPool.usesByEmail() {
+		if n != 3 || f.stCodes[email] != 4 || f.stConsumes[email] != 4 {
+			t.Errorf("%s: pool uses %d, createCodes %d, consumes %d, want 3, 4, 4", email, n, f.stCodes[email], f.stConsumes[email])
+		}
+	}
+	if len(f.stUsers) != 4 || f.hits["generate"]+f.hits["verify"]+f.hits["pre-register"] != 0 {
+		t.Errorf("%d users (want 4), Medusa code requests %d (want 0)", len(f.stUsers), f.hits["generate"]+f.hits["verify"]+f.hits["pre-register"])
+	}
+	// Every account holds the refresh token of its newest session.
+	for _, a := range r.STPool.accts {
+		if f.stSessions[a.refresh] != a.Email {
+			t.Errorf("%s holds refresh token %q, not a live session of its own", a.Email, a.refresh)
+		}
+	}
+	f.mu.Unlock()
+	if res.Pool == nil || res.Pool.Size != 4 || res.Pool.MaxUses != 3 || res.Pool.MinGap <= 0 {
+		t.Errorf("pool stats = %+v, want size 4, max uses 3, positive gap", res.Pool)
+	}
+
+	// Concurrent clients never share an account.
+	res = r.Run(ctx, FlowSuperTokens, Level{Clients: 3, Iterations: 4})
+	f.mu.Lock()
+	overlapping := f.stOverlapping
+	f.mu.Unlock()
+	if res.Completed != 12 || res.Failed != 0 || overlapping != 0 {
+		t.Fatalf("3 clients: completed=%d failed=%d errors=%v overlapping=%d, want 12, 0, none, 0", res.Completed, res.Failed, res.Errors, overlapping)
+	}
+	var out bytes.Buffer
+	PrintLevel(&out, res)
+	for _, want := range []string{"supertokens c=3", "st-code ", "st-consume ", "polls/flow", "throttled 0", "pool 4  max-uses "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("level line lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestSuperTokensErrors(t *testing.T) {
+	f := newFake(t, time.Millisecond)
+	r := newTestRunner(t, f, "")
+	ctx := testCtx(t)
+	if sr := r.Seed(ctx, FlowSuperTokens, 2, 1, 10*time.Second); sr.Created != 2 {
+		t.Fatalf("seed = %+v", sr)
+	}
+	// Two accounts, one code per minute each (counted from now): the first
+	// round works, the second is throttled with GENERAL_ERROR and Retry-After.
+	f.mu.Lock()
+	f.stLimit, f.stLastCode = time.Minute, map[string]time.Time{}
+	f.mu.Unlock()
+	res := r.Run(ctx, FlowSuperTokens, Level{Clients: 1, Iterations: 5})
+	if res.Completed != 2 || res.Failed != 3 || res.Throttled != 3 || res.Errors["st-code GENERAL_ERROR"] != 3 || len(res.Errors) != 1 {
+		t.Errorf("completed=%d failed=%d throttled=%d errors=%v, want 2, 3, 3, st-code GENERAL_ERROR=3", res.Completed, res.Failed, res.Throttled, res.Errors)
+	}
+	if res.RetryAfterMax != 30 || res.Requests["st-code"].Count != 2 || f.count("st-code") != 7 {
+		t.Errorf("retry-after max %v, recorded %d, server saw %d; want 30, 2 (only OK), 7", res.RetryAfterMax, res.Requests["st-code"].Count, f.count("st-code"))
+	}
+	var out bytes.Buffer
+	PrintLevel(&out, res)
+	if !strings.Contains(out.String(), "throttled 3") || !strings.Contains(out.String(), "GENERAL_ERROR with Retry-After") ||
+		!strings.Contains(out.String(), "raise -seed") {
+		t.Errorf("report does not call out the throttling:\n%s", out.String())
+	}
+
+	// Other statuses are failures under their name, not throttling, and
+	// their requests are not recorded as successes.
+	f.mu.Lock()
+	f.stLimit = 0
+	f.stConsumeStatus = "GENERAL_ERROR" // no Retry-After
+	f.mu.Unlock()
+	res = r.Run(ctx, FlowSuperTokens, Level{Clients: 2, Iterations: 2})
+	if res.Completed != 0 || res.Failed != 4 || res.Throttled != 0 || res.Errors["st-consume GENERAL_ERROR"] != 4 || len(res.Errors) != 1 ||
+		res.Requests["st-consume"].Count != 0 || res.Requests["st-code"].Count != 4 {
+		t.Errorf("GENERAL_ERROR: completed=%d failed=%d throttled=%d errors=%v requests=%v, want 0, 4, 0, st-consume GENERAL_ERROR=4",
+			res.Completed, res.Failed, res.Throttled, res.Errors, res.Requests)
+	}
+	f.mu.Lock()
+	f.stConsumeStatus = "RESTART_FLOW_ERROR"
+	f.mu.Unlock()
+	res = r.Run(ctx, FlowSuperTokens, Level{Clients: 1, Iterations: 3})
+	if res.Completed != 0 || res.Errors["st-consume RESTART_FLOW_ERROR"] != 3 || res.Throttled != 0 {
+		t.Errorf("RESTART_FLOW_ERROR: completed=%d errors=%v throttled=%d, want 0, st-consume RESTART_FLOW_ERROR=3, 0", res.Completed, res.Errors, res.Throttled)
+	}
+
+	// A measured consume that creates a user was a sign-up, not a sign-in.
+	f2 := newFake(t, time.Millisecond)
+	r2 := newTestRunner(t, f2, "")
+	r2.STPool.add(&Account{Email: "stranger@example.test", lastMsgID: "msg_0"})
+	res = r2.Run(ctx, FlowSuperTokens, Level{Clients: 1, Iterations: 2})
+	if res.Completed != 1 || res.Failed != 1 || res.Errors["st-consume new_user"] != 1 {
+		t.Errorf("unknown account: completed=%d failed=%d errors=%v, want 1, 1, st-consume new_user=1", res.Completed, res.Failed, res.Errors)
+	}
+
+	// A refresh needs a session; a reused refresh token is the server's 401.
+	r3 := newTestRunner(t, f2, "")
+	r3.STPool.add(&Account{Email: "nosession@example.test"})
+	r3.STPool.add(&Account{Email: "stale@example.test", refresh: "rt.stale"})
+	f2.mu.Lock()
+	f2.stRetired["rt.stale"] = true
+	f2.mu.Unlock()
+	res = r3.Run(ctx, FlowSuperTokensRefresh, Level{Clients: 1, Iterations: 4})
+	if res.Completed != 0 || res.Errors["st-refresh no_session"] != 2 || res.Errors["st-refresh 401"] != 2 || res.Throttled != 0 || res.Pool != nil {
+		t.Errorf("refresh errors: completed=%d errors=%v throttled=%d pool=%v, want 0, no_session=2, 401=2, 0, nil", res.Completed, res.Errors, res.Throttled, res.Pool)
+	}
+}
+
+func TestSuperTokensRefresh(t *testing.T) {
+	f := newFake(t, time.Millisecond)
+	r, err := NewRunner(Config{Target: f.URL, STBase: "/other/st/", Client: NewClient(8, 5*time.Second), OutboxPoll: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	if sr := r.Seed(ctx, FlowSuperTokensRefresh, 3, 3, 10*time.Second); sr.Created != 3 || sr.Pool != 3 || sr.Failed != 0 {
+		t.Fatalf("seed = %+v, want 3 created", sr)
+	}
+	res := r.Run(ctx, FlowSuperTokensRefresh, Level{Clients: 3, Iterations: 5})
+	if res.Completed != 15 || res.Failed != 0 || res.Errors != nil || res.Pool != nil {
+		t.Fatalf("completed=%d failed=%d errors=%v pool=%v, want 15, 0, none, nil", res.Completed, res.Failed, res.Errors, res.Pool)
+	}
+	if l := res.Requests["st-refresh"]; l.Count != 15 || f.count("st-refresh") != 15 || l.P50 <= 0 || len(res.Requests) != 1 {
+		t.Errorf("st-refresh: recorded %+v, server saw %d, requests %v; want 15 with latencies, only st-refresh", l, f.count("st-refresh"), res.Requests)
+	}
+	// Then sign in again and refresh the new sessions: every chain stays unbroken.
+	if res := r.Run(ctx, FlowSuperTokens, Level{Clients: 2, Iterations: 3}); res.Completed != 6 || res.Failed != 0 {
+		t.Fatalf("sign-ins: completed=%d errors=%v, want 6", res.Completed, res.Errors)
+	}
+	if res := r.Run(ctx, FlowSuperTokensRefresh, Level{Clients: 2, Iterations: 6}); res.Completed != 12 || res.Failed != 0 {
+		t.Fatalf("refreshes: completed=%d errors=%v, want 12", res.Completed, res.Errors)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	for _, n := range f.stRefreshes {
+		total += n
+	}
+	if total != 27 || f.stThefts != 0 || f.stBases["/other/st"] != 3*2+6*2+27 || f.stBases[DefaultSTBase] != 0 {
+		t.Errorf("server saw %d refreshes, %d thefts, bases %v; want 27, 0, all 45 requests under /other/st", total, f.stThefts, f.stBases)
+	}
+	for _, a := range r.STPool.accts {
+		if f.stSessions[a.refresh] != a.Email {
+			t.Errorf("%s holds refresh token %q, not a live session of its own", a.Email, a.refresh)
+		}
+	}
+	// Refreshes do not count as sign-ins in the pool.
+	uses := 0
+	for _, n := range r.STPool.usesByEmail() {
+		uses += n
+	}
+	if uses != 6 {
+		t.Errorf("pool counted %d sign-ins, want 6 (refreshes are not sign-ins)", uses)
+	}
+}
+
+func TestSuperTokensNoAccounts(t *testing.T) {
+	// A server that does not serve the dialect at -st-base leaves the pool
+	// empty and the levels are not run.
+	f := newFake(t, time.Millisecond)
+	var out bytes.Buffer
+	s, err := Run(testCtx(t), Plan{Target: f.URL, STBase: "/nowhere", Clients: []int{1}, Duration: time.Second,
+		Flows: []string{FlowSuperTokens, FlowSuperTokensRefresh}}, &out)
+	if err == nil || !strings.Contains(err.Error(), "no SuperTokens account") || !strings.Contains(err.Error(), "/nowhere") {
+		t.Errorf("err = %v, want no SuperTokens account at /nowhere", err)
+	}
+	if s == nil || s.STSeed == nil || s.STSeed.Failed != 100 || s.STSeed.Errors["st-code 404"] != 100 || s.SuperTokens != nil || s.STRefresh != nil {
+		t.Fatalf("summary = %+v, want 100 failed sign-ups and no levels", s)
+	}
+	if !strings.Contains(out.String(), "created 0 supertokens accounts") {
+		t.Errorf("output lacks the seed line:\n%s", out.String())
+	}
+}
+
 func TestSummaryColumns(t *testing.T) {
 	v := func(f float64) *float64 { return &f }
 	var out bytes.Buffer
@@ -322,9 +522,21 @@ func TestSummaryColumns(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, got)
 		}
 	}
-	for _, absent := range []string{"signups/s", "signins/s", "signup_ratio", "signin_ratio"} {
+	for _, absent := range []string{"signups/s", "signins/s", "signup_ratio", "signin_ratio", "st_"} {
 		if strings.Contains(got, absent) {
 			t.Errorf("summary shows %q for a flow that was not run:\n%s", absent, got)
+		}
+	}
+
+	out.Reset()
+	PrintSummary(&out, []Row{{Clients: 32, SigninsPerS: v(1000), STSigninsPerS: v(900), STRefreshesPerS: v(5000), HelloPerS: v(30000),
+		SigninRatio: v(0.1), STRatio: v(0.09), STRefreshRatio: v(0.1667)}})
+	got = out.String()
+	for _, want := range []string{"signins/s st_signins/s st_refreshes/s  hello req/s signin_ratio     st_ratio st_refresh_ratio",
+		"     32       1000.0        900.0         5000.0      30000.0        0.100        0.090            0.167",
+		"st_ratio = SuperTokens st_signins/s ÷ (hello req/s ÷ 3)", "st_refresh_ratio = SuperTokens st_refreshes/s ÷ (hello req/s ÷ 1)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
 		}
 	}
 }
@@ -363,7 +575,8 @@ func TestRunPlan(t *testing.T) {
 	var out bytes.Buffer
 	s, err := Run(testCtx(t), Plan{
 		Target: f.URL + "/", Clients: []int{1, 2}, Duration: 200 * time.Millisecond, Warmup: 20 * time.Millisecond,
-		Flows: []string{FlowSignUp, FlowSignIn, FlowEmailpass}, Hello: true, Seed: 3, OutboxPoll: time.Millisecond,
+		Flows: []string{FlowSignUp, FlowSignIn, FlowEmailpass, FlowSuperTokens, FlowSuperTokensRefresh}, Hello: true, Seed: 3,
+		OutboxPoll: time.Millisecond, STBase: "/other/st",
 	}, &out)
 	t.Logf("output:\n%s", out.String())
 	if err != nil {
@@ -376,6 +589,14 @@ func TestRunPlan(t *testing.T) {
 	if s.EmailpassSeed == nil || s.EmailpassSeed.Created != 3 || s.EmailpassSeed.Pool != 3 {
 		t.Errorf("emailpass seed = %+v, want 3 created", s.EmailpassSeed)
 	}
+	if len(s.SuperTokens) != 2 || len(s.STRefresh) != 2 || s.STSeed == nil || s.STSeed.Created != 3 || s.STSeed.Pool != 3 {
+		t.Fatalf("supertokens levels %d, refresh levels %d, seed %+v; want 2, 2, 3 created", len(s.SuperTokens), len(s.STRefresh), s.STSeed)
+	}
+	f.mu.Lock()
+	if f.stBases["/other/st"] == 0 || f.stBases[DefaultSTBase] != 0 || f.stThefts != 0 {
+		t.Errorf("SuperTokens requests by base %v, thefts %d; want all under /other/st, none", f.stBases, f.stThefts)
+	}
+	f.mu.Unlock()
 	for _, row := range s.Rows {
 		if row.SignupsPerS == nil || *row.SignupsPerS <= 0 || row.SigninsPerS == nil || *row.SigninsPerS <= 0 ||
 			row.LoginsPerS == nil || *row.LoginsPerS <= 0 || row.HelloPerS == nil || *row.HelloPerS <= 0 ||
@@ -391,21 +612,34 @@ func TestRunPlan(t *testing.T) {
 		if want := *row.SigninsPerS / (*row.HelloPerS / 3); *row.SigninRatio != want {
 			t.Errorf("signin ratio %v, want %v", *row.SigninRatio, want)
 		}
+		if row.STSigninsPerS == nil || *row.STSigninsPerS <= 0 || row.STRefreshesPerS == nil || *row.STRefreshesPerS <= 0 ||
+			row.STRatio == nil || row.STRefreshRatio == nil {
+			t.Fatalf("row %+v has missing or zero SuperTokens figures", row)
+		}
+		if want := *row.STSigninsPerS / (*row.HelloPerS / 3); *row.STRatio != want {
+			t.Errorf("st ratio %v, want %v", *row.STRatio, want)
+		}
+		if want := *row.STRefreshesPerS / *row.HelloPerS; *row.STRefreshRatio != want {
+			t.Errorf("st refresh ratio %v, want %v", *row.STRefreshRatio, want)
+		}
 	}
-	for _, res := range slices.Concat(s.SignUp, s.SignIn, s.Emailpass) {
+	for _, res := range slices.Concat(s.SignUp, s.SignIn, s.Emailpass, s.SuperTokens, s.STRefresh) {
 		if res.Failed != 0 {
 			t.Errorf("%s c=%d errors: %v", res.Flow, res.Clients, res.Errors)
 		}
 	}
 	for _, want := range []string{"hello     c=1", "signup    c=2", "signin    c=1", "emailpass c=2", "created 3 emailpass accounts",
-		"clients    signups/s    signins/s     logins/s", "signup_ratio", "login_ratio"} {
+		"clients    signups/s    signins/s     logins/s", "signup_ratio", "login_ratio",
+		"supertokens c=2", "supertokens-refresh c=1", "created 3 supertokens accounts", "st_signins/s st_refreshes/s", "st_ratio", "st_refresh_ratio"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
 	b, err := json.Marshal(s)
 	if err != nil || !bytes.Contains(b, []byte(`"signup_ratio"`)) || !bytes.Contains(b, []byte(`"p99_us"`)) ||
-		!bytes.Contains(b, []byte(`"login_ratio"`)) || !bytes.Contains(b, []byte(`"emailpass_seed"`)) {
+		!bytes.Contains(b, []byte(`"login_ratio"`)) || !bytes.Contains(b, []byte(`"emailpass_seed"`)) ||
+		!bytes.Contains(b, []byte(`"st_ratio"`)) || !bytes.Contains(b, []byte(`"st_refreshes_per_s"`)) ||
+		!bytes.Contains(b, []byte(`"supertokens_seed"`)) || !bytes.Contains(b, []byte(`"supertokens_refresh"`)) {
 		t.Errorf("JSON summary: %v\n%s", err, b)
 	}
 }
@@ -423,7 +657,7 @@ func TestParseFlags(t *testing.T) {
 	p, asJSON, err := parseFlags(nil)
 	if err != nil || asJSON || p.Target != "http://127.0.0.1:8080" || len(p.Clients) != 4 || p.Clients[3] != 64 ||
 		p.Duration != 10*time.Second || p.Warmup != time.Second || !p.Hello || p.Actor != "customer" ||
-		strings.Join(p.Flows, ",") != "signup,signin" {
+		strings.Join(p.Flows, ",") != "signup,signin" || p.STBase != "/st/auth" {
 		t.Errorf("defaults = %+v json=%v err=%v", p, asJSON, err)
 	}
 	p, asJSON, err = parseFlags([]string{"-clients", "2, 4", "-flows", "signin, emailpass", "-hello=false", "-seed", "100", "-json", "-publishable-key", "pk_x"})
@@ -431,7 +665,12 @@ func TestParseFlags(t *testing.T) {
 		strings.Join(p.Flows, ",") != "signin,emailpass" {
 		t.Errorf("parsed = %+v json=%v err=%v", p, asJSON, err)
 	}
-	for _, bad := range [][]string{{"-clients", "0"}, {"-clients", "1,1"}, {"-flows", "login"}, {"-duration", "0s"}, {"-flows", "", "-hello=false"}, {"extra"}} {
+	p, _, err = parseFlags([]string{"-flows", "supertokens,signin,supertokens-refresh,supertokens", "-st-base", "/api/st/", "-seed", "64"})
+	if err != nil || strings.Join(p.Flows, ",") != "supertokens,signin,supertokens-refresh" || p.STBase != "/api/st/" || p.Seed != 64 {
+		t.Errorf("SuperTokens flags: parsed = %+v err=%v", p, err)
+	}
+	for _, bad := range [][]string{{"-clients", "0"}, {"-clients", "1,1"}, {"-flows", "login"}, {"-duration", "0s"}, {"-flows", "", "-hello=false"}, {"extra"},
+		{"-flows", "st"}, {"-st-base", "st/auth"}, {"-st-base", "/"}, {"-st-base", "/st/../auth"}, {"-st-base", "/st?x=1"}} {
 		if _, _, err := parseFlags(bad); err == nil {
 			t.Errorf("parseFlags(%q) succeeded, want an error", bad)
 		}

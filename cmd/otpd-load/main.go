@@ -1,6 +1,7 @@
 // Command otpd-load is a load generator for otpd. It drives a running otpd
 // server (Medusa dialect) through whole sign-ups and sign-ins (by code, or
-// by password through the emailpass provider) with N
+// by password through the emailpass provider), and through sign-ins and
+// session refreshes of the SuperTokens passwordless dialect, with N
 // concurrent closed-loop clients for T seconds per level, and measures a
 // plain net/http hello-world server that it starts itself (127.0.0.1, an
 // ephemeral port, handler writes "hello") with the same client code, so each
@@ -47,6 +48,27 @@
 // server runs only a few at once, so logins/s is a small multiple of the
 // cores, far below the code flows.
 //
+// A SuperTokens sign-in (-flows supertokens) is 3 requests under the
+// dialect's base path -st-base (default /st/auth), like the Medusa sign-in:
+// POST {st-base}/signinup/code {"email"} answered {"status":"OK","deviceId",
+// "preAuthSessionId",...}, the outbox (the newest passwordless.login message
+// whose id differs from the one last used for that account), and POST
+// {st-base}/signinup/code/consume {"preAuthSessionId","deviceId",
+// "userInputCode"} answered {"status":"OK","createdNewRecipeUser":false,...}
+// with the session in the st-access-token, st-refresh-token and front-token
+// headers. The first consume for an email creates the user, so the accounts
+// are signed up (unmeasured) beforehand, to the same -seed as the other
+// pools, and a measured consume that creates a user fails as new_user. A
+// SuperTokens refresh (-flows supertokens-refresh) is 1 request, POST
+// {st-base}/session/refresh with Authorization: Bearer <refresh token>, for
+// an account of that pool, whose rotated refresh token replaces the old one
+// (an account is held by one client at a time, so each session's token chain
+// advances one request at a time). The dialect answers business outcomes
+// with HTTP 200 and a status: a status other than OK fails with the status
+// as its kind (st-code GENERAL_ERROR, st-consume RESTART_FLOW_ERROR, ...),
+// and a GENERAL_ERROR with Retry-After (a rate limit) counts as throttled
+// like a 429. The server needs dev mode and the raised send limits above.
+//
 // Accounts. The server limits sends per destination (by default one per
 // 30 s and five per 15 min, answering 429 with Retry-After), so sign-ins take
 // accounts from the pool built by the sign-ups round-robin, oldest first,
@@ -61,7 +83,8 @@
 //
 // Order of a run: hello at every client count, then sign-ups at every client
 // count, then seeding if needed, then sign-ins at every client count, then
-// seeding and emailpass sign-ins at every client count. Each
+// seeding and emailpass sign-ins at every client count, then seeding and
+// SuperTokens sign-ins, then SuperTokens refreshes, at every client count. Each
 // level runs -warmup (not measured) then -duration (measured); flows and
 // requests count when they end inside the measured window.
 //
@@ -69,11 +92,13 @@
 // (or req/s for hello), failures by request and status or kind (429, 401,
 // net, timeout, decode, outbox no_code, ...), and per request type the p50
 // and p99 latency of the successful requests. Then a summary per client
-// count with signups/s, signins/s, logins/s (emailpass), hello req/s and the
-// ratios the project tracks, signup_ratio = signups/s ÷ (hello req/s ÷ 5),
-// signin_ratio = signins/s ÷ (hello req/s ÷ 3) (target 0.25 at 32 clients)
-// and login_ratio = logins/s ÷ hello req/s (1 request per login); columns
-// of flows not run are left out. -json also prints everything as JSON on
+// count with signups/s, signins/s, logins/s (emailpass), st_signins/s and
+// st_refreshes/s (SuperTokens), hello req/s and the ratios the project
+// tracks, signup_ratio = signups/s ÷ (hello req/s ÷ 5), signin_ratio =
+// signins/s ÷ (hello req/s ÷ 3) (target 0.25 at 32 clients), login_ratio =
+// logins/s ÷ hello req/s (1 request per login), st_ratio = st_signins/s ÷
+// (hello req/s ÷ 3) and st_refresh_ratio = st_refreshes/s ÷ hello req/s;
+// columns of flows not run are left out. -json also prints everything as JSON on
 // stdout at the end.
 //
 // Flags:
@@ -82,11 +107,12 @@
 //	-clients 1,8,32,64     client counts, one level each
 //	-duration 10s          measured time per level
 //	-warmup 1s             unmeasured time before each level
-//	-flows signup,signin   flows to run: signup, signin, emailpass
+//	-flows signup,signin   flows to run: signup, signin, emailpass, supertokens, supertokens-refresh
 //	-actor customer        actor type in /auth/{actor}/...
+//	-st-base /st/auth      base path of the SuperTokens dialect
 //	-publishable-key KEY   x-publishable-api-key for /store/customers
 //	-hello=true            measure the hello-world ceiling
-//	-seed 0                accounts to have before the sign-in and emailpass levels
+//	-seed 0                accounts to have before the sign-in, emailpass and SuperTokens levels
 //	-seed-timeout 5m       bound on seeding
 //	-timeout 10s           per-request timeout
 //	-json                  also print a JSON summary
@@ -139,12 +165,13 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	clients := fs.String("clients", "1,8,32,64", "comma-separated client counts, one level each")
 	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "measured time per level")
 	fs.DurationVar(&p.Warmup, "warmup", time.Second, "unmeasured time before each level")
-	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin, emailpass")
+	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin, emailpass, supertokens, supertokens-refresh")
 	fs.StringVar(&p.Actor, "actor", "customer", "actor type in /auth/{actor}/...")
 	fs.StringVar(&p.PublishableKey, "publishable-key", "", "x-publishable-api-key header for /store/customers")
+	fs.StringVar(&p.STBase, "st-base", DefaultSTBase, "base path of the SuperTokens dialect (its apiBasePath)")
 	fs.BoolVar(&p.Hello, "hello", true, "measure a net/http hello-world server, in its own process like otpd, at the same client counts")
 	fs.BoolVar(&p.HelloInProcess, "hello-in-process", false, "run the hello-world server inside the load generator (faster: one Go scheduler for client and server)")
-	fs.IntVar(&p.Seed, "seed", 0, "create accounts (unmeasured) before the sign-in and emailpass levels until each pool holds this many")
+	fs.IntVar(&p.Seed, "seed", 0, "create accounts (unmeasured) before the sign-in, emailpass and SuperTokens levels until each pool holds this many")
 	fs.DurationVar(&p.SeedTimeout, "seed-timeout", 5*time.Minute, "bound on seeding")
 	fs.DurationVar(&p.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.BoolVar(&asJSON, "json", false, "also print a JSON summary at the end")
@@ -166,12 +193,17 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	}
 	for f := range strings.SplitSeq(*flows, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case FlowSignUp, FlowSignIn, FlowEmailpass:
-			p.Flows = append(p.Flows, f)
+		case FlowSignUp, FlowSignIn, FlowEmailpass, FlowSuperTokens, FlowSuperTokensRefresh:
+			if !slices.Contains(p.Flows, f) {
+				p.Flows = append(p.Flows, f)
+			}
 		case "":
 		default:
-			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin, emailpass)", f)
+			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin, emailpass, supertokens, supertokens-refresh)", f)
 		}
+	}
+	if err := checkSTBase(p.STBase); err != nil {
+		return p, false, fmt.Errorf("-st-base: %w", err)
 	}
 	if p.Duration <= 0 || p.Warmup < 0 || p.Timeout <= 0 || p.Seed < 0 {
 		return p, false, fmt.Errorf("-duration and -timeout must be positive, -warmup and -seed not negative")

@@ -15,13 +15,14 @@ type Plan struct {
 	Target         string
 	Actor          string
 	PublishableKey string
+	STBase         string // base path of the SuperTokens dialect; default DefaultSTBase
 	Clients        []int
 	Duration       time.Duration // measured, per level
 	Warmup         time.Duration // not measured, per level
-	Flows          []string      // FlowSignUp, FlowSignIn and/or FlowEmailpass
+	Flows          []string      // FlowSignUp, FlowSignIn, FlowEmailpass, FlowSuperTokens and/or FlowSuperTokensRefresh
 	Hello          bool          // measure the hello-world ceiling at the same client counts
 	HelloInProcess bool          // run the hello-world server in this process instead of a child process
-	Seed           int           // accounts to have in each pool before the sign-in and emailpass levels
+	Seed           int           // accounts to have in each pool before the sign-in, emailpass and SuperTokens levels
 	SeedTimeout    time.Duration // bound on seeding; default 5 min
 	Timeout        time.Duration // per request; default 10 s
 	RunID          string        // default random
@@ -39,6 +40,11 @@ type Row struct {
 	SignupRatio *float64 `json:"signup_ratio,omitempty"` // signups/s ÷ (hello req/s ÷ 5)
 	SigninRatio *float64 `json:"signin_ratio,omitempty"` // signins/s ÷ (hello req/s ÷ 3)
 	LoginRatio  *float64 `json:"login_ratio,omitempty"`  // logins/s ÷ (hello req/s ÷ 1)
+
+	STSigninsPerS   *float64 `json:"st_signins_per_s,omitempty"`   // SuperTokens sign-ins
+	STRefreshesPerS *float64 `json:"st_refreshes_per_s,omitempty"` // SuperTokens session refreshes
+	STRatio         *float64 `json:"st_ratio,omitempty"`           // st_signins/s ÷ (hello req/s ÷ 3)
+	STRefreshRatio  *float64 `json:"st_refresh_ratio,omitempty"`   // st_refreshes/s ÷ (hello req/s ÷ 1)
 }
 
 // Summary is everything a run measured; -json prints it.
@@ -55,6 +61,9 @@ type Summary struct {
 	SignIn        []*Result   `json:"signin,omitempty"`
 	EmailpassSeed *SeedResult `json:"emailpass_seed,omitempty"`
 	Emailpass     []*Result   `json:"emailpass,omitempty"`
+	STSeed        *SeedResult `json:"supertokens_seed,omitempty"`
+	SuperTokens   []*Result   `json:"supertokens,omitempty"`
+	STRefresh     []*Result   `json:"supertokens_refresh,omitempty"`
 	Rows          []Row       `json:"summary"`
 }
 
@@ -63,13 +72,17 @@ const (
 	signUpRequests    = 5
 	signInRequests    = 3
 	emailpassRequests = 1
+	stSignInRequests  = 3 // createCode, outbox, consume
+	stRefreshRequests = 1
 )
 
 // Run executes the plan, printing each level to w as it completes and the
 // summary table at the end. The order is: hello at every client count, then
 // sign-ups at every client count, then seeding (if the pool is short) and
 // sign-ins at every client count, then seeding emailpass accounts and
-// emailpass sign-ins at every client count.
+// emailpass sign-ins at every client count, then seeding SuperTokens
+// accounts and SuperTokens sign-ins at every client count, then SuperTokens
+// session refreshes at every client count.
 func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 	if len(p.Clients) == 0 {
 		return nil, fmt.Errorf("no client counts")
@@ -83,14 +96,15 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 	client := NewClient(slices.Max(p.Clients), p.Timeout)
 	defer client.CloseIdleConnections()
 	r, err := NewRunner(Config{
-		Target: p.Target, Actor: p.Actor, PublishableKey: p.PublishableKey, RunID: p.RunID,
+		Target: p.Target, Actor: p.Actor, PublishableKey: p.PublishableKey, STBase: p.STBase, RunID: p.RunID,
 		Client: client, OutboxWait: p.OutboxWait, OutboxPoll: p.OutboxPoll,
 	})
 	if err != nil {
 		return nil, err
 	}
 	signUp, signIn := slices.Contains(p.Flows, FlowSignUp), slices.Contains(p.Flows, FlowSignIn)
-	if signUp || signIn {
+	st, stRefresh := slices.Contains(p.Flows, FlowSuperTokens), slices.Contains(p.Flows, FlowSuperTokensRefresh)
+	if signUp || signIn || st || stRefresh {
 		if err := preflight(ctx, client, r.base); err != nil {
 			return nil, err
 		}
@@ -120,6 +134,20 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 		} else if ctx.Err() == nil {
 			seedErr = fmt.Errorf("no emailpass account could be registered (errors: %s), so the emailpass levels did not run",
 				(&Result{Errors: s.EmailpassSeed.Errors}).ErrorSummary())
+		}
+	}
+	if (st || stRefresh) && ctx.Err() == nil {
+		s.STSeed = seed(ctx, r, FlowSuperTokens, p, w)
+		if r.STPool.Len() > 0 {
+			if st {
+				s.SuperTokens = measureLevels(ctx, r, FlowSuperTokens, p, w)
+			}
+			if stRefresh {
+				s.STRefresh = measureLevels(ctx, r, FlowSuperTokensRefresh, p, w)
+			}
+		} else if ctx.Err() == nil {
+			seedErr = errors.Join(seedErr, fmt.Errorf("no SuperTokens account could be signed up at %s (errors: %s), so the SuperTokens levels did not run",
+				r.cfg.STBase, (&Result{Errors: s.STSeed.Errors}).ErrorSummary()))
 		}
 	}
 	s.Rows = summarize(p.Clients, s)
@@ -221,6 +249,9 @@ func summarize(clients []int, s *Summary) []Row {
 		row.SignupRatio = ratio(row.SignupsPerS, row.HelloPerS, signUpRequests)
 		row.SigninRatio = ratio(row.SigninsPerS, row.HelloPerS, signInRequests)
 		row.LoginRatio = ratio(row.LoginsPerS, row.HelloPerS, emailpassRequests)
+		row.STSigninsPerS, row.STRefreshesPerS = rate(s.SuperTokens, c), rate(s.STRefresh, c)
+		row.STRatio = ratio(row.STSigninsPerS, row.HelloPerS, stSignInRequests)
+		row.STRefreshRatio = ratio(row.STRefreshesPerS, row.HelloPerS, stRefreshRequests)
 		rows = append(rows, row)
 	}
 	return rows

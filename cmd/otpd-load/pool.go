@@ -6,13 +6,14 @@ import (
 	"time"
 )
 
-// Account is a signed-up email in the sign-in pool. Its fields other than
+// Account is a signed-up email in a sign-in pool. Its fields other than
 // Email are only touched by the client that holds it.
 type Account struct {
 	Email     string
 	lastMsgID string    // id of the last outbox message whose code was used
 	lastSend  time.Time // when a code was last requested for it
 	uses      int       // sign-ins started with it
+	refresh   string    // SuperTokens: the refresh token of its latest session
 	busy      bool
 }
 
@@ -30,9 +31,14 @@ type Pool struct {
 
 // Add appends an account whose sign-up code (outbox message msgID) was sent at sent.
 func (p *Pool) Add(email, msgID string, sent time.Time) {
+	p.add(&Account{Email: email, lastMsgID: msgID, lastSend: sent})
+}
+
+// add appends an account.
+func (p *Pool) add(a *Account) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.accts = append(p.accts, &Account{Email: email, lastMsgID: msgID, lastSend: sent})
+	p.accts = append(p.accts, a)
 }
 
 // Len returns the number of accounts.
@@ -43,8 +49,15 @@ func (p *Pool) Len() int {
 }
 
 // acquire returns the next free account round-robin and marks it busy, or
-// nil when every account is held.
-func (p *Pool) acquire(now time.Time) *Account {
+// nil when every account is held. It counts a sign-in, whose code is sent
+// at now.
+func (p *Pool) acquire(now time.Time) *Account { return p.take(now, true) }
+
+// acquireSession is acquire for a request that sends no code (a session
+// refresh): the sign-in counts and reuse gaps are left alone.
+func (p *Pool) acquireSession() *Account { return p.take(time.Time{}, false) }
+
+func (p *Pool) take(now time.Time, send bool) *Account {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.accts)
@@ -55,6 +68,10 @@ func (p *Pool) acquire(now time.Time) *Account {
 			continue
 		}
 		a.busy = true
+		p.next = (idx + 1) % n
+		if !send {
+			return a
+		}
 		a.uses++
 		if !a.lastSend.IsZero() {
 			if gap := now.Sub(a.lastSend); p.minGap == 0 || gap < p.minGap {
@@ -62,7 +79,6 @@ func (p *Pool) acquire(now time.Time) *Account {
 			}
 		}
 		a.lastSend = now
-		p.next = (idx + 1) % n
 		return a
 	}
 	return nil

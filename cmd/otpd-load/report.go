@@ -29,8 +29,8 @@ func PrintLevel(w io.Writer, r *Result) {
 		}
 	}
 	fmt.Fprintf(&b, " | flow %s/%s", fmtDur(r.FlowLatency.P50), fmtDur(r.FlowLatency.P99))
-	if r.Flow == FlowSignIn {
-		fmt.Fprintf(&b, " | 429s %d", r.Throttled)
+	if r.Flow == FlowSignIn || r.Flow == FlowSuperTokens {
+		fmt.Fprintf(&b, " | %s %d", throttledLabel(r.Flow), r.Throttled)
 		if r.RetryAfterMax > 0 {
 			fmt.Fprintf(&b, " (Retry-After ≤ %.0fs)", r.RetryAfterMax)
 		}
@@ -38,16 +38,31 @@ func PrintLevel(w io.Writer, r *Result) {
 			fmt.Fprintf(&b, "  pool %d  max-uses %d  min-gap %.1fs", r.Pool.Size, r.Pool.MaxUses, r.Pool.MinGap)
 		}
 	} else if r.Throttled > 0 {
-		fmt.Fprintf(&b, " | 429s %d", r.Throttled)
+		fmt.Fprintf(&b, " | %s %d", throttledLabel(r.Flow), r.Throttled)
 	}
 	fmt.Fprintln(w, b.String())
 	if r.Throttled > 0 {
+		what := "429"
 		hint := "raise -seed so each account is reused less often, or relax the server's per-destination limits for benchmarking"
-		if r.Flow == FlowEmailpass {
+		switch r.Flow {
+		case FlowEmailpass:
 			hint = "raise the server's password limits for benchmarking (OTPD_LIMIT_IP_PASSWORD, OTPD_LIMIT_PASSWORD_IDENTITY)"
+		case FlowSuperTokens, FlowSuperTokensRefresh:
+			what = "429 or GENERAL_ERROR with Retry-After"
+			hint += " (OTPD_RESEND_COOLDOWN, OTPD_SEND_BUDGET, OTPD_LIMIT_IP_SEND, OTPD_LIMIT_IP_VERIFY, OTPD_LIMIT_DESTINATION)"
 		}
-		fmt.Fprintf(w, "          %d responses were 429 (rate limited): %s\n", r.Throttled, hint)
+		fmt.Fprintf(w, "          %d responses were %s (rate limited): %s\n", r.Throttled, what, hint)
 	}
+}
+
+// throttledLabel names the rate-limited answers in flow's level line: 429s,
+// or for the SuperTokens dialect, which answers GENERAL_ERROR with
+// Retry-After, "throttled".
+func throttledLabel(flow string) string {
+	if flow == FlowSuperTokens || flow == FlowSuperTokensRefresh {
+		return "throttled"
+	}
+	return "429s"
 }
 
 // PrintSeed writes the outcome of seeding flow's account pool.
@@ -71,6 +86,8 @@ var summaryColumns = []struct {
 	{"signups/s", 1, func(r Row) *float64 { return r.SignupsPerS }, ""},
 	{"signins/s", 1, func(r Row) *float64 { return r.SigninsPerS }, ""},
 	{"logins/s", 1, func(r Row) *float64 { return r.LoginsPerS }, ""},
+	{"st_signins/s", 1, func(r Row) *float64 { return r.STSigninsPerS }, ""},
+	{"st_refreshes/s", 1, func(r Row) *float64 { return r.STRefreshesPerS }, ""},
 	{"hello req/s", 1, func(r Row) *float64 { return r.HelloPerS }, ""},
 	{"signup_ratio", 3, func(r Row) *float64 { return r.SignupRatio },
 		fmt.Sprintf("signup_ratio = signups/s ÷ (hello req/s ÷ %d)", signUpRequests)},
@@ -78,6 +95,10 @@ var summaryColumns = []struct {
 		fmt.Sprintf("signin_ratio = signins/s ÷ (hello req/s ÷ %d) (target 0.25 at 32 clients)", signInRequests)},
 	{"login_ratio", 5, func(r Row) *float64 { return r.LoginRatio }, // one login costs thousands of hello requests
 		fmt.Sprintf("login_ratio = emailpass logins/s ÷ (hello req/s ÷ %d)", emailpassRequests)},
+	{"st_ratio", 3, func(r Row) *float64 { return r.STRatio },
+		fmt.Sprintf("st_ratio = SuperTokens st_signins/s ÷ (hello req/s ÷ %d)", stSignInRequests)},
+	{"st_refresh_ratio", 3, func(r Row) *float64 { return r.STRefreshRatio },
+		fmt.Sprintf("st_refresh_ratio = SuperTokens st_refreshes/s ÷ (hello req/s ÷ %d)", stRefreshRequests)},
 }
 
 // PrintSummary writes the table of rates and ratios per client count, with
@@ -96,8 +117,9 @@ func PrintSummary(w io.Writer, rows []Row) {
 	fmt.Fprintf(w, "\nsummary: %s\n", strings.Join(notes, ", "))
 	var b strings.Builder
 	fmt.Fprintf(&b, "%7s", "clients")
+	width := func(i int) int { return max(12, len(summaryColumns[i].name)) }
 	for _, i := range cols {
-		fmt.Fprintf(&b, " %12s", summaryColumns[i].name)
+		fmt.Fprintf(&b, " %*s", width(i), summaryColumns[i].name)
 	}
 	fmt.Fprintln(w, b.String())
 	for _, r := range rows {
@@ -108,7 +130,7 @@ func PrintSummary(w io.Writer, rows []Row) {
 			if p := summaryColumns[i].get(r); p != nil {
 				v = fmt.Sprintf("%.*f", summaryColumns[i].prec, *p)
 			}
-			fmt.Fprintf(&b, " %12s", v)
+			fmt.Fprintf(&b, " %*s", width(i), v)
 		}
 		fmt.Fprintln(w, b.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,17 @@ const (
 	FlowSignUp    = "signup"    // pre-register, outbox, register, customer: 4 requests (+ extra outbox polls)
 	FlowSignIn    = "signin"    // generate, outbox, verify: 3 requests (+ extra outbox polls)
 	FlowEmailpass = "emailpass" // password sign-in, POST /auth/{actor}/emailpass: 1 request
+
+	// SuperTokens passwordless dialect, under Config.STBase.
+	FlowSuperTokens        = "supertokens"         // createCode, outbox, consume: 3 requests (+ extra outbox polls)
+	FlowSuperTokensRefresh = "supertokens-refresh" // POST {st-base}/session/refresh: 1 request
 )
+
+// DefaultSTBase is where otpd mounts the SuperTokens dialect by default.
+const DefaultSTBase = "/st/auth"
+
+// stLoginEvent is the outbox event of a SuperTokens sign-in-up code.
+const stLoginEvent = "passwordless.login"
 
 // flowOps lists each flow's request kinds in the order they are sent.
 var flowOps = map[string][]Op{
@@ -33,6 +44,9 @@ var flowOps = map[string][]Op{
 	FlowSignUp:    {OpPreRegister, OpOutbox, OpRegister, OpCustomer},
 	FlowSignIn:    {OpGenerate, OpOutbox, OpVerify},
 	FlowEmailpass: {OpEmailpass},
+
+	FlowSuperTokens:        {OpSTCode, OpOutbox, OpSTConsume},
+	FlowSuperTokensRefresh: {OpSTRefresh},
 }
 
 const maxBody = 1 << 20 // responses are read up to 1 MiB
@@ -72,6 +86,7 @@ type Config struct {
 	Target         string        // base URL of the server
 	Actor          string        // actor type in /auth/{actor}/otp/...; default "customer"
 	PublishableKey string        // sent as x-publishable-api-key on /store/customers when set
+	STBase         string        // base path of the SuperTokens dialect; default DefaultSTBase
 	RunID          string        // makes emails unique: load-<runid>-<n>@example.test
 	Client         *http.Client  // shared client; default NewClient(64, 10s)
 	OutboxWait     time.Duration // how long to poll the outbox for a code; default 2s
@@ -81,13 +96,15 @@ type Config struct {
 // Runner drives flows against one server with closed-loop clients. Sign-ups
 // add their accounts to Pool, and sign-ins take accounts from it; emailpass
 // registrations add theirs to Passwords, and emailpass sign-ins pick from it
-// at random.
+// at random; SuperTokens sign-ups add theirs, with their session's refresh
+// token, to STPool, which SuperTokens sign-ins and refreshes take from.
 type Runner struct {
 	cfg       Config
 	base      string
 	password  string // every emailpass account's password
 	Pool      *Pool
 	Passwords *PasswordPool
+	STPool    *Pool
 	seq       atomic.Int64
 }
 
@@ -117,8 +134,25 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if cfg.OutboxPoll <= 0 {
 		cfg.OutboxPoll = 2 * time.Millisecond
 	}
+	if cfg.STBase == "" {
+		cfg.STBase = DefaultSTBase
+	}
+	if err := checkSTBase(cfg.STBase); err != nil {
+		return nil, err
+	}
+	cfg.STBase = strings.TrimRight(cfg.STBase, "/")
 	return &Runner{cfg: cfg, base: strings.TrimRight(u.String(), "/"), password: "load-" + cfg.RunID + "-password",
-		Pool: &Pool{}, Passwords: &PasswordPool{}}, nil
+		Pool: &Pool{}, Passwords: &PasswordPool{}, STPool: &Pool{}}, nil
+}
+
+// checkSTBase checks a SuperTokens base path: absolute, with no query,
+// fragment or dot segments.
+func checkSTBase(b string) error {
+	if !strings.HasPrefix(b, "/") || strings.TrimRight(b, "/") == "" || strings.ContainsAny(b, "?#% ") ||
+		slices.ContainsFunc(strings.Split(b, "/"), func(seg string) bool { return seg == "." || seg == ".." }) {
+		return fmt.Errorf("SuperTokens base path %q: want an absolute path like %s", b, DefaultSTBase)
+	}
+	return nil
 }
 
 // Level is one measurement: Clients closed-loop clients run a flow over and
@@ -134,7 +168,8 @@ type Level struct {
 	Iterations int
 }
 
-// Run measures flow (FlowHello, FlowSignUp, FlowSignIn or FlowEmailpass) at one level. It
+// Run measures flow (FlowHello, FlowSignUp, FlowSignIn, FlowEmailpass,
+// FlowSuperTokens or FlowSuperTokensRefresh) at one level. It
 // returns when every client has stopped, which each does by itself at the
 // end of the window (or after its iterations), or when ctx is cancelled.
 func (r *Runner) Run(ctx context.Context, flow string, lv Level) *Result {
@@ -149,8 +184,9 @@ func (r *Runner) Run(ctx context.Context, flow string, lv Level) *Result {
 		}
 		mStart, mEnd = start, start.Add(limit)
 	}
-	if flow == FlowSignIn {
-		r.Pool.resetGap()
+	codePool := r.codePool(flow)
+	if codePool != nil {
+		codePool.resetGap()
 	}
 	recs := make([]*recorder, clients)
 	var wg sync.WaitGroup
@@ -185,11 +221,23 @@ func (r *Runner) Run(ctx context.Context, flow string, lv Level) *Result {
 		seconds = max(0, stopped.Sub(mStart).Seconds())
 	}
 	res := merge(flow, flowOps[flow], recs, seconds)
-	if flow == FlowSignIn {
-		ps := r.Pool.Stats()
+	if codePool != nil {
+		ps := codePool.Stats()
 		res.Pool = &ps
 	}
 	return res
+}
+
+// codePool returns the pool a sign-in flow by code takes its accounts from,
+// or nil for other flows.
+func (r *Runner) codePool(flow string) *Pool {
+	switch flow {
+	case FlowSignIn:
+		return r.Pool
+	case FlowSuperTokens:
+		return r.STPool
+	}
+	return nil
 }
 
 // SeedResult reports the creation of accounts before measuring.
@@ -204,11 +252,16 @@ type SeedResult struct {
 // Seed creates accounts for flow with the given concurrency, unmeasured,
 // until its pool holds n accounts, timeout passes, or more than max(100, n)
 // creations have failed: sign-ups into Pool for FlowSignIn, emailpass
-// registrations into Passwords for FlowEmailpass.
+// registrations into Passwords for FlowEmailpass, SuperTokens sign-ups
+// (createCode, outbox, consume of a new email) into STPool for
+// FlowSuperTokens and FlowSuperTokensRefresh.
 func (r *Runner) Seed(ctx context.Context, flow string, n, clients int, timeout time.Duration) *SeedResult {
 	create := r.signUp
-	if flow == FlowEmailpass {
+	switch flow {
+	case FlowEmailpass:
 		create = r.registerPassword
+	case FlowSuperTokens, FlowSuperTokensRefresh:
+		create = r.stSignUp
 	}
 	start := time.Now()
 	need := int64(n - r.poolLen(flow))
@@ -253,8 +306,11 @@ func (r *Runner) Seed(ctx context.Context, flow string, n, clients int, timeout 
 
 // poolLen returns the number of accounts flow's pool holds.
 func (r *Runner) poolLen(flow string) int {
-	if flow == FlowEmailpass {
+	switch flow {
+	case FlowEmailpass:
 		return r.Passwords.Len()
+	case FlowSuperTokens, FlowSuperTokensRefresh:
+		return r.STPool.Len()
 	}
 	return r.Pool.Len()
 }
@@ -271,6 +327,10 @@ func (r *Runner) flowFunc(flow string) flowFunc {
 		return r.signIn
 	case FlowEmailpass:
 		return r.signInPassword
+	case FlowSuperTokens:
+		return r.stSignIn
+	case FlowSuperTokensRefresh:
+		return r.stRefresh
 	}
 	panic("otpd-load: unknown flow " + flow)
 }
@@ -348,16 +408,9 @@ func (r *Runner) signUp(ctx context.Context, rec *recorder, _ time.Time) error {
 // signIn takes the next pool account: generate, read the new code from the
 // outbox, verify.
 func (r *Runner) signIn(ctx context.Context, rec *recorder, until time.Time) error {
-	a := r.Pool.acquire(time.Now())
-	for a == nil { // every account is held by another client
-		if ctx.Err() != nil {
-			return &flowError{Op: OpGenerate, Kind: "canceled"}
-		}
-		if !time.Now().Before(until) {
-			return &flowError{Op: OpGenerate, Kind: "no_account"}
-		}
-		time.Sleep(time.Millisecond)
-		a = r.Pool.acquire(time.Now())
+	a, err := awaitAccount(ctx, OpGenerate, until, func() *Account { return r.Pool.acquire(time.Now()) })
+	if err != nil {
+		return err
 	}
 	defer r.Pool.release(a)
 	if err := r.do(ctx, rec, OpGenerate, http.MethodPost, r.authPath("otp/generate"), map[string]string{"identifier": a.Email}, nil, nil); err != nil {
@@ -385,6 +438,24 @@ func (r *Runner) signIn(ctx context.Context, rec *recorder, until time.Time) err
 	return err
 }
 
+// awaitAccount calls acquire until it returns an account (every account may
+// be held by another client for a moment), the level ends or ctx is
+// cancelled; op is the request the flow would have sent.
+func awaitAccount(ctx context.Context, op Op, until time.Time, acquire func() *Account) (*Account, error) {
+	for {
+		if a := acquire(); a != nil {
+			return a, nil
+		}
+		if ctx.Err() != nil {
+			return nil, &flowError{Op: op, Kind: "canceled"}
+		}
+		if !time.Now().Before(until) {
+			return nil, &flowError{Op: op, Kind: "no_account"}
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // registerPassword creates an emailpass account with the run's password
 // (POST /auth/{actor}/emailpass/register), which joins Passwords.
 func (r *Runner) registerPassword(ctx context.Context, rec *recorder, _ time.Time) error {
@@ -410,6 +481,112 @@ func (r *Runner) signInPassword(ctx context.Context, rec *recorder, _ time.Time)
 // credentials is the emailpass body for email.
 func (r *Runner) credentials(email string) map[string]string {
 	return map[string]string{"email": email, "password": r.password}
+}
+
+// stSignUp signs up a new email through the SuperTokens dialect
+// (createCode, the outbox, consume), which joins STPool with its session's
+// refresh token.
+func (r *Runner) stSignUp(ctx context.Context, rec *recorder, _ time.Time) error {
+	a := &Account{Email: r.newEmail(), lastSend: time.Now()}
+	if err := r.stSignInUp(ctx, rec, a); err != nil {
+		return err
+	}
+	r.STPool.add(a)
+	return nil
+}
+
+// stSignIn takes the next STPool account and signs in through the
+// SuperTokens dialect: createCode, the outbox, consume. A consume that
+// answers createdNewRecipeUser true fails as new_user: it was a sign-up.
+func (r *Runner) stSignIn(ctx context.Context, rec *recorder, until time.Time) error {
+	a, err := awaitAccount(ctx, OpSTCode, until, func() *Account { return r.STPool.acquire(time.Now()) })
+	if err != nil {
+		return err
+	}
+	defer r.STPool.release(a)
+	return r.stSignInUp(ctx, rec, a)
+}
+
+// stSignInUp runs createCode, the outbox and consume for a, whose session
+// then is the new one. For a pooled account (a.lastMsgID set) the user must
+// exist already.
+func (r *Runner) stSignInUp(ctx context.Context, rec *recorder, a *Account) error {
+	var created struct {
+		stStatus
+		DeviceID         string `json:"deviceId"`
+		PreAuthSessionID string `json:"preAuthSessionId"`
+	}
+	if _, err := r.stDo(ctx, rec, OpSTCode, "/signinup/code", map[string]string{"email": a.Email}, nil, &created); err != nil {
+		return err
+	}
+	if created.DeviceID == "" || created.PreAuthSessionID == "" {
+		return &flowError{Op: OpSTCode, Kind: "no_device"}
+	}
+	// The newest passwordless.login message, unless it is the one whose
+	// code was already used: then the new message is not visible yet.
+	m, err := r.awaitCode(ctx, rec, a.Email, func(msgs []outboxMessage) (*outboxMessage, bool) {
+		for i := range msgs {
+			if msgs[i].Event != stLoginEvent {
+				continue
+			}
+			if msgs[i].ID == a.lastMsgID || msgs[i].Code == "" {
+				return nil, false
+			}
+			return &msgs[i], false
+		}
+		return nil, len(msgs) > 0 // only other events on this page: look further back
+	})
+	if err != nil {
+		return err
+	}
+	signIn := a.lastMsgID != ""
+	a.lastMsgID = m.ID
+	var consumed struct {
+		stStatus
+		CreatedNewRecipeUser bool `json:"createdNewRecipeUser"`
+	}
+	h, err := r.stDo(ctx, rec, OpSTConsume, "/signinup/code/consume", map[string]string{
+		"preAuthSessionId": created.PreAuthSessionID, "deviceId": created.DeviceID, "userInputCode": m.Code,
+	}, nil, &consumed)
+	if err != nil {
+		return err
+	}
+	refresh := h.Get("st-refresh-token")
+	if refresh == "" || h.Get("st-access-token") == "" || h.Get("front-token") == "" {
+		return &flowError{Op: OpSTConsume, Kind: "no_token"}
+	}
+	a.refresh = refresh
+	if signIn && consumed.CreatedNewRecipeUser {
+		return &flowError{Op: OpSTConsume, Kind: "new_user"}
+	}
+	return nil
+}
+
+// stRefresh refreshes the session of the next STPool account with its
+// refresh token (POST {st-base}/session/refresh, Authorization: Bearer) and
+// keeps the rotated one: an account is held by one client at a time, so
+// each session's chain of refresh tokens is advanced by one request at a
+// time.
+func (r *Runner) stRefresh(ctx context.Context, rec *recorder, until time.Time) error {
+	a, err := awaitAccount(ctx, OpSTRefresh, until, r.STPool.acquireSession)
+	if err != nil {
+		return err
+	}
+	defer r.STPool.release(a)
+	if a.refresh == "" {
+		return &flowError{Op: OpSTRefresh, Kind: "no_session"}
+	}
+	var out stStatus
+	h, err := r.stDo(ctx, rec, OpSTRefresh, "/session/refresh", nil, http.Header{"Authorization": {"Bearer " + a.refresh}}, &out)
+	if err != nil {
+		return err
+	}
+	refresh := h.Get("st-refresh-token")
+	if refresh == "" || h.Get("st-access-token") == "" {
+		return &flowError{Op: OpSTRefresh, Kind: "no_token"}
+	}
+	a.refresh = refresh
+	return nil
 }
 
 type outboxMessage struct {
@@ -461,17 +638,44 @@ func (r *Runner) awaitCode(ctx context.Context, rec *recorder, to string, pick f
 // latency when it succeeds (2xx), and decodes the response into out (if not
 // nil). Failures are returned as *flowError.
 func (r *Runner) do(ctx context.Context, rec *recorder, op Op, method, path string, body any, hdr http.Header, out any) error {
+	_, err := r.send(ctx, rec, op, method, path, body, hdr, out)
+	return err
+}
+
+// stDo sends a POST to the SuperTokens route {st-base}{route}, whose
+// business outcomes are 200 with a status field. It succeeds, and records
+// the request's latency, only for status OK; another status fails with that
+// status as the kind, throttled when it is a GENERAL_ERROR with Retry-After
+// (otpd's rate limits in this dialect). It returns the response headers,
+// which carry the session tokens.
+func (r *Runner) stDo(ctx context.Context, rec *recorder, op Op, route string, body any, hdr http.Header, out stReply) (http.Header, error) {
+	return r.send(ctx, rec, op, http.MethodPost, r.cfg.STBase+route, body, hdr, out)
+}
+
+// stReply is the decoded body of a SuperTokens answer.
+type stReply interface{ status() string }
+
+// stStatus is the status field every SuperTokens answer has; embed it.
+type stStatus struct {
+	Status string `json:"status"`
+}
+
+func (s *stStatus) status() string { return s.Status }
+
+// send is do, returning the response headers; when out is an stReply the
+// request only succeeds with status OK (see stDo).
+func (r *Runner) send(ctx context.Context, rec *recorder, op Op, method, path string, body any, hdr http.Header, out any) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return &flowError{Op: op, Kind: "encode"}
+			return nil, &flowError{Op: op, Kind: "encode"}
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
 	if err != nil {
-		return &flowError{Op: op, Kind: "request"}
+		return nil, &flowError{Op: op, Kind: "request"}
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
@@ -483,27 +687,47 @@ func (r *Runner) do(ctx context.Context, rec *recorder, op Op, method, path stri
 	begin := time.Now()
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
-		return &flowError{Op: op, Kind: errKind(ctx, err)}
+		return nil, &flowError{Op: op, Kind: errKind(ctx, err)}
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	end := time.Now()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)) // let the connection be reused
 	resp.Body.Close()
 	if err != nil {
-		return &flowError{Op: op, Kind: errKind(ctx, err)}
+		return nil, &flowError{Op: op, Kind: errKind(ctx, err)}
 	}
 	if resp.StatusCode/100 != 2 {
 		fe := &flowError{Op: op, Kind: strconv.Itoa(resp.StatusCode)}
 		if resp.StatusCode == http.StatusTooManyRequests {
+			fe.Throttled = true
 			fe.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), end)
 		}
-		return fe
+		return nil, fe
+	}
+	if st, ok := out.(stReply); ok {
+		if json.Unmarshal(data, out) != nil {
+			return nil, &flowError{Op: op, Kind: "decode"}
+		}
+		switch status := st.status(); status {
+		case "OK":
+		case "":
+			return nil, &flowError{Op: op, Kind: "no_status"}
+		default:
+			fe := &flowError{Op: op, Kind: status}
+			if ra := resp.Header.Get("Retry-After"); ra != "" && status == "GENERAL_ERROR" {
+				fe.Throttled = true
+				fe.RetryAfter = retryAfter(ra, end)
+			}
+			return nil, fe
+		}
+		rec.request(op, begin, end)
+		return resp.Header, nil
 	}
 	rec.request(op, begin, end)
 	if out != nil && json.Unmarshal(data, out) != nil {
-		return &flowError{Op: op, Kind: "decode"}
+		return nil, &flowError{Op: op, Kind: "decode"}
 	}
-	return nil
+	return resp.Header, nil
 }
 
 func errKind(ctx context.Context, err error) string {

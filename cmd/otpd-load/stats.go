@@ -24,10 +24,14 @@ const (
 	OpVerify
 	OpEmailpassRegister
 	OpEmailpass
+	OpSTCode    // SuperTokens createCode, POST {st-base}/signinup/code
+	OpSTConsume // SuperTokens consumeCode, POST {st-base}/signinup/code/consume
+	OpSTRefresh // SuperTokens session refresh, POST {st-base}/session/refresh
 	numOps
 )
 
-var opNames = [numOps]string{"hello", "pre-register", "outbox", "register", "customer", "generate", "verify", "emailpass-register", "emailpass"}
+var opNames = [numOps]string{"hello", "pre-register", "outbox", "register", "customer", "generate", "verify", "emailpass-register", "emailpass",
+	"st-code", "st-consume", "st-refresh"}
 
 // String returns the request kind's name as printed in reports.
 func (o Op) String() string {
@@ -82,7 +86,8 @@ func Summarize(samples []time.Duration) Latency {
 // flowError is why a flow failed: the request that failed and how.
 type flowError struct {
 	Op         Op
-	Kind       string // HTTP status ("429", "401"), or timeout, net, read, decode, no_code, no_token, no_account, canceled
+	Kind       string // HTTP status ("429", "401"), SuperTokens status (GENERAL_ERROR, RESTART_FLOW_ERROR, ...), or timeout, net, read, decode, no_code, no_token, no_account, canceled
+	Throttled  bool   // rate limited: a 429, or a SuperTokens GENERAL_ERROR with Retry-After
 	RetryAfter time.Duration
 }
 
@@ -135,13 +140,13 @@ func (r *recorder) flowFailed(err error, at time.Time) {
 	}
 	r.failed++
 	r.errs[fe.Error()]++
-	if fe.Kind == "429" {
+	if fe.Throttled || fe.Kind == "429" {
 		r.throttled++
 		r.retryAfterMax = max(r.retryAfterMax, fe.RetryAfter)
 	}
 }
 
-// PoolStats describes the sign-in account pool after a level.
+// PoolStats describes a sign-in account pool (Medusa or SuperTokens) after a level.
 type PoolStats struct {
 	Size    int     `json:"size"`
 	MaxUses int     `json:"max_uses"` // sign-ins of the most used account so far
@@ -157,7 +162,7 @@ type Result struct {
 	Failed        int                `json:"failed"`
 	PerSecond     float64            `json:"per_second"`
 	Errors        map[string]int     `json:"errors,omitempty"`
-	Throttled     int                `json:"throttled_429"`
+	Throttled     int                `json:"throttled_429"` // 429s, and SuperTokens GENERAL_ERRORs with Retry-After
 	RetryAfterMax float64            `json:"retry_after_max_s,omitempty"`
 	Requests      map[string]Latency `json:"requests"`
 	FlowLatency   Latency            `json:"flow_latency"`
