@@ -16,7 +16,7 @@ func (t *tx) CreateRefreshToken(ctx context.Context, rt *otpd.RefreshToken) erro
 		return errors.New("postgres: create refresh token: empty id")
 	}
 	tag, err := t.tx.Exec(ctx, sqlCreateRefreshToken,
-		rt.ID, rt.Tenant, rt.FamilyID, rt.AuthIdentityID, rt.ParentID, nonNil(rt.Hash),
+		rt.ID, rt.Tenant, rt.FamilyID, rt.AuthIdentityID, rt.ParentID, sqlstore.NonNil(rt.Hash),
 		sqlstore.MS(rt.CreatedAt), sqlstore.MS(rt.ExpiresAt), sqlstore.NullMS(rt.RotatedAt), sqlstore.NullMS(rt.RevokedAt))
 	if err != nil {
 		return mapError("create refresh token", err)
@@ -30,7 +30,7 @@ func (t *tx) CreateRefreshToken(ctx context.Context, rt *otpd.RefreshToken) erro
 // RotateRefreshToken implements otpd.RefreshTx with one UPDATE ...
 // RETURNING (see sqlRotateRefreshToken for why one rotation wins).
 func (t *tx) RotateRefreshToken(ctx context.Context, hash []byte, now time.Time) (*otpd.RefreshToken, error) {
-	rt, err := scanRefreshToken(t.tx.QueryRow(ctx, sqlRotateRefreshToken, nonNil(hash), sqlstore.MS(now)))
+	rt, err := sqlstore.ScanRefreshToken(t.tx.QueryRow(ctx, sqlRotateRefreshToken, sqlstore.NonNil(hash), sqlstore.MS(now)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "No live refresh token.")
 	} else if err != nil {
@@ -41,7 +41,7 @@ func (t *tx) RotateRefreshToken(ctx context.Context, hash []byte, now time.Time)
 
 // FindRefreshToken implements otpd.RefreshTx.
 func (t *tx) FindRefreshToken(ctx context.Context, hash []byte) (*otpd.RefreshToken, error) {
-	rt, err := scanRefreshToken(t.tx.QueryRow(ctx, sqlFindRefreshToken, nonNil(hash)))
+	rt, err := sqlstore.ScanRefreshToken(t.tx.QueryRow(ctx, sqlFindRefreshToken, sqlstore.NonNil(hash)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Refresh token not found.")
 	} else if err != nil {
@@ -84,30 +84,4 @@ func (t *tx) DeleteRefreshTokensBefore(ctx context.Context, before time.Time) (i
 		return 0, mapError("delete refresh tokens", err)
 	}
 	return int(tag.RowsAffected()), nil
-}
-
-// nonNil returns b, or an empty slice for nil: a nil []byte binds as NULL,
-// which token_hash (NOT NULL) refuses and no stored hash equals.
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
-// scanRefreshToken reads a row of refreshColumns.
-func scanRefreshToken(s sqlstore.Scanner) (*otpd.RefreshToken, error) {
-	var (
-		rt               otpd.RefreshToken
-		created, expires int64
-		rotated, revoked *int64
-	)
-	err := s.Scan(&rt.ID, &rt.Tenant, &rt.FamilyID, &rt.AuthIdentityID, &rt.ParentID, &rt.Hash,
-		&created, &expires, &rotated, &revoked)
-	if err != nil {
-		return nil, err
-	}
-	rt.CreatedAt, rt.ExpiresAt = sqlstore.FromMS(created), sqlstore.FromMS(expires)
-	rt.RotatedAt, rt.RevokedAt = sqlstore.FromNullMS(rotated), sqlstore.FromNullMS(revoked)
-	return &rt, nil
 }

@@ -14,9 +14,8 @@ const providerIdentityColumns = sqlstore.ProviderIdentityColumns
 
 const outboxColumns = sqlstore.MessageColumns
 
-// refreshColumns, in the order scanRefreshToken reads them.
-const refreshColumns = `id, tenant, family_id, auth_identity_id, parent_id, token_hash,
-	created_at, expires_at, rotated_at, revoked_at`
+// refreshColumns, in the order sqlstore.ScanRefreshToken reads them.
+const refreshColumns = sqlstore.RefreshTokenColumns
 
 // The statements. In the challenge statements, the liveness predicate at $5
 // ("now") is: not consumed, not retired, not expired, guesses left; it

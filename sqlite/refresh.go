@@ -32,7 +32,7 @@ func (t *tx) CreateRefreshToken(ctx context.Context, rt *otpd.RefreshToken) erro
 // RETURNING. Every Update runs on the single writer, so two rotations of one
 // token never overlap: the second finds it rotated.
 func (t *tx) RotateRefreshToken(ctx context.Context, hash []byte, now time.Time) (*otpd.RefreshToken, error) {
-	rt, err := scanRefreshToken(t.queryRow(ctx, qRotateRefreshToken, nonNil(hash), sqlstore.MS(now)))
+	rt, err := sqlstore.ScanRefreshToken(t.queryRow(ctx, qRotateRefreshToken, sqlstore.NonNil(hash), sqlstore.MS(now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "No live refresh token.")
 	} else if err != nil {
@@ -43,7 +43,7 @@ func (t *tx) RotateRefreshToken(ctx context.Context, hash []byte, now time.Time)
 
 // FindRefreshToken implements otpd.RefreshTx.
 func (t *tx) FindRefreshToken(ctx context.Context, hash []byte) (*otpd.RefreshToken, error) {
-	rt, err := scanRefreshToken(t.queryRow(ctx, qFindRefreshToken, nonNil(hash)))
+	rt, err := sqlstore.ScanRefreshToken(t.queryRow(ctx, qFindRefreshToken, sqlstore.NonNil(hash)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, otpd.Errorf(otpd.ENOTFOUND, "Refresh token not found.")
 	} else if err != nil {
@@ -87,30 +87,4 @@ func (t *tx) execCount(ctx context.Context, op string, q query, args ...any) (in
 		return 0, mapError(op, err)
 	}
 	return int(n), nil
-}
-
-// nonNil returns b, or an empty slice for nil: a nil []byte binds as NULL,
-// which matches no stored hash, not even the empty one.
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
-// scanRefreshToken reads a row of refreshColumns.
-func scanRefreshToken(s sqlstore.Scanner) (*otpd.RefreshToken, error) {
-	var (
-		rt               otpd.RefreshToken
-		created, expires int64
-		rotated, revoked *int64
-	)
-	err := s.Scan(&rt.ID, &rt.Tenant, &rt.FamilyID, &rt.AuthIdentityID, &rt.ParentID, &rt.Hash,
-		&created, &expires, &rotated, &revoked)
-	if err != nil {
-		return nil, err
-	}
-	rt.CreatedAt, rt.ExpiresAt = sqlstore.FromMS(created), sqlstore.FromMS(expires)
-	rt.RotatedAt, rt.RevokedAt = sqlstore.FromNullMS(rotated), sqlstore.FromNullMS(revoked)
-	return &rt, nil
 }

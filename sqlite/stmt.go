@@ -64,9 +64,8 @@ const providerIdentityColumns = sqlstore.ProviderIdentityColumns
 
 const outboxColumns = sqlstore.MessageColumns
 
-// refreshColumns, in the order scanRefreshToken reads them.
-const refreshColumns = `id, tenant, family_id, auth_identity_id, parent_id, token_hash,
-	created_at, expires_at, rotated_at, revoked_at`
+// refreshColumns, in the order sqlstore.ScanRefreshToken reads them.
+const refreshColumns = sqlstore.RefreshTokenColumns
 
 // queries holds each statement's text and whether it writes (read-only
 // statements are also prepared on the reader pool). In the challenge

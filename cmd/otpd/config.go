@@ -540,18 +540,9 @@ func (c *Config) ValidateServe() error {
 func (c *Config) SessionCookie() (*http.Cookie, error) {
 	sc := c.Sessions.Cookie
 	out := &http.Cookie{Name: sc.Name, Domain: sc.Domain, Path: sc.Path, Secure: sc.Secure, HttpOnly: sc.HTTPOnly}
-	switch sc.SameSite {
-	case "lax":
-		out.SameSite = http.SameSiteLaxMode
-	case "strict":
-		out.SameSite = http.SameSiteStrictMode
-	case "none":
-		if !sc.Secure {
-			return nil, errors.New("config sessions.cookie.same_site: none requires sessions.cookie.secure (browsers drop the cookie otherwise)")
-		}
-		out.SameSite = http.SameSiteNoneMode
-	default:
-		return nil, fmt.Errorf("config sessions.cookie.same_site: %q must be lax, strict or none", sc.SameSite)
+	var err error
+	if out.SameSite, err = parseSameSite("sessions.cookie", sc.SameSite, sc.Secure); err != nil {
+		return nil, err
 	}
 	if out.Name == "" || strings.ContainsAny(out.Name, "()<>@,;:\\\"/[]?={} \t") {
 		return nil, fmt.Errorf("config sessions.cookie.name: %q is not a cookie name", out.Name)
@@ -560,6 +551,22 @@ func (c *Config) SessionCookie() (*http.Cookie, error) {
 		return nil, errors.New("config sessions.cookie.path: must start with /")
 	}
 	return out, nil
+}
+
+// parseSameSite reads the same_site setting of the cookie configured at key.
+func parseSameSite(key, v string, secure bool) (http.SameSite, error) {
+	switch v {
+	case "lax":
+		return http.SameSiteLaxMode, nil
+	case "strict":
+		return http.SameSiteStrictMode, nil
+	case "none":
+		if !secure {
+			return 0, fmt.Errorf("config %s.same_site: none requires %s.secure (browsers drop the cookie otherwise)", key, key)
+		}
+		return http.SameSiteNoneMode, nil
+	}
+	return 0, fmt.Errorf("config %s.same_site: %q must be lax, strict or none", key, v)
 }
 
 // policy resolves p over base into a validated otpd.Policy.

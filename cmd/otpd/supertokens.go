@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -205,21 +204,8 @@ func (c *Config) validateSuperTokens() error {
 
 func (c *Config) superTokensCookies() (supertokens.CookieOptions, error) {
 	sc := c.SuperTokens.Cookie
-	out := supertokens.CookieOptions{Domain: sc.Domain, Secure: sc.Secure}
-	switch sc.SameSite {
-	case "lax":
-		out.SameSite = http.SameSiteLaxMode
-	case "strict":
-		out.SameSite = http.SameSiteStrictMode
-	case "none":
-		if !sc.Secure {
-			return out, errors.New("config supertokens.cookie.same_site: none requires supertokens.cookie.secure (browsers drop the cookie otherwise)")
-		}
-		out.SameSite = http.SameSiteNoneMode
-	default:
-		return out, fmt.Errorf("config supertokens.cookie.same_site: %q must be lax, strict or none", sc.SameSite)
-	}
-	return out, nil
+	ss, err := parseSameSite("supertokens.cookie", sc.SameSite, sc.Secure)
+	return supertokens.CookieOptions{Domain: sc.Domain, Secure: sc.Secure, SameSite: ss}, err
 }
 
 // superTokensHandler builds the dialect from a validated configuration.

@@ -31,25 +31,11 @@ const (
 
 // POST {base}[/{tenant}]/signinup/code
 func (h *Handler) handleCreateCode(w http.ResponseWriter, r *http.Request) {
-	t, ok := h.tenant(w, r)
+	t, f, ok := h.request(w, r, "email", "phoneNumber")
 	if !ok {
 		return
 	}
-	body, err := h.readBody(r)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	email, hasEmail, err := stringField(body, "email")
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	phone, hasPhone, err := stringField(body, "phoneNumber")
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
+	email, hasEmail, phone, hasPhone := f[0].value, f[0].present, f[1].value, f[1].present
 	switch {
 	case hasEmail == hasPhone:
 		h.writeError(w, r, badInput(msgExactlyOne))
@@ -94,25 +80,11 @@ func (h *Handler) handleCreateCode(w http.ResponseWriter, r *http.Request) {
 
 // POST {base}[/{tenant}]/signinup/code/resend
 func (h *Handler) handleResendCode(w http.ResponseWriter, r *http.Request) {
-	t, ok := h.tenant(w, r)
+	t, f, ok := h.request(w, r, "preAuthSessionId", "deviceId")
 	if !ok {
 		return
 	}
-	body, err := h.readBody(r)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	pre, hasPre, err := stringField(body, "preAuthSessionId")
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	device, hasDevice, err := stringField(body, "deviceId")
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
+	pre, hasPre, device, hasDevice := f[0].value, f[0].present, f[1].value, f[1].present
 	if !hasPre {
 		h.writeError(w, r, badInput(msgPreAuth))
 		return
@@ -121,7 +93,7 @@ func (h *Handler) handleResendCode(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, badInput(msgDeviceID))
 		return
 	}
-	err = h.Service.ResendDeviceCode(r.Context(), t.ID, device, pre, httpapi.ClientIP(r.Context()), h.flow(t))
+	err := h.Service.ResendDeviceCode(r.Context(), t.ID, device, pre, httpapi.ClientIP(r.Context()), h.flow(t))
 	if err == otpd.ErrRestartFlow {
 		writeStatus(w, map[string]any{"status": "RESTART_FLOW_ERROR"})
 		return
@@ -137,27 +109,12 @@ func (h *Handler) handleResendCode(w http.ResponseWriter, r *http.Request) {
 
 // POST {base}[/{tenant}]/signinup/code/consume
 func (h *Handler) handleConsumeCode(w http.ResponseWriter, r *http.Request) {
-	t, ok := h.tenant(w, r)
+	t, f, ok := h.request(w, r, "preAuthSessionId", "deviceId", "userInputCode", "linkCode")
 	if !ok {
 		return
 	}
-	body, err := h.readBody(r)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	var req otpd.ConsumeRequest
-	var has [4]bool
-	for i, f := range []struct {
-		name string
-		dst  *string
-	}{{"preAuthSessionId", &req.PreAuthSessionID}, {"deviceId", &req.DeviceID}, {"userInputCode", &req.UserInputCode}, {"linkCode", &req.LinkCode}} {
-		if *f.dst, has[i], err = stringField(body, f.name); err != nil {
-			h.writeError(w, r, err)
-			return
-		}
-	}
-	hasPre, hasDevice, hasCode, hasLink := has[0], has[1], has[2], has[3]
+	req := otpd.ConsumeRequest{PreAuthSessionID: f[0].value, DeviceID: f[1].value, UserInputCode: f[2].value, LinkCode: f[3].value}
+	hasPre, hasDevice, hasCode, hasLink := f[0].present, f[1].present, f[2].present, f[3].present
 	switch {
 	case !hasPre:
 		h.writeError(w, r, badInput(msgPreAuth))

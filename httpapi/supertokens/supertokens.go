@@ -227,6 +227,33 @@ func (h *Handler) readBody(r *http.Request) (map[string]json.RawMessage, error) 
 	return body, nil
 }
 
+// field is one string field of a request body.
+type field struct {
+	value   string
+	present bool // false when missing or null
+}
+
+// request resolves the request's tenant and reads the named string fields
+// of its JSON body. On failure it writes the error and returns ok false.
+func (h *Handler) request(w http.ResponseWriter, r *http.Request, names ...string) (t *Tenant, fields []field, ok bool) {
+	if t, ok = h.tenant(w, r); !ok {
+		return nil, nil, false
+	}
+	body, err := h.readBody(r)
+	if err != nil {
+		h.writeError(w, r, err)
+		return nil, nil, false
+	}
+	fields = make([]field, len(names))
+	for i, name := range names {
+		if fields[i].value, fields[i].present, err = stringField(body, name); err != nil {
+			h.writeError(w, r, err)
+			return nil, nil, false
+		}
+	}
+	return t, fields, true
+}
+
 // stringField returns body[name] as a string; present is false when the
 // field is missing or null. A value of another type is badInput.
 func stringField(body map[string]json.RawMessage, name string) (s string, present bool, err error) {

@@ -112,6 +112,36 @@ func ScanChallenge(s Scanner) (*otpd.Challenge, error) {
 	return &c, nil
 }
 
+// RefreshTokenColumns, in the order ScanRefreshToken reads them.
+const RefreshTokenColumns = `id, tenant, family_id, auth_identity_id, parent_id, token_hash,
+	created_at, expires_at, rotated_at, revoked_at`
+
+// ScanRefreshToken reads a row of RefreshTokenColumns.
+func ScanRefreshToken(s Scanner) (*otpd.RefreshToken, error) {
+	var (
+		rt               otpd.RefreshToken
+		created, expires int64
+		rotated, revoked *int64
+	)
+	err := s.Scan(&rt.ID, &rt.Tenant, &rt.FamilyID, &rt.AuthIdentityID, &rt.ParentID, &rt.Hash,
+		&created, &expires, &rotated, &revoked)
+	if err != nil {
+		return nil, err
+	}
+	rt.CreatedAt, rt.ExpiresAt = FromMS(created), FromMS(expires)
+	rt.RotatedAt, rt.RevokedAt = FromNullMS(rotated), FromNullMS(revoked)
+	return &rt, nil
+}
+
+// NonNil returns b, or an empty slice for nil: a nil []byte binds as NULL,
+// which a NOT NULL hash column refuses and no stored hash equals.
+func NonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
 // ProviderIdentityColumns, in the order ScanProviderIdentity reads them.
 const ProviderIdentityColumns = `id, tenant, auth_identity_id, provider, entity_id,
 	user_metadata, provider_metadata, created_at, updated_at`
