@@ -62,6 +62,7 @@ func redisClient(t *testing.T, u string) *goredis.Client {
 // result is one HTTP exchange.
 type result struct {
 	status  int
+	header  http.Header
 	body    []byte
 	elapsed time.Duration
 }
@@ -86,7 +87,7 @@ func do(method, url string, body any, header ...string) result {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	return result{status: resp.StatusCode, body: raw, elapsed: time.Since(start)}
+	return result{status: resp.StatusCode, header: resp.Header, body: raw, elapsed: time.Since(start)}
 }
 
 // parallel runs fn(i) for i in [0,n) at once and returns the results.
@@ -200,6 +201,27 @@ func TestCluster_ThreeInstances(t *testing.T) {
 		}
 		if r := do("POST", s[0].base+"/auth/customer/otp/verify", map[string]string{"identifier": "guess3@example.com", "otp": right}); r.status != 400 {
 			t.Fatalf("right code after the burst: %d, want 400", r.status)
+		}
+	})
+
+	t.Run("100 refreshes of one SuperTokens refresh token over 3 instances: one child", func(t *testing.T) {
+		_, refresh := s[0].stSignIn("st-multi@example.com")
+		rs := parallel(100, func(i int) result {
+			return do("POST", s[i%3].base+"/st/auth/session/refresh", nil, "Authorization", "Bearer "+refresh)
+		})
+		children := map[string]int{}
+		for _, r := range rs {
+			if c := r.header.Get("st-refresh-token"); c != "" {
+				children[c]++
+			}
+		}
+		if st := statuses(rs); st[200] != 100 || len(children) != 1 {
+			t.Fatalf("statuses %v, %d distinct children; want 100×200 (inside the grace) and one child", st, len(children))
+		}
+		for child := range children {
+			if r := do("POST", s[2].base+"/st/auth/session/refresh", nil, "Authorization", "Bearer "+child); r.status != 200 {
+				t.Fatalf("refresh with the child on another instance: %d %s", r.status, r.body)
+			}
 		}
 	})
 
