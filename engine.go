@@ -69,9 +69,9 @@ type IssueRequest struct {
 	// code, so the code verifies only when Verify is given Bind+code.
 	Bind string
 
-	// Link, when set, builds the magic link that carries the code; the
-	// event and its message carry the link beside the code, or in its
-	// place with LinkOnly.
+	// Link, when set (and Token is not), builds the magic link that
+	// carries the code; the event and its message carry the link beside the
+	// code, or in its place with LinkOnly.
 	Link     func(ch *Challenge, code string) (string, error)
 	LinkOnly bool
 
@@ -162,8 +162,16 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		CreatedAt:  now,
 		ExpiresAt:  ch.ExpiresAt,
 	}
-	ev.Subject, ev.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
-	if req.Link != nil {
+	// The message carries a token (password reset), a link (and the code,
+	// unless LinkOnly), or the code.
+	switch {
+	case req.Token != nil:
+		if ev.Token, err = req.Token(ch, code); err != nil {
+			return nil, err
+		}
+		ev.Code = ""
+		ev.Subject, ev.Text = RenderTokenMessage(req.Key.Purpose, ev.Token, pol.TTL)
+	case req.Link != nil:
 		if ev.Link, err = req.Link(ch, code); err != nil {
 			return nil, err
 		}
@@ -171,13 +179,8 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 			ev.Code = ""
 		}
 		ev.Subject, ev.Text = RenderLinkMessage(req.Key.Purpose, ev.Code, ev.Link, pol.TTL)
-	}
-	if req.Token != nil {
-		if ev.Token, err = req.Token(ch, code); err != nil {
-			return nil, err
-		}
-		ev.Code = ""
-		ev.Subject, ev.Text = RenderTokenMessage(req.Key.Purpose, ev.Token, pol.TTL)
+	default:
+		ev.Subject, ev.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
 	}
 	var msgs []*OutboxMessage
 	if len(e.Durable) > 0 {

@@ -40,10 +40,10 @@ func RenderTokenMessage(p Purpose, token string, ttl time.Duration) (subject, te
 // RenderLinkMessage returns the subject and plain-text body of a message
 // that carries a magic link, and the code when there is one to type.
 func RenderLinkMessage(p Purpose, code, link string, ttl time.Duration) (subject, text string) {
-	subject, text = RenderMessage(p, code, ttl)
 	if code == "" {
 		return "Your sign-in link", fmt.Sprintf("Sign in with this link: %s It expires in %s. If you did not ask for it, ignore this message.", link, humanDuration(ttl))
 	}
+	subject, text = RenderMessage(p, code, ttl)
 	return subject, text + " Or sign in with this link: " + link
 }
 

@@ -60,8 +60,6 @@ type SignInUpFlow struct {
 type Device struct {
 	ID               string // the device id: the client's secret
 	PreAuthSessionID string
-	Tenant           string
-	Contact          Contact
 }
 
 // device is a pre-auth session id opened.
@@ -122,9 +120,9 @@ func (s *Service) openLinkCode(preAuthSessionID, linkCode string) (string, bool)
 	return string(code), true
 }
 
-// CheckLinkContext reports whether proof, the value a client kept from
-// CreateDevice (Device proof; a cookie), shows that a link of
-// preAuthSessionID is being opened where the flow began.
+// CheckLinkContext reports whether proof, the LinkContext the browser that
+// began the flow kept (in a cookie), shows that a link of preAuthSessionID
+// is being opened where the flow began.
 func (s *Service) CheckLinkContext(preAuthSessionID, proof string) bool {
 	want := s.LinkContext(preAuthSessionID)
 	return subtle.ConstantTimeCompare([]byte(want), []byte(proof)) == 1
@@ -159,7 +157,7 @@ func (s *Service) CreateDevice(ctx context.Context, r DeviceRequest) (*Device, e
 	if err := s.issueDeviceCode(ctx, d, pre, r.Client, r.Flow, nil); err != nil {
 		return nil, err
 	}
-	return &Device{ID: id, PreAuthSessionID: pre, Tenant: r.Tenant, Contact: r.Contact}, nil
+	return &Device{ID: id, PreAuthSessionID: pre}, nil
 }
 
 // ErrRestartFlow is a device that can no longer produce a sign-in: unknown,

@@ -416,26 +416,31 @@ func (r *Runner) signIn(ctx context.Context, rec *recorder, until time.Time) err
 	if err := r.do(ctx, rec, OpGenerate, http.MethodPost, r.authPath("otp/generate"), map[string]string{"identifier": a.Email}, nil, nil); err != nil {
 		return err
 	}
-	// The newest otp.generated message, unless it is the one whose code was
-	// already used: then the new message is not visible yet.
-	m, err := r.awaitCode(ctx, rec, a.Email, func(msgs []outboxMessage) (*outboxMessage, bool) {
-		for i := range msgs {
-			if msgs[i].Event != "otp.generated" {
-				continue
-			}
-			if msgs[i].ID == a.lastMsgID || msgs[i].Code == "" {
-				return nil, false
-			}
-			return &msgs[i], false
-		}
-		return nil, len(msgs) > 0 // only other events on this page: look further back
-	})
+	m, err := r.awaitCode(ctx, rec, a.Email, newestCode("otp.generated", a.lastMsgID))
 	if err != nil {
 		return err
 	}
 	a.lastMsgID = m.ID
 	_, err = r.token(ctx, rec, OpVerify, r.authPath("otp/verify"), map[string]string{"identifier": a.Email, "otp": m.Code})
 	return err
+}
+
+// newestCode picks, for awaitCode, the newest message of event, unless it
+// is lastMsgID, the one whose code was already used: then the new message is
+// not visible yet.
+func newestCode(event, lastMsgID string) func(msgs []outboxMessage) (*outboxMessage, bool) {
+	return func(msgs []outboxMessage) (*outboxMessage, bool) {
+		for i := range msgs {
+			if msgs[i].Event != event {
+				continue
+			}
+			if msgs[i].ID == lastMsgID || msgs[i].Code == "" {
+				return nil, false
+			}
+			return &msgs[i], false
+		}
+		return nil, len(msgs) > 0 // only other events on this page: look further back
+	}
 }
 
 // awaitAccount calls acquire until it returns an account (every account may
@@ -522,20 +527,7 @@ func (r *Runner) stSignInUp(ctx context.Context, rec *recorder, a *Account) erro
 	if created.DeviceID == "" || created.PreAuthSessionID == "" {
 		return &flowError{Op: OpSTCode, Kind: "no_device"}
 	}
-	// The newest passwordless.login message, unless it is the one whose
-	// code was already used: then the new message is not visible yet.
-	m, err := r.awaitCode(ctx, rec, a.Email, func(msgs []outboxMessage) (*outboxMessage, bool) {
-		for i := range msgs {
-			if msgs[i].Event != stLoginEvent {
-				continue
-			}
-			if msgs[i].ID == a.lastMsgID || msgs[i].Code == "" {
-				return nil, false
-			}
-			return &msgs[i], false
-		}
-		return nil, len(msgs) > 0 // only other events on this page: look further back
-	})
+	m, err := r.awaitCode(ctx, rec, a.Email, newestCode(stLoginEvent, a.lastMsgID))
 	if err != nil {
 		return err
 	}

@@ -181,7 +181,12 @@ func TestE2E_PostgresSuperTokensRefreshRace(t *testing.T) {
 func TestE2E_MedusaLogoutEndsSuperTokensSessions(t *testing.T) {
 	s := startServer(t, t.TempDir(), stEnv()...)
 	tok := s.signUp("both@example.com")
-	_, refresh := s.stSignIn("both@example.com")
+	_, first := s.stSignIn("both@example.com")
+	r := s.st("/session/refresh", nil, "Authorization", "Bearer "+first)
+	refresh := r.header.Get("st-refresh-token")
+	if r.status != 200 || refresh == "" {
+		t.Fatalf("refresh before the Medusa logout: %d %v", r.status, r.body)
+	}
 	if st := s.call("DELETE", "/auth/session", tok, nil, nil); st != 200 {
 		t.Fatalf("DELETE /auth/session: %d", st)
 	}

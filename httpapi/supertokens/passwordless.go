@@ -70,9 +70,7 @@ func (h *Handler) handleCreateCode(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	if t.FlowType != FlowCode && !h.LinkAnyBrowser {
-		http.SetCookie(w, h.Cookies.cookie(LinkContextCookie, h.Service.LinkContext(d.PreAuthSessionID), h.base(), int(t.CodeTTL.Seconds())))
-	}
+	h.setLinkContext(w, t, d.PreAuthSessionID)
 	writeStatus(w, map[string]any{
 		"status": "OK", "deviceId": d.ID, "preAuthSessionId": d.PreAuthSessionID, "flowType": t.FlowType,
 	})
@@ -101,10 +99,16 @@ func (h *Handler) handleResendCode(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	if t.FlowType != FlowCode && !h.LinkAnyBrowser {
-		http.SetCookie(w, h.Cookies.cookie(LinkContextCookie, h.Service.LinkContext(pre), h.base(), int(t.CodeTTL.Seconds())))
-	}
+	h.setLinkContext(w, t, pre)
 	writeStatus(w, map[string]any{"status": "OK"})
+}
+
+// setLinkContext gives the browser that asks for a link of t's flow the
+// proof that lets the link sign in there, for as long as the code lives.
+func (h *Handler) setLinkContext(w http.ResponseWriter, t *Tenant, preAuthSessionID string) {
+	if t.FlowType != FlowCode && !h.LinkAnyBrowser {
+		http.SetCookie(w, h.Cookies.cookie(LinkContextCookie, h.Service.LinkContext(preAuthSessionID), h.base(), int(t.CodeTTL.Seconds())))
+	}
 }
 
 // POST {base}[/{tenant}]/signinup/code/consume

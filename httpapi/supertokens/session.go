@@ -218,12 +218,10 @@ func csrfOK(r *http.Request, fromCookie bool) bool {
 
 // verify returns the claims of the request's access token, or writes the
 // 401 that tells the client what to do: refresh, or sign in again.
-func (h *Handler) verify(w http.ResponseWriter, r *http.Request, required bool) (*accessClaims, bool) {
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) (*accessClaims, bool) {
 	token, fromCookie := requestToken(r, cookieAccess)
 	if token == "" {
-		if required {
-			writeMessage(w, http.StatusUnauthorized, msgUnauthorise)
-		}
+		writeMessage(w, http.StatusUnauthorized, msgUnauthorise)
 		return nil, false
 	}
 	c, err := h.Tokens.parse(token)
@@ -280,7 +278,7 @@ func (h *Handler) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, map[string]any{"status": "OK"})
 		return
 	}
-	c, ok := h.verify(w, r, true)
+	c, ok := h.verify(w, r)
 	if !ok {
 		return
 	}
@@ -297,7 +295,7 @@ func (h *Handler) handleSignOut(w http.ResponseWriter, r *http.Request) {
 // or revoked session is 401 unauthorised even while its access token has
 // not expired.
 func (h *Handler) handleSession(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.verify(w, r, true)
+	c, ok := h.verify(w, r)
 	if !ok {
 		return
 	}
