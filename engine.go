@@ -3,14 +3,13 @@ package otpd
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"time"
 )
 
 // Engine issues and verifies one-time codes. It is the single mechanism
-// behind every purpose and every dialect:
+// behind every purpose and every flow:
 //
 //   - a challenge lives in one slot (tenant, actor type, purpose,
 //     destination); issuing retires whatever was live there;
@@ -23,6 +22,9 @@ import (
 //     compares in constant time, and redeems with a compare-and-set, so a
 //     code succeeds at most once and at most MaxAttempts guesses are ever
 //     evaluated, under any concurrency.
+//
+// The engine knows no flow: a flow decides the policy, the subject and the
+// shape of the message (IssueRequest), and the engine carries it out.
 type Engine struct {
 	Store Store
 	Keys  *Keyring
@@ -33,68 +35,98 @@ type Engine struct {
 	Limits   SendLimits
 
 	// Immediate notifiers are called in-process right after the issuing
-	// transaction commits (the dev outbox). Durable notifiers, named here,
-	// receive the event through the outbox table: queued in the issuing
-	// transaction and delivered by a Dispatcher.
+	// transaction commits (the dev outbox).
 	Immediate []Notifier
-	Durable   []string
 
-	// Kick, when set, is called after an issue that queued messages, to wake
-	// the dispatcher.
-	Kick func()
+	// Outbox, when set, turns each event into messages for the durable
+	// notifiers that take it; they are queued in the issuing transaction
+	// and delivered by the outbox's dispatcher.
+	Outbox Queue
+
+	// Render writes the subject and text of an event's message; nil is
+	// RenderText.
+	Render func(ev *Event, ttl time.Duration) (subject, text string)
 
 	Metrics Metrics
 	Logger  *slog.Logger
 
-	// Now and NewCode are injected for deterministic tests.
-	Now     func() time.Time
+	// Now is the clock of the engine and of the flows built on it; NewCode
+	// draws codes. Both are injected for deterministic tests.
+	Now     Clock
 	NewCode func(Policy) (string, error)
 }
 
-// IssueRequest asks for a code.
+// Clock tells the time. The nil Clock is the system's.
+type Clock func() time.Time
+
+// Time returns the current time of c.
+func (c Clock) Time() time.Time {
+	if c == nil {
+		return time.Now()
+	}
+	return c()
+}
+
+// Subject is whom an issued code is for: the auth identity it proves (ID;
+// "" when there is none yet, as for a sign-up), or nobody (Decoy).
+//
+// A decoy records a send that is never delivered and whose hash matches no
+// code. Flows issue one for an identifier without an account, so that the
+// answer, the cooldown and the budget are the same whether or not an
+// account exists. The database work is nearly the same (a real send also
+// queues its outbox messages); response times are not equalized.
+type Subject struct {
+	ID    string
+	Decoy bool
+}
+
+// SubjectFunc decides the subject of a code inside the issuing transaction:
+// looking the account up there costs no extra round trip and sees the same
+// state the send is recorded against. An error aborts the issue.
+type SubjectFunc func(ctx context.Context, tx Tx) (Subject, error)
+
+// Fixed is the SubjectFunc of a subject known beforehand.
+func Fixed(s Subject) SubjectFunc {
+	return func(context.Context, Tx) (Subject, error) { return s, nil }
+}
+
+// IssueRequest is what a flow decided about one code: where it lives, by
+// which policy, for whom, and how it is delivered.
 type IssueRequest struct {
-	Key        ChallengeKey
-	Channel    Channel
-	SubjectID  string // the auth identity the code proves; "" for sign-up
-	Event      string // event name delivered to notifiers
-	Identifier string // as the client submitted it, for the event payload
+	Key     ChallengeKey
+	Channel Channel
 
-	// Token, when set, mints the token that carries the code (a password
-	// reset token): the event then carries the token in place of the code,
-	// and its message the token. It runs before the issuing transaction.
-	Token func(ch *Challenge, code string) (string, error)
+	// Policy is the code's policy; the zero Policy is the purpose's.
+	Policy Policy
 
-	// Bind, when set, binds the code to a secret the client holds (a
-	// passwordless device): the stored hash covers Bind followed by the
-	// code, so the code verifies only when Verify is given Bind+code.
+	// Subject decides whose code it is; nil is Subject{} (no identity yet).
+	Subject SubjectFunc
+
+	// Bind, when set, binds the code to a secret the client holds: the
+	// stored hash covers Bind followed by the code, so the code verifies
+	// only when Verify is given Bind+code.
 	Bind string
 
-	// Link, when set (and Token is not), builds the magic link that
-	// carries the code; the event and its message carry the link beside the
-	// code, or in its place with LinkOnly.
-	Link     func(ch *Challenge, code string) (string, error)
-	LinkOnly bool
+	Delivery Delivery
+}
 
-	// Policy, when set, replaces the purpose's policy for this code: a code
-	// that travels inside a token is never typed, so it can be long.
-	Policy *Policy
+// Delivery is the shape of the message that carries a code.
+type Delivery struct {
+	Event      string         // the event name notifiers receive
+	Identifier string         // as the client submitted it
+	Metadata   map[string]any // passed through to the event
 
-	// Metadata is passed through to the event (the client's metadata of a
-	// password reset request).
-	Metadata map[string]any
+	// Carry, when set, wraps the code into what the message carries in its
+	// place or beside it (a token, a link). It runs before the issuing
+	// transaction.
+	Carry func(ch *Challenge, code string) (Carrier, error)
+}
 
-	// Decoy records a send that is never delivered and whose hash matches no
-	// code. Flows use it for identifiers without an account, so that the
-	// answer, the cooldown and the budget are the same whether or not an
-	// account exists. The database work is nearly the same (a real send also
-	// queues its webhook messages); response times are not equalized.
-	Decoy bool
-
-	// Lookup, when set, runs first inside the issuing transaction and decides
-	// the subject and whether the send is a decoy (overriding SubjectID and
-	// Decoy). Looking the account up in the same transaction costs no extra
-	// round trip and sees the same state the send is recorded against.
-	Lookup func(ctx context.Context, tx Tx) (subjectID string, decoy bool, err error)
+// Carrier is what a message carries besides, or instead of, the code.
+type Carrier struct {
+	Token       string // a token that carries the code (secret)
+	Link        string // a link that carries the code (secret)
+	WithoutCode bool   // the message leaves the typed code out
 }
 
 // Issued is the result of Issue. Code is empty for decoys.
@@ -115,32 +147,29 @@ func (e *Engine) Policy(p Purpose) Policy {
 	return DefaultPolicy
 }
 
-func (e *Engine) now() time.Time {
-	if e.Now != nil {
-		return e.Now()
-	}
-	return time.Now()
-}
+func (e *Engine) now() time.Time { return e.Now.Time() }
 
 // Issue creates a new challenge for req.Key, retiring the live one, and
 // queues its event. It returns ERATELIMIT when the destination's cooldown or
 // budget forbids a send now.
 func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
-	pol := e.Policy(req.Key.Purpose)
-	if req.Policy != nil {
-		pol = *req.Policy
+	pol := req.Policy
+	if pol == (Policy{}) {
+		pol = e.Policy(req.Key.Purpose)
+	}
+	subjectOf := req.Subject
+	if subjectOf == nil {
+		subjectOf = Fixed(Subject{})
 	}
 	now := e.now()
 	ch := &Challenge{
 		ID:           NewID("chal"),
 		ChallengeKey: req.Key,
 		Channel:      req.Channel,
-		SubjectID:    req.SubjectID,
 		MaxAttempts:  pol.MaxAttempts,
 		CreatedAt:    now,
 		ExpiresAt:    now.Add(pol.TTL),
 	}
-	out := &Issued{Challenge: ch}
 	// The code, its hash and its messages are made before the transaction, to
 	// keep the writer's critical section short; a decoy discards them.
 	code, err := e.newCode(pol)
@@ -148,73 +177,29 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		return nil, err
 	}
 	codeHash := e.Keys.HashCode(ch.ID, req.Bind+code)
-	ev := &Event{
-		ID:         NewID("evt"),
-		Name:       req.Event,
-		Tenant:     req.Key.Tenant,
-		ActorType:  req.Key.ActorType,
-		Purpose:    req.Key.Purpose,
-		Channel:    req.Channel,
-		To:         req.Key.Destination,
-		Identifier: req.Identifier,
-		Code:       code,
-		Metadata:   req.Metadata,
-		CreatedAt:  now,
-		ExpiresAt:  ch.ExpiresAt,
-	}
-	// The message carries a token (password reset), a link (and the code,
-	// unless LinkOnly), or the code.
-	switch {
-	case req.Token != nil:
-		if ev.Token, err = req.Token(ch, code); err != nil {
-			return nil, err
-		}
-		ev.Code = ""
-		ev.Subject, ev.Text = RenderTokenMessage(req.Key.Purpose, ev.Token, pol.TTL)
-	case req.Link != nil:
-		if ev.Link, err = req.Link(ch, code); err != nil {
-			return nil, err
-		}
-		if req.LinkOnly {
-			ev.Code = ""
-		}
-		ev.Subject, ev.Text = RenderLinkMessage(req.Key.Purpose, ev.Code, ev.Link, pol.TTL)
-	default:
-		ev.Subject, ev.Text = RenderMessage(req.Key.Purpose, code, pol.TTL)
+	ev, err := e.event(ch, req, code, pol)
+	if err != nil {
+		return nil, err
 	}
 	var msgs []*OutboxMessage
-	if len(e.Durable) > 0 {
-		payload, err := json.Marshal(ev)
-		if err != nil {
+	if e.Outbox != nil {
+		if msgs, err = e.Outbox.Messages(ev); err != nil {
 			return nil, err
-		}
-		for _, name := range e.Durable {
-			id := NewID("msg")
-			msgs = append(msgs, &OutboxMessage{
-				ID:            id,
-				Notifier:      name,
-				Payload:       e.Keys.Seal(payload, []byte(id)),
-				NextAttemptAt: now,
-				CreatedAt:     now,
-				ExpiresAt:     ch.ExpiresAt,
-			})
 		}
 	}
 
-	decoy := req.Decoy
+	var subject Subject
 	err = e.Store.Update(ctx, func(tx Tx) error {
-		ch.SubjectID, decoy = req.SubjectID, req.Decoy
-		if req.Lookup != nil {
-			var err error
-			if ch.SubjectID, decoy, err = req.Lookup(ctx, tx); err != nil {
-				return err
-			}
+		var err error
+		if subject, err = subjectOf(ctx, tx); err != nil {
+			return err
 		}
+		ch.SubjectID = subject.ID
 		if err := e.checkLimits(ctx, tx, req.Key, now); err != nil {
 			return err
 		}
 		ch.CodeHash = codeHash
-		if decoy {
+		if subject.Decoy {
 			// 32 random bytes: no code's HMAC will ever equal it.
 			ch.CodeHash = make([]byte, 32)
 			rand.Read(ch.CodeHash)
@@ -223,7 +208,7 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		if _, err := tx.IssueChallenge(ctx, ch, now); err != nil {
 			return err
 		}
-		if len(msgs) > 0 && !decoy {
+		if len(msgs) > 0 && !subject.Decoy {
 			return tx.EnqueueMessages(ctx, msgs)
 		}
 		return nil
@@ -231,7 +216,8 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !decoy {
+	out := &Issued{Challenge: ch}
+	if !subject.Decoy {
 		out.Code, out.Event = code, ev
 	}
 	if e.Metrics != nil {
@@ -246,10 +232,46 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 			}
 		}
 	}
-	if len(msgs) > 0 && !decoy && e.Kick != nil {
-		e.Kick()
+	if len(msgs) > 0 && !subject.Decoy {
+		e.Outbox.Kick()
 	}
 	return out, nil
+}
+
+// event builds the event of a code about to be issued, its message
+// rendered.
+func (e *Engine) event(ch *Challenge, req IssueRequest, code string, pol Policy) (*Event, error) {
+	d := req.Delivery
+	ev := &Event{
+		ID:         NewID("evt"),
+		Name:       d.Event,
+		Tenant:     req.Key.Tenant,
+		ActorType:  req.Key.ActorType,
+		Purpose:    req.Key.Purpose,
+		Channel:    req.Channel,
+		To:         req.Key.Destination,
+		Identifier: d.Identifier,
+		Code:       code,
+		Metadata:   d.Metadata,
+		CreatedAt:  ch.CreatedAt,
+		ExpiresAt:  ch.ExpiresAt,
+	}
+	if d.Carry != nil {
+		c, err := d.Carry(ch, code)
+		if err != nil {
+			return nil, err
+		}
+		ev.Token, ev.Link = c.Token, c.Link
+		if c.WithoutCode {
+			ev.Code = ""
+		}
+	}
+	render := e.Render
+	if render == nil {
+		render = RenderText
+	}
+	ev.Subject, ev.Text = render(ev, pol.TTL)
+	return ev, nil
 }
 
 // checkLimits enforces the resend cooldown of key and the budget of its

@@ -104,7 +104,7 @@ var key = otpd.ChallengeKey{Tenant: "public", ActorType: "customer", Purpose: ot
 
 func issue(tb testing.TB, e *otpd.Engine, k otpd.ChallengeKey) string {
 	tb.Helper()
-	out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, SubjectID: "authid_1", Event: otpd.EventOTPGenerated, Identifier: k.Destination})
+	out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, Subject: otpd.Fixed(otpd.Subject{ID: "authid_1"}), Delivery: otpd.Delivery{Event: otpd.EventOTPGenerated, Identifier: k.Destination}})
 	if err != nil {
 		tb.Fatalf("Issue: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestEngine_Cooldown(t *testing.T) {
 	e, clk, _ := newEngine(t)
 	issue(t, e, key)
 	clk.Add(10 * time.Second)
-	_, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail, SubjectID: "authid_1"})
+	_, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail, Subject: otpd.Fixed(otpd.Subject{ID: "authid_1"})})
 	oe := otpd.AsError(err)
 	if oe == nil || oe.Code != otpd.ERATELIMIT {
 		t.Fatalf("Issue within cooldown: %v, want ERATELIMIT", err)
@@ -218,7 +218,7 @@ func TestEngine_Budget(t *testing.T) {
 	}
 	// Decoys count too, so the budget does not reveal whether an account exists.
 	clk.Add(oe.RetryAfter)
-	if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail, Decoy: true}); err != nil {
+	if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail, Subject: otpd.Fixed(otpd.Subject{Decoy: true})}); err != nil {
 		t.Fatalf("Issue after the window moved: %v", err)
 	}
 	// Another destination has its own budget.
@@ -297,7 +297,7 @@ func TestEngine_PurposeBinding(t *testing.T) {
 
 func TestEngine_Decoy(t *testing.T) {
 	e, _, met := newEngine(t)
-	out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail, Decoy: true})
+	out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail, Subject: otpd.Fixed(otpd.Subject{Decoy: true})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +459,7 @@ func BenchmarkEngine_Issue(b *testing.B) {
 		for pb.Next() {
 			k := key
 			k.Destination = "user" + strconv.FormatInt(n.Add(1), 10) + "@example.com"
-			if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, SubjectID: "authid_1"}); err != nil {
+			if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, Subject: otpd.Fixed(otpd.Subject{ID: "authid_1"})}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -482,7 +482,7 @@ func BenchmarkEngine_IssueAndVerify(b *testing.B) {
 				for pb.Next() {
 					k := key
 					k.Destination = "user" + strconv.FormatInt(n.Add(1), 10) + "@example.com"
-					out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, SubjectID: "authid_1"})
+					out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: k, Channel: otpd.ChannelEmail, Subject: otpd.Fixed(otpd.Subject{ID: "authid_1"})})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -503,12 +503,12 @@ func BenchmarkKeyring_MatchCode(b *testing.B) {
 	}
 }
 
-func TestEngine_Lookup(t *testing.T) {
+func TestEngine_Subject(t *testing.T) {
 	e, _, met := newEngine(t)
 	// A lookup that finds no account makes a decoy: no code, no event, but
 	// the send counts against the limits like a real one.
 	out, err := e.Issue(context.Background(), otpd.IssueRequest{Key: key, Channel: otpd.ChannelEmail,
-		Lookup: func(context.Context, otpd.Tx) (string, bool, error) { return "", true, nil }})
+		Subject: func(context.Context, otpd.Tx) (otpd.Subject, error) { return otpd.Subject{Decoy: true}, nil }})
 	if err != nil || out.Code != "" || out.Event != nil {
 		t.Fatalf("decoy lookup: %+v %v", out, err)
 	}
@@ -520,7 +520,7 @@ func TestEngine_Lookup(t *testing.T) {
 	other.Destination = "carol@example.com"
 	boom := errors.New("boom")
 	if _, err := e.Issue(context.Background(), otpd.IssueRequest{Key: other, Channel: otpd.ChannelEmail,
-		Lookup: func(context.Context, otpd.Tx) (string, bool, error) { return "", false, boom }}); !errors.Is(err, boom) {
+		Subject: func(context.Context, otpd.Tx) (otpd.Subject, error) { return otpd.Subject{}, boom }}); !errors.Is(err, boom) {
 		t.Fatalf("failing lookup: %v, want boom", err)
 	}
 	code := issue(t, e, other) // not held by a cooldown: the failed send left no trace

@@ -2,14 +2,17 @@ package otpd
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
-// Event names, as Medusa subscribers know them.
+// Event names: what notifiers and webhook receivers subscribe to. They
+// are a public contract; never rename one.
 const (
-	EventOTPGenerated            = "otp.generated"
-	EventPreRegisterOTPGenerated = "pre-register.otp.generated"
-	EventPasswordReset           = "auth.password_reset"
+	EventOTPGenerated            = "otp.generated"              // a sign-in code
+	EventPreRegisterOTPGenerated = "pre-register.otp.generated" // a sign-up code
+	EventPasswordReset           = "auth.password_reset"        // a password reset token
+	EventPasswordlessLogin       = "passwordless.login"         // a sign-in-up code or link
 )
 
 // Event is one message to deliver: every code issued becomes one. Notifiers
@@ -29,7 +32,8 @@ type Event struct {
 	Token      string  `json:"token,omitempty"` // a token carrying the code (password reset; secret)
 	Link       string  `json:"link,omitempty"`  // a magic link carrying the code (secret)
 
-	// Metadata is the client's metadata of the request (password reset).
+	// Metadata is passed through from the request (a password reset's
+	// client metadata, a sign-in-up flow's ids).
 	Metadata map[string]any `json:"metadata,omitzero"`
 
 	Subject   string    `json:"subject"` // rendered message subject (email)
@@ -61,4 +65,29 @@ type OutboxMessage struct {
 	CreatedAt     time.Time
 	ExpiresAt     time.Time // dropped undelivered after this
 	LastError     string
+}
+
+// Subscription is what a durable notifier takes: events on some channels,
+// of some names. An empty list takes them all.
+type Subscription struct {
+	Channels []Channel
+	Events   []string
+}
+
+// Takes reports whether s takes ev.
+func (s Subscription) Takes(ev *Event) bool {
+	return (len(s.Channels) == 0 || slices.Contains(s.Channels, ev.Channel)) &&
+		(len(s.Events) == 0 || slices.Contains(s.Events, ev.Name))
+}
+
+// Queue is the engine's side of the outbox: it turns an event into the
+// messages of the durable notifiers that take it, queued by the engine in
+// the transaction that issues the code, and wakes the dispatcher once they
+// are committed.
+type Queue interface {
+	// Messages returns one sealed message per durable notifier whose
+	// subscription takes ev; none when no notifier takes it.
+	Messages(ev *Event) ([]*OutboxMessage, error)
+	// Kick asks the dispatcher to look for due messages now.
+	Kick()
 }

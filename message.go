@@ -5,9 +5,24 @@ import (
 	"time"
 )
 
-// RenderMessage returns the subject and plain-text body of the message that
-// carries a code for purpose.
-func RenderMessage(p Purpose, code string, ttl time.Duration) (subject, text string) {
+// RenderText is the engine's default rendering step: the subject and
+// plain-text body of an event's message, by what it carries: a token, a
+// link (and the code, when it has one), or the code.
+func RenderText(ev *Event, ttl time.Duration) (subject, text string) {
+	switch {
+	case ev.Token != "":
+		return renderToken(ev.Purpose, ev.Token, ttl)
+	case ev.Link != "" && ev.Code == "":
+		return "Your sign-in link", fmt.Sprintf("Sign in with this link: %s It expires in %s. If you did not ask for it, ignore this message.", ev.Link, humanDuration(ttl))
+	case ev.Link != "":
+		subject, text = renderCode(ev.Purpose, ev.Code, ttl)
+		return subject, text + " Or sign in with this link: " + ev.Link
+	}
+	return renderCode(ev.Purpose, ev.Code, ttl)
+}
+
+// renderCode is the message that carries a code for purpose p.
+func renderCode(p Purpose, code string, ttl time.Duration) (subject, text string) {
 	what := "verification code"
 	switch p {
 	case PurposeSignIn, PurposeSecondFactor:
@@ -26,25 +41,14 @@ func RenderMessage(p Purpose, code string, ttl time.Duration) (subject, text str
 	return subject, text
 }
 
-// RenderTokenMessage returns the subject and plain-text body of the message
-// that carries a token for purpose (a password reset token, which the
-// storefront exchanges for a new password).
-func RenderTokenMessage(p Purpose, token string, ttl time.Duration) (subject, text string) {
+// renderToken is the message that carries a token for purpose p (a
+// password reset token, which the client exchanges for a new password).
+func renderToken(p Purpose, token string, ttl time.Duration) (subject, text string) {
 	what := "verification token"
 	if p == PurposeResetPassword {
 		what = "password reset token"
 	}
 	return "Your " + what, fmt.Sprintf("Your %s is %s. It expires in %s and works once. If you did not ask for it, ignore this message.", what, token, humanDuration(ttl))
-}
-
-// RenderLinkMessage returns the subject and plain-text body of a message
-// that carries a magic link, and the code when there is one to type.
-func RenderLinkMessage(p Purpose, code, link string, ttl time.Duration) (subject, text string) {
-	if code == "" {
-		return "Your sign-in link", fmt.Sprintf("Sign in with this link: %s It expires in %s. If you did not ask for it, ignore this message.", link, humanDuration(ttl))
-	}
-	subject, text = RenderMessage(p, code, ttl)
-	return subject, text + " Or sign in with this link: " + link
 }
 
 func humanDuration(d time.Duration) string {

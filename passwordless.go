@@ -35,10 +35,6 @@ import (
 // or signs up and in.
 const PurposeSignInUp Purpose = "sign_in_up"
 
-// EventPasswordlessLogin announces a sign-in-up code (SuperTokens'
-// PASSWORDLESS_LOGIN message).
-const EventPasswordlessLogin = "passwordless.login"
-
 // Additional data binding sealed ids to their use.
 var (
 	adPreAuth  = []byte("otpd pre-auth session v1")
@@ -188,20 +184,21 @@ func (s *Service) issueDeviceCode(ctx context.Context, d *device, pre string, cl
 	if err := s.throttle(ctx, s.sendLimits(client, key, d.contact.Channel)...); err != nil {
 		return err
 	}
-	pol := flow.Policy
 	ir := IssueRequest{
-		Key: key, Channel: d.contact.Channel, Event: EventPasswordlessLogin, Identifier: d.contact.Value,
-		Bind: d.bind, Policy: &pol, LinkOnly: flow.LinkOnly,
-		Metadata: map[string]any{"preAuthSessionId": pre, "tenantId": d.tenant},
+		Key: key, Channel: d.contact.Channel, Policy: flow.Policy, Bind: d.bind,
+		Delivery: Delivery{
+			Event: EventPasswordlessLogin, Identifier: d.contact.Value,
+			Metadata: map[string]any{"preAuthSessionId": pre, "tenantId": d.tenant},
+		},
 	}
 	if flow.Link != nil {
-		ir.Link = func(_ *Challenge, code string) (string, error) {
-			return flow.Link(pre, s.sealLinkCode(pre, code)), nil
+		ir.Delivery.Carry = func(_ *Challenge, code string) (Carrier, error) {
+			return Carrier{Link: flow.Link(pre, s.sealLinkCode(pre, code)), WithoutCode: flow.LinkOnly}, nil
 		}
 	}
 	if check != nil {
-		ir.Lookup = func(ctx context.Context, tx Tx) (string, bool, error) {
-			return "", false, check(ctx, tx)
+		ir.Subject = func(ctx context.Context, tx Tx) (Subject, error) {
+			return Subject{}, check(ctx, tx)
 		}
 	}
 	_, err := s.Engine.Issue(ctx, ir)

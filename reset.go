@@ -56,25 +56,25 @@ func (s *Service) RequestPasswordReset(ctx context.Context, r ResetRequest) erro
 	}
 	pol := Policy{Length: resetCodeLength, Alphabet: AlphabetAlphanumeric, TTL: ttl, MaxAttempts: 1}
 	cr := CodeRequest{Tenant: r.Tenant, ActorType: r.ActorType, Identifier: r.Identifier, Provider: r.Provider, Client: r.Client}
-	ir := IssueRequest{
+	d := Delivery{
 		Event:    EventPasswordReset,
-		Policy:   &pol,
 		Metadata: r.Metadata,
-		Token: func(ch *Challenge, code string) (string, error) {
-			return r.Mint(ResetGrant{
+		Carry: func(ch *Challenge, code string) (Carrier, error) {
+			tok, err := r.Mint(ResetGrant{
 				Tenant: ch.Tenant, ActorType: ch.ActorType, Provider: r.Provider,
 				EntityID: ch.Destination, Code: code, ExpiresAt: ch.ExpiresAt,
 			})
+			return Carrier{Token: tok, WithoutCode: true}, err
 		},
 	}
-	err := s.request(ctx, cr, PurposeResetPassword, ir, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+	err := s.request(ctx, cr, PurposeResetPassword, pol, d, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (Subject, error) {
 		pi, err := tx.FindProviderIdentity(ctx, key.Tenant, r.Provider, c.Value)
 		if ErrorCode(err) == ENOTFOUND {
-			return "", true, nil
+			return Subject{Decoy: true}, nil
 		} else if err != nil {
-			return "", false, err
+			return Subject{}, err
 		}
-		return pi.AuthIdentityID, false, nil
+		return Subject{ID: pi.AuthIdentityID}, nil
 	})
 	if e := AsError(err); e != nil && e.Code == EINVALID && e.Field == "identifier" {
 		return nil // nothing can be registered under it: nothing to send

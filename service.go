@@ -123,11 +123,10 @@ func (s *Service) key(r CodeRequest, purpose Purpose) (ChallengeKey, Contact, er
 	return ChallengeKey{Tenant: tenant, ActorType: r.ActorType, Purpose: purpose, Destination: c.Value}, c, nil
 }
 
-// request issues a code of purpose for r, announced as ir.Event (ir may
-// also set Token and Metadata; request fills in the rest). lookup, run in
-// the issuing transaction, names the subject or asks for a decoy.
-func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, ir IssueRequest,
-	lookup func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (subjectID string, decoy bool, err error)) error {
+// request issues a code of purpose for r, delivered as d. lookup, run in
+// the issuing transaction, decides the subject.
+func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, pol Policy, d Delivery,
+	lookup func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (Subject, error)) error {
 	key, c, err := s.key(r, purpose)
 	if err != nil {
 		return err
@@ -135,11 +134,11 @@ func (s *Service) request(ctx context.Context, r CodeRequest, purpose Purpose, i
 	if err := s.throttle(ctx, s.sendLimits(r.Client, key, c.Channel)...); err != nil {
 		return err
 	}
-	ir.Key, ir.Channel, ir.Identifier = key, c.Channel, r.Identifier
-	ir.Lookup = func(ctx context.Context, tx Tx) (string, bool, error) {
-		return lookup(ctx, tx, key, c)
-	}
-	_, err = s.Engine.Issue(ctx, ir)
+	d.Identifier = r.Identifier
+	_, err = s.Engine.Issue(ctx, IssueRequest{
+		Key: key, Channel: c.Channel, Policy: pol, Delivery: d,
+		Subject: func(ctx context.Context, tx Tx) (Subject, error) { return lookup(ctx, tx, key, c) },
+	})
 	return err
 }
 
@@ -189,14 +188,12 @@ func subject(ctx context.Context, tx Tx, ch *Challenge) (*AuthIdentity, error) {
 // it has no auth identity, nothing is sent but a decoy send is recorded, so
 // the answer and the limits are the same as for an existing account.
 func (s *Service) RequestSignIn(ctx context.Context, r CodeRequest) error {
-	return s.request(ctx, r, PurposeSignIn, IssueRequest{Event: EventOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+	return s.request(ctx, r, PurposeSignIn, Policy{}, Delivery{Event: EventOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (Subject, error) {
 		id, err := tx.FindAuthIdentityIDByContact(ctx, key.Tenant, key.ActorType, c)
 		if ErrorCode(err) == ENOTFOUND {
-			return "", true, nil
-		} else if err != nil {
-			return "", false, err
+			return Subject{Decoy: true}, nil
 		}
-		return id, false, nil
+		return Subject{ID: id}, err
 	})
 }
 
@@ -216,14 +213,12 @@ func (s *Service) SignIn(ctx context.Context, r CodeRequest, code string) (*Prin
 // r's type has already proved that email or phone: then a decoy is recorded
 // instead, so the answer does not reveal that the account exists.
 func (s *Service) RequestSignUp(ctx context.Context, r CodeRequest) error {
-	return s.request(ctx, r, PurposeSignUp, IssueRequest{Event: EventPreRegisterOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (string, bool, error) {
+	return s.request(ctx, r, PurposeSignUp, Policy{}, Delivery{Event: EventPreRegisterOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (Subject, error) {
 		_, err := tx.FindActorByContact(ctx, key.Tenant, key.ActorType, c)
 		if ErrorCode(err) == ENOTFOUND {
-			return "", false, nil
-		} else if err != nil {
-			return "", false, err
+			return Subject{}, nil
 		}
-		return "", true, nil
+		return Subject{Decoy: true}, err
 	})
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/otpd/otpd/httpapi/supertokens"
 	"github.com/otpd/otpd/memlimit"
 	"github.com/otpd/otpd/metrics"
+	"github.com/otpd/otpd/outbox"
 	"github.com/otpd/otpd/password"
 	"github.com/otpd/otpd/postgres"
 	"github.com/otpd/otpd/redis"
@@ -203,7 +204,7 @@ func (m *Main) Open(ctx context.Context) error {
 
 	// Notifiers: the dev outbox is in-process and immediate; webhooks are
 	// durable, through the outbox table and the dispatcher.
-	var outbox *devoutbox.Outbox
+	var devOutbox *devoutbox.Outbox
 	engine := &otpd.Engine{
 		Store:    m.DB,
 		Keys:     keys,
@@ -219,27 +220,29 @@ func (m *Main) Open(ctx context.Context) error {
 		engine.Metrics = met
 	}
 	if cfg.Dev {
-		outbox = devoutbox.New(10000)
-		engine.Immediate = append(engine.Immediate, outbox)
+		devOutbox = devoutbox.New(10000)
+		engine.Immediate = append(engine.Immediate, devOutbox)
 	}
-	notifiers := map[string]otpd.Notifier{}
+	var notifiers []outbox.Notifier
 	for i, u := range cfg.Webhooks.URLs {
 		n, err := webhook.New(fmt.Sprintf("webhook-%d", i+1), u, cfg.Webhooks.Secret, webhook.WithTimeout(time.Duration(cfg.Webhooks.Timeout)))
 		if err != nil {
 			return fmt.Errorf("config webhooks.urls[%d]: %w", i, err)
 		}
-		notifiers[n.Name()] = n
-		engine.Durable = append(engine.Durable, n.Name())
+		notifiers = append(notifiers, n)
 	}
-	dispatcher := &otpd.Dispatcher{
+	dispatcher := &outbox.Dispatcher{
 		Store:       m.DB,
 		Keys:        keys,
 		Notifiers:   notifiers,
+		Now:         engine.Now,
 		Logger:      log,
 		MaxAttempts: cfg.Webhooks.MaxAttempts,
 		Timeout:     time.Duration(cfg.Webhooks.Timeout),
 	}
-	engine.Kick = dispatcher.Kick
+	if len(notifiers) > 0 {
+		engine.Outbox = dispatcher
+	}
 
 	actorTypes := make([]otpd.ActorType, 0, len(cfg.ActorTypes))
 	for _, t := range cfg.ActorTypes {
@@ -307,8 +310,8 @@ func (m *Main) Open(ctx context.Context) error {
 			PathPrefix: cfg.SuperTokens.APIBasePath, Origins: cfg.SuperTokens.CORS, ExposeHeaders: supertokens.ExposedHeaders,
 		})
 	}
-	if outbox != nil {
-		opts.DevOutbox = outbox.Handler()
+	if devOutbox != nil {
+		opts.DevOutbox = devOutbox.Handler()
 	}
 	if met != nil {
 		opts.Metrics = met.Handler()

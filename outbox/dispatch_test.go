@@ -1,4 +1,4 @@
-package otpd_test
+package outbox_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/outbox"
 	"github.com/otpd/otpd/sqlite"
 	"github.com/otpd/otpd/webhook"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -57,7 +58,8 @@ type dispatchNotifier struct {
 	fn   func(ctx context.Context, ev *otpd.Event) error
 }
 
-func (n *dispatchNotifier) Name() string { return n.name }
+func (n *dispatchNotifier) Name() string                    { return n.name }
+func (n *dispatchNotifier) Subscription() otpd.Subscription { return otpd.Subscription{} }
 func (n *dispatchNotifier) Notify(ctx context.Context, ev *otpd.Event) error {
 	return n.fn(ctx, ev)
 }
@@ -101,6 +103,17 @@ func dispatchKeyring(t testing.TB) *otpd.Keyring {
 
 // dispatchEnv is a database, a keyring, a clock and an engine that queues
 // every code for the durable notifier "hook".
+
+// queueFor is an outbox that queues every event for notifiers of the given
+// names (that deliver nothing).
+func queueFor(keys *otpd.Keyring, names ...string) *outbox.Dispatcher {
+	d := &outbox.Dispatcher{Keys: keys}
+	for _, name := range names {
+		d.Notifiers = append(d.Notifiers, &dispatchNotifier{name: name})
+	}
+	return d
+}
+
 type dispatchEnv struct {
 	path   string
 	db     *sqlite.DB
@@ -121,10 +134,10 @@ func newDispatchEnv(t *testing.T) *dispatchEnv {
 	}
 	env.db = mustOpenDispatchDB(t, env.path)
 	env.engine = &otpd.Engine{
-		Store:   env.db,
-		Keys:    env.keys,
-		Durable: []string{"hook"},
-		Now:     env.clock.Now,
+		Store:  env.db,
+		Keys:   env.keys,
+		Outbox: queueFor(env.keys, "hook"),
+		Now:    env.clock.Now,
 		// Ten-digit codes: distinctive enough to search the raw database
 		// file for without false positives.
 		NewCode: func(otpd.Policy) (string, error) {
@@ -136,15 +149,11 @@ func newDispatchEnv(t *testing.T) *dispatchEnv {
 
 // dispatcher returns a Dispatcher on env with the given notifiers, fast
 // backoff and env's clock and log.
-func (env *dispatchEnv) dispatcher(notifiers ...otpd.Notifier) *otpd.Dispatcher {
-	m := map[string]otpd.Notifier{}
-	for _, n := range notifiers {
-		m[n.Name()] = n
-	}
-	return &otpd.Dispatcher{
+func (env *dispatchEnv) dispatcher(notifiers ...outbox.Notifier) *outbox.Dispatcher {
+	return &outbox.Dispatcher{
 		Store:      env.db,
 		Keys:       env.keys,
-		Notifiers:  m,
+		Notifiers:  notifiers,
 		Now:        env.clock.Now,
 		Logger:     slog.New(slog.NewTextHandler(env.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MinBackoff: time.Second,
@@ -163,9 +172,8 @@ func (env *dispatchEnv) issue(t *testing.T, to string) *otpd.Issued {
 			Purpose:     otpd.PurposeSignIn,
 			Destination: to,
 		},
-		Channel:    otpd.ChannelEmail,
-		Event:      otpd.EventOTPGenerated,
-		Identifier: to,
+		Channel:  otpd.ChannelEmail,
+		Delivery: otpd.Delivery{Event: otpd.EventOTPGenerated, Identifier: to},
 	})
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
@@ -212,7 +220,7 @@ func dispatchDue(t *testing.T, db otpd.Store, at time.Time) []*otpd.OutboxMessag
 	return msgs
 }
 
-func mustDispatchDue(t *testing.T, d *otpd.Dispatcher) int {
+func mustDispatchDue(t *testing.T, d *outbox.Dispatcher) int {
 	t.Helper()
 	n, err := d.DeliverDue(context.Background())
 	if err != nil {
@@ -591,7 +599,7 @@ func TestDispatcher_KickWakesRun(t *testing.T) {
 	// Run now sleeps for an hour; only the engine's Kick can wake it. The
 	// clock moves so that the new message is not due at any earlier drain.
 	env.clock.Add(time.Second)
-	env.engine.Kick = d.Kick
+	env.engine.Outbox = d
 	second := env.issue(t, "bob@example.com")
 	select {
 	case ev := <-got:
@@ -657,7 +665,7 @@ func TestDispatcher_UnreadableAndUnknown(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	env.engine.Durable = []string{"removed-hook"}
+	env.engine.Outbox = queueFor(env.keys, "removed-hook")
 	env.issue(t, "alice@example.com")
 
 	if got, want := mustDispatchDue(t, d), 0; got != want {
@@ -720,7 +728,7 @@ func TestDispatcher_ShutdownReleases(t *testing.T) {
 
 func TestDispatcher_Misconfigured(t *testing.T) {
 	env := newDispatchEnv(t)
-	for name, d := range map[string]*otpd.Dispatcher{
+	for name, d := range map[string]*outbox.Dispatcher{
 		"NoStore":       {Keys: env.keys},
 		"NoKeys":        {Store: env.db},
 		"LeaseTooShort": {Store: env.db, Keys: env.keys, Lease: time.Second, Timeout: 5 * time.Second},

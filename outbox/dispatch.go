@@ -1,4 +1,8 @@
-package otpd
+// Package outbox delivers otpd's events to durable notifiers (webhooks,
+// mail and SMS gateways) through the outbox table: the engine queues one
+// message per notifier that takes an event, in the transaction that issues
+// the code, and the Dispatcher delivers them with leases and retries.
+package outbox
 
 import (
 	"context"
@@ -11,6 +15,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/otpd/otpd"
 )
 
 // Dispatcher defaults, used when the corresponding field is zero.
@@ -63,17 +69,18 @@ const storeWriteTimeout = 10 * time.Second
 // Set the exported fields before calling Run, DeliverDue or Kick, and do not
 // copy a Dispatcher after first use.
 type Dispatcher struct {
-	Store Store
-	Keys  *Keyring
+	Store otpd.Store
+	Keys  *otpd.Keyring
 
-	// Notifiers maps the names the engine queues under (Engine.Durable) to
-	// notifiers. A message whose notifier is missing (the configuration
-	// changed) is retried with backoff, in case a process that has it picks
-	// it up, and dropped when the code expires or attempts run out.
-	Notifiers map[string]Notifier
+	// Notifiers are the durable notifiers: an event is queued for each one
+	// whose subscription takes it (Messages), under its name. A message
+	// whose notifier is missing (the configuration changed) is retried with
+	// backoff, in case a process that has it picks it up, and dropped when
+	// the code expires or attempts run out.
+	Notifiers []Notifier
 
-	Now    func() time.Time // the clock for schedules and expiry; time.Now if nil
-	Logger *slog.Logger     // discards if nil
+	Now    otpd.Clock   // the clock for schedules and expiry: the engine's
+	Logger *slog.Logger // discards if nil
 
 	MaxAttempts  int           // deliveries tried per message before giving up (10)
 	MinBackoff   time.Duration // wait before the first retry (1s)
@@ -86,6 +93,56 @@ type Dispatcher struct {
 
 	kickOnce sync.Once
 	kick     chan struct{}
+}
+
+// Notifier is a durable notifier: it names itself in the outbox and
+// declares the events it takes.
+type Notifier interface {
+	otpd.Notifier
+	Subscription() otpd.Subscription
+}
+
+var _ otpd.Queue = (*Dispatcher)(nil)
+
+// Messages returns ev sealed for each notifier whose subscription takes it:
+// the messages the engine queues in the transaction that issues the code.
+// The payload is sealed under the server key, bound to the message id.
+func (d *Dispatcher) Messages(ev *otpd.Event) ([]*otpd.OutboxMessage, error) {
+	var (
+		payload []byte
+		msgs    []*otpd.OutboxMessage
+	)
+	for _, n := range d.Notifiers {
+		if !n.Subscription().Takes(ev) {
+			continue
+		}
+		if payload == nil {
+			var err error
+			if payload, err = json.Marshal(ev); err != nil {
+				return nil, err
+			}
+		}
+		id := otpd.NewID("msg")
+		msgs = append(msgs, &otpd.OutboxMessage{
+			ID:            id,
+			Notifier:      n.Name(),
+			Payload:       d.Keys.Seal(payload, []byte(id)),
+			NextAttemptAt: ev.CreatedAt,
+			CreatedAt:     ev.CreatedAt,
+			ExpiresAt:     ev.ExpiresAt,
+		})
+	}
+	return msgs, nil
+}
+
+// notifier returns the notifier called name.
+func (d *Dispatcher) notifier(name string) (Notifier, bool) {
+	for _, n := range d.Notifiers {
+		if n.Name() == name {
+			return n, true
+		}
+	}
+	return nil, false
 }
 
 // Kick asks Run to look for due messages now instead of at the next poll.
@@ -168,7 +225,7 @@ const (
 )
 
 type outcome struct {
-	msg       *OutboxMessage
+	msg       *otpd.OutboxMessage
 	act       action
 	delivered bool
 	attempts  int
@@ -179,8 +236,8 @@ type outcome struct {
 func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err error) {
 	now := d.now()
 	lease := d.lease()
-	var msgs []*OutboxMessage
-	err = d.Store.Update(ctx, func(tx Tx) error {
+	var msgs []*otpd.OutboxMessage
+	err = d.Store.Update(ctx, func(tx otpd.Tx) error {
 		var err error
 		msgs, err = tx.ClaimMessages(ctx, now, now.Add(lease), d.batch())
 		return err
@@ -261,7 +318,7 @@ func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err err
 func (d *Dispatcher) record(ctx context.Context, batch []outcome) (delivered int, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
 	defer cancel()
-	err = d.Store.Update(ctx, func(tx Tx) error {
+	err = d.Store.Update(ctx, func(tx otpd.Tx) error {
 		for _, o := range batch {
 			var err error
 			if o.act == actDelete {
@@ -287,7 +344,7 @@ func (d *Dispatcher) record(ctx context.Context, batch []outcome) (delivered int
 }
 
 // deliver tries one message and says what to do with it.
-func (d *Dispatcher) deliver(ctx context.Context, m *OutboxMessage) (out outcome) {
+func (d *Dispatcher) deliver(ctx context.Context, m *otpd.OutboxMessage) (out outcome) {
 	log := d.logger().With("message_id", m.ID, "notifier", m.Notifier)
 	drop := outcome{msg: m, act: actDelete}
 
@@ -299,7 +356,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *OutboxMessage) (out outcome
 		log.Error("outbox message cannot be opened; dropping it", "err", err)
 		return drop
 	}
-	var ev Event
+	var ev otpd.Event
 	if err := json.Unmarshal(plain, &ev); err != nil {
 		// The JSON error could quote the payload: log only that it failed.
 		log.Error("outbox message is not an event; dropping it")
@@ -314,7 +371,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *OutboxMessage) (out outcome
 		return drop
 	}
 
-	n, ok := d.Notifiers[m.Notifier]
+	n, ok := d.notifier(m.Notifier)
 	if !ok {
 		return d.failed(log, m, &ev, errors.New("no notifier of that name is configured"), slog.LevelError)
 	}
@@ -341,7 +398,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *OutboxMessage) (out outcome
 }
 
 // failed counts a failed attempt: it schedules the next one, or gives up.
-func (d *Dispatcher) failed(log *slog.Logger, m *OutboxMessage, ev *Event, err error, level slog.Level) outcome {
+func (d *Dispatcher) failed(log *slog.Logger, m *otpd.OutboxMessage, ev *otpd.Event, err error, level slog.Level) outcome {
 	attempts := m.Attempts + 1
 	text := redact(err.Error(), ev.Code)
 	if attempts >= d.maxAttempts() {
@@ -397,12 +454,7 @@ func (d *Dispatcher) check() error {
 	return nil
 }
 
-func (d *Dispatcher) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
-	}
-	return time.Now()
-}
+func (d *Dispatcher) now() time.Time { return d.Now.Time() }
 
 var discardLogger = slog.New(slog.DiscardHandler)
 
