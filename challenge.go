@@ -20,7 +20,7 @@ const (
 
 	// PurposeSignUpFollowUp is internal: after a sign-up code is redeemed, the
 	// same code may be presented once more, within a minute, to sign in as the
-	// actor just created (Medusa's auth-otp "recently registered" step). It is
+	// actor just created (a "recently registered" step). It is
 	// never sent; it is minted by the sign-up redemption itself.
 	PurposeSignUpFollowUp Purpose = "sign_up_follow_up"
 )

@@ -326,7 +326,7 @@ func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then
 
 // Verification is what one guess did: its outcome and the challenge it was
 // counted against (nil when no challenge was live), as it is after the
-// guess. Dialects that disclose attempt counts (SuperTokens) read them here.
+// guess. Dialects that disclose attempt counts read them here.
 type Verification struct {
 	Outcome   VerifyOutcome
 	Challenge *Challenge

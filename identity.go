@@ -1,18 +1,19 @@
 package otpd
 
 import (
+	"context"
 	"time"
 )
 
-// AuthIdentity is who authenticated, independent of how: Medusa's
-// auth_identity. It is linked to at most one actor per actor type (an admin
+// AuthIdentity is who authenticated, independent of how. It is linked to at most one actor per actor type (an admin
 // can also be a customer), and owns one provider identity per way of
 // authenticating (otp, emailpass, ...).
 type AuthIdentity struct {
 	ID     string // "authid_..."
 	Tenant string
 
-	// ActorIDs maps actor type to actor id: Medusa's app_metadata.<type>_id.
+	// ActorIDs maps actor type to actor id (app_metadata.<type>_id in
+	// session tokens).
 	ActorIDs map[string]string
 
 	// AppMetadata holds other operator-defined keys of app_metadata.
@@ -27,8 +28,7 @@ type AuthIdentity struct {
 	UpdatedAt time.Time
 }
 
-// ProviderIdentity is one way an auth identity authenticates: Medusa's
-// provider_identity. (Provider, EntityID) is unique within a tenant.
+// ProviderIdentity is one way an auth identity authenticates. (Provider, EntityID) is unique within a tenant.
 type ProviderIdentity struct {
 	ID               string // "provid_..."
 	Tenant           string
@@ -46,7 +46,7 @@ const (
 	ProviderOTP = "otp"
 )
 
-// Actor is an account of one actor type: a Medusa customer, user, or any type
+// Actor is an account of one actor type: a customer, a user, or any type
 // the operator configures.
 type Actor struct {
 	ID            string // prefix from the actor type ("cus_", "user_", ...)
@@ -71,7 +71,7 @@ type ActorType struct {
 	IDPrefix string // e.g. "cus"
 }
 
-// DefaultActorTypes are Medusa's two built-in actor types.
+// DefaultActorTypes are the actor types of a server configured with none.
 var DefaultActorTypes = []ActorType{{Name: "customer", IDPrefix: "cus"}, {Name: "user", IDPrefix: "user"}}
 
 // Principal is what a successful authentication proves: the auth identity,
@@ -116,4 +116,32 @@ func PrincipalFor(identity *AuthIdentity, actorType string, userMetadata map[str
 		UserMetadata:   userMetadata,
 		NotBefore:      identity.TokensValidAfter,
 	}
+}
+
+// ensureIdentity returns the auth identity owning the otp provider identity
+// for c, creating both if needed (created reports which).
+func ensureIdentity(ctx context.Context, tx Tx, tenant string, c Contact, now time.Time) (id *AuthIdentity, created bool, err error) {
+	pi, err := tx.FindProviderIdentity(ctx, tenant, ProviderOTP, c.Value)
+	if err == nil {
+		id, err = tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
+		return id, false, err
+	} else if ErrorCode(err) != ENOTFOUND {
+		return nil, false, err
+	}
+	id, pi = newIdentity(tenant, ProviderOTP, c.Value, map[string]any{}, now)
+	if err := tx.CreateAuthIdentity(ctx, id, pi); err != nil {
+		return nil, false, err
+	}
+	return id, true, nil
+}
+
+// newIdentity returns a new auth identity of tenant, not linked to any
+// actor, and its provider identity for entityID with providerMetadata.
+func newIdentity(tenant, provider, entityID string, providerMetadata map[string]any, now time.Time) (*AuthIdentity, *ProviderIdentity) {
+	id := &AuthIdentity{ID: NewID("authid"), Tenant: tenant, ActorIDs: map[string]string{}, AppMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}
+	pi := &ProviderIdentity{
+		ID: NewID("provid"), Tenant: tenant, AuthIdentityID: id.ID, Provider: provider, EntityID: entityID,
+		UserMetadata: map[string]any{}, ProviderMetadata: providerMetadata, CreatedAt: now, UpdatedAt: now,
+	}
+	return id, pi
 }

@@ -142,7 +142,7 @@ func (k *Keyring) Open(sealed, ad []byte) ([]byte, error) {
 }
 
 // NewID returns a new time-ordered unique id with the given prefix
-// ("authid", "cus", ...): a ULID, as Medusa uses, so ids sort by creation and
+// ("authid", "cus", ...): a ULID, so ids sort by creation and
 // inserts land at the end of the primary-key index.
 func NewID(prefix string) string {
 	return prefix + "_" + ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()

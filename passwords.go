@@ -2,18 +2,21 @@ package otpd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Password providers. Their provider identity's entity_id is the normalized
 // identifier (an email for emailpass, an E.164 phone number for phonepass),
 // and its provider_metadata.password the password hash (package password's
-// format, Medusa's own).
+// format).
 const (
-	ProviderEmailpass = "emailpass" // Medusa's email-and-password provider
-	ProviderPhonepass = "phonepass" // customer-registration's phone-and-password provider
+	ProviderEmailpass = "emailpass" // email and password
+	ProviderPhonepass = "phonepass" // phone number and password
 )
 
 // PasswordHasher checks, hashes and verifies passwords, with a bound on how
@@ -22,6 +25,35 @@ type PasswordHasher interface {
 	Check(password string) error
 	Hash(ctx context.Context, password string) (string, error)
 	Verify(ctx context.Context, password, encoded string) (bool, error)
+}
+
+// PasswordChannel reports whether provider is a password provider, and the
+// channel of its identifiers (ChannelEmail for emailpass, ChannelSMS for
+// phonepass).
+func PasswordChannel(provider string) (Channel, bool) {
+	switch provider {
+	case ProviderEmailpass:
+		return ChannelEmail, true
+	case ProviderPhonepass:
+		return ChannelSMS, true
+	}
+	return "", false
+}
+
+// Passwords is the password flow: registration and sign-in with a password
+// provider, and password reset by a single-use token that carries a code of
+// the code flow.
+type Passwords struct {
+	Codes  *Codes         // the engine, actors and throttles the reset codes use
+	Hasher PasswordHasher // nil: every password route is an internal error
+
+	// ResetTokenTTL is how long a password reset token lives (default
+	// DefaultResetTokenTTL).
+	ResetTokenTTL time.Duration
+
+	dummyOnce sync.Once
+	dummyHash string
+	dummyErr  error
 }
 
 // PasswordRequest names who registers or signs in with a password.
@@ -34,111 +66,79 @@ type PasswordRequest struct {
 	Client     netip.Addr
 }
 
-// Errors of the password flows, with the providers' messages (Medusa's for
-// emailpass).
+// Errors of the password flow. Dialects word them their own way (per
+// provider: PasswordChannel tells an email's from a phone's).
 var (
-	ErrIdentityExists          = &Error{Code: ECONFLICT, Message: "Identity with email already exists"}
-	ErrInvalidCredentials      = &Error{Code: EUNAUTHORIZED, Message: "Invalid email or password"}
-	ErrPhoneIdentityExists     = &Error{Code: ECONFLICT, Message: "Identity with phone already exists"}
-	ErrInvalidPhoneCredentials = &Error{Code: EUNAUTHORIZED, Message: "Invalid phone or password"}
+	// ErrIdentityExists: the identifier is registered with the provider.
+	ErrIdentityExists = &Error{Code: ECONFLICT, Message: "An identity with this identifier already exists."}
+	// ErrInvalidCredentials: every failed password sign-in.
+	ErrInvalidCredentials = &Error{Code: EUNAUTHORIZED, Message: "Invalid identifier or password."}
+	// ErrNotPasswordProvider: the provider has no passwords.
+	ErrNotPasswordProvider = &Error{Code: EINVALID, Message: "The auth provider has no passwords."}
 )
 
-// passwordProvider is what tells the password providers apart.
-type passwordProvider struct {
-	Field   string // the body member holding the identifier
-	Exists  *Error // registration of an identifier already registered
-	Invalid *Error // every failed sign-in
-}
-
-var passwordProviders = map[string]passwordProvider{
-	ProviderEmailpass: {Field: "email", Exists: ErrIdentityExists, Invalid: ErrInvalidCredentials},
-	ProviderPhonepass: {Field: "phone", Exists: ErrPhoneIdentityExists, Invalid: ErrInvalidPhoneCredentials},
-}
-
-// PasswordProvider reports whether name is a password provider, and the
-// body member that holds its identifier ("email" or "phone").
-func PasswordProvider(name string) (field string, ok bool) {
-	pp, ok := passwordProviders[name]
-	return pp.Field, ok
-}
-
-// normalizeFor normalizes an identifier of a password provider: an email
-// for emailpass, an E.164 number for phonepass. A bad one is EINVALID naming
-// the provider's field.
-func (s *Service) normalizeFor(provider, raw string) (string, error) {
-	pp := passwordProviders[provider]
-	if provider == ProviderPhonepass {
-		v, err := s.Normalizer.NormalizePhone(raw)
+// normalize reads an identifier of provider, whose channel is ch: an email
+// for emailpass, an E.164 number for phonepass. A bad one is EINVALID
+// naming the field "email" or "phone", matching ErrBadIdentifier.
+func (f *Passwords) normalize(ch Channel, raw string) (string, error) {
+	if ch == ChannelSMS {
+		v, err := f.Codes.Actors.Normalizer.NormalizePhone(raw)
 		if err != nil {
-			return "", FieldErrorf(pp.Field, "Field 'phone' must be a phone number in international format (+...)")
+			return "", badIdentifier{FieldErrorf("phone", "Field 'phone' must be a phone number in international format (+...)")}
 		}
 		return v, nil
 	}
 	v, err := NormalizeEmail(raw)
 	if err != nil {
-		return "", FieldErrorf(pp.Field, "Field 'email' must be a valid email address")
+		return "", badIdentifier{FieldErrorf("email", "Field 'email' must be a valid email address")}
 	}
 	return v, nil
 }
 
-// passwordKey resolves r's provider, tenant and normalized identifier.
-func (s *Service) passwordKey(r PasswordRequest) (pp passwordProvider, tenant, entity string, err error) {
-	pp, ok := passwordProviders[r.Provider]
+// resolve checks r's provider and returns its tenant and normalized
+// identifier.
+func (f *Passwords) resolve(r PasswordRequest) (tenant, entity string, err error) {
+	ch, ok := PasswordChannel(r.Provider)
 	if !ok {
-		return pp, "", "", Errorf(EINVALID, "%q is not a password provider.", r.Provider)
+		return "", "", ErrNotPasswordProvider
 	}
-	if err := s.CheckProvider(r.ActorType, r.Provider); err != nil {
-		return pp, "", "", err
+	if err := f.Codes.Actors.CheckProvider(r.ActorType, r.Provider); err != nil {
+		return "", "", err
 	}
-	if s.Passwords == nil {
-		return pp, "", "", Errorf(EINTERNAL, "No password hasher is configured.")
+	if f.Hasher == nil {
+		return "", "", Errorf(EINTERNAL, "No password hasher is configured.")
 	}
-	tenant = r.Tenant
-	if tenant == "" {
-		tenant = DefaultTenant
-	}
-	entity, err = s.normalizeFor(r.Provider, r.Identifier)
-	return pp, tenant, entity, err
+	entity, err = f.normalize(ch, r.Identifier)
+	return tenantOr(r.Tenant), entity, err
 }
 
-// passwordLimits are the throttles of a password registration or sign-in:
-// per client address and per identity, so that neither one address nor many
-// can guess one account's password quickly.
-func (s *Service) passwordLimits(client netip.Addr, tenant, provider, entity string) []Limit {
-	return []Limit{
-		s.limit(LimitIPPassword, s.Throttles.IPPassword, clientKey(client)),
-		s.limit(LimitPasswordIdentity, s.Throttles.PasswordIdentity, tenant+"\x00"+provider+"\x00"+entity),
-	}
-}
-
-// RegisterPassword creates an auth identity whose provider identity of
-// r.Provider is r's identifier with r's password, and returns its principal
-// (no actor yet, as after Medusa's register). The password must pass the
-// hasher's rules (EINVALID naming "password"). An identifier already
-// registered with the provider is ErrIdentityExists (ErrPhoneIdentityExists):
-// unlike Medusa, a second registration never overwrites the password.
-func (s *Service) RegisterPassword(ctx context.Context, r PasswordRequest) (*Principal, error) {
-	pp, tenant, entity, err := s.passwordKey(r)
+// Register creates an auth identity whose provider identity of r.Provider
+// is r's identifier with r's password, and returns its principal (no actor
+// yet). The password must pass the hasher's rules (EINVALID naming
+// "password"). An identifier already registered with the provider is
+// ErrIdentityExists: a second registration never overwrites the password.
+func (f *Passwords) Register(ctx context.Context, r PasswordRequest) (*Principal, error) {
+	tenant, entity, err := f.resolve(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Passwords.Check(r.Password); err != nil {
+	if err := f.Hasher.Check(r.Password); err != nil {
 		return nil, err
 	}
-	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, r.Provider, entity)...); err != nil {
+	if err := f.Codes.Throttler.Password(ctx, r.Client, tenant, r.Provider, entity); err != nil {
 		return nil, err
 	}
-	hash, err := s.Passwords.Hash(ctx, r.Password)
+	hash, err := f.Hasher.Hash(ctx, r.Password)
 	if err != nil {
 		return nil, err
 	}
-	id, pi := newIdentity(tenant, r.Provider, entity, map[string]any{"password": hash}, s.now())
-	err = s.Store.Update(ctx, func(tx Tx) error {
+	id, pi := newIdentity(tenant, r.Provider, entity, map[string]any{"password": hash}, f.Codes.Engine.now())
+	err = f.Codes.Engine.Store.Update(ctx, func(tx Tx) error {
 		// The unique (tenant, provider, entity) index settles a concurrent
 		// registration of the same identifier.
 		err := tx.CreateAuthIdentity(ctx, id, pi)
 		if ErrorCode(err) == ECONFLICT {
-			return pp.Exists
+			return ErrIdentityExists
 		}
 		return err
 	})
@@ -148,21 +148,20 @@ func (s *Service) RegisterPassword(ctx context.Context, r PasswordRequest) (*Pri
 	return PrincipalFor(id, r.ActorType, nil), nil
 }
 
-// SignInPassword checks r's password against the provider identity of r's
+// SignIn checks r's password against the provider identity of r's
 // identifier and returns its principal for r's actor type (an identity may
 // sign in as any actor type; the token carries the actor of that type, if
-// any). Every failure to authenticate is the provider's Invalid error
-// (ErrInvalidCredentials for emailpass), and an unknown identifier costs a
-// password verification too, so that neither the answer nor its time tells
-// whether it is registered.
-func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Principal, error) {
-	pp, tenant, entity, err := s.passwordKey(r)
-	if e := AsError(err); e != nil && e.Code == EINVALID && e.Field == pp.Field {
-		return nil, pp.Invalid
+// any). Every failure to authenticate is ErrInvalidCredentials, and an
+// unknown identifier costs a password verification too, so that neither
+// the answer nor its time tells whether it is registered.
+func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, error) {
+	tenant, entity, err := f.resolve(r)
+	if errors.Is(err, ErrBadIdentifier) {
+		return nil, ErrInvalidCredentials // an identifier that cannot be registered
 	} else if err != nil {
 		return nil, err
 	}
-	if err := s.throttle(ctx, s.passwordLimits(r.Client, tenant, r.Provider, entity)...); err != nil {
+	if err := f.Codes.Throttler.Password(ctx, r.Client, tenant, r.Provider, entity); err != nil {
 		return nil, err
 	}
 	// The identity is read with its password hash, in one read
@@ -171,7 +170,7 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 		pi *ProviderIdentity
 		id *AuthIdentity
 	)
-	err = s.Store.View(ctx, func(tx Tx) error {
+	err = f.Codes.Engine.Store.View(ctx, func(tx Tx) error {
 		var err error
 		if pi, err = tx.FindProviderIdentity(ctx, tenant, r.Provider, entity); err != nil {
 			return err
@@ -180,15 +179,15 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 		return err
 	})
 	if ErrorCode(err) == ENOTFOUND {
-		if dummy, err := s.dummyPasswordHash(ctx); err == nil {
-			s.Passwords.Verify(ctx, r.Password, dummy)
+		if dummy, err := f.dummyPasswordHash(ctx); err == nil {
+			f.Hasher.Verify(ctx, r.Password, dummy)
 		}
-		return nil, pp.Invalid
+		return nil, ErrInvalidCredentials
 	} else if err != nil {
 		return nil, err
 	}
 	stored, _ := pi.ProviderMetadata["password"].(string)
-	ok, err := s.Passwords.Verify(ctx, r.Password, stored)
+	ok, err := f.Hasher.Verify(ctx, r.Password, stored)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -196,27 +195,152 @@ func (s *Service) SignInPassword(ctx context.Context, r PasswordRequest) (*Princ
 		return nil, fmt.Errorf("%s identity %s: stored password hash: %w", r.Provider, pi.ID, err)
 	}
 	if !ok {
-		return nil, pp.Invalid
+		return nil, ErrInvalidCredentials
 	}
 	return PrincipalFor(id, r.ActorType, pi.UserMetadata), nil
 }
 
 // dummyPasswordHash is a hash of a random password, made once, that sign-ins
-// for unknown emails verify against to spend the same time as real ones.
-func (s *Service) dummyPasswordHash(ctx context.Context) (string, error) {
-	s.dummyOnce.Do(func() {
+// for unknown identifiers verify against to spend the same time as real
+// ones.
+func (f *Passwords) dummyPasswordHash(ctx context.Context) (string, error) {
+	f.dummyOnce.Do(func() {
 		secret, err := RandomCode(AlphabetAlphanumeric, 24)
 		if err == nil {
-			s.dummyHash, err = s.Passwords.Hash(context.WithoutCancel(ctx), secret)
+			f.dummyHash, err = f.Hasher.Hash(context.WithoutCancel(ctx), secret)
 		}
-		s.dummyErr = err
+		f.dummyErr = err
 	})
-	return s.dummyHash, s.dummyErr
+	return f.dummyHash, f.dummyErr
 }
 
-// passwordState is the Service's lazily made dummy hash.
-type passwordState struct {
-	dummyOnce sync.Once
-	dummyHash string
-	dummyErr  error
+// DefaultResetTokenTTL is how long a password reset token lives: 15
+// minutes.
+const DefaultResetTokenTTL = 15 * time.Minute
+
+// resetCodeLength is the length of the code a reset token carries. It is
+// never typed, so it is as long as a code may be.
+const resetCodeLength = 10
+
+// ResetGrant is what a password reset token carries: whose password it
+// resets and the code that makes it single-use. The dialect signs it into
+// its own token format and reads it back.
+type ResetGrant struct {
+	Tenant    string
+	ActorType string
+	Provider  string // a password provider
+	EntityID  string // the provider identity's normalized identifier
+	Code      string // the challenge's code (secret)
+	ExpiresAt time.Time
+}
+
+// ResetRequest asks for a password reset.
+type ResetRequest struct {
+	Tenant     string
+	ActorType  string
+	Provider   string // a password provider
+	Identifier string // as typed
+	Metadata   map[string]any
+	Client     netip.Addr
+
+	// Mint signs a grant into the token the event carries.
+	Mint func(ResetGrant) (string, error)
+}
+
+// RequestReset issues a single-use reset token for the provider identity of
+// r's identifier and delivers it as an auth.password_reset event {entity_id,
+// actor_type, token, metadata}. It answers the same whether or not the
+// identity exists (a decoy is recorded for an unknown one, and an
+// identifier that cannot be read is silently dropped), and is held to the
+// send limits of any code: the per-address throttle, and the destination's
+// cooldown and budget.
+func (f *Passwords) RequestReset(ctx context.Context, r ResetRequest) error {
+	if _, ok := PasswordChannel(r.Provider); !ok {
+		return ErrNotPasswordProvider
+	}
+	ttl := f.ResetTokenTTL
+	if ttl <= 0 {
+		ttl = DefaultResetTokenTTL
+	}
+	pol := Policy{Length: resetCodeLength, Alphabet: AlphabetAlphanumeric, TTL: ttl, MaxAttempts: 1}
+	cr := CodeRequest{Tenant: r.Tenant, ActorType: r.ActorType, Identifier: r.Identifier, Provider: r.Provider, Client: r.Client}
+	d := Delivery{
+		Event:    EventPasswordReset,
+		Metadata: r.Metadata,
+		Carry: func(ch *Challenge, code string) (Carrier, error) {
+			tok, err := r.Mint(ResetGrant{
+				Tenant: ch.Tenant, ActorType: ch.ActorType, Provider: r.Provider,
+				EntityID: ch.Destination, Code: code, ExpiresAt: ch.ExpiresAt,
+			})
+			return Carrier{Token: tok, WithoutCode: true}, err
+		},
+	}
+	err := f.Codes.request(ctx, cr, PurposeResetPassword, pol, d, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (Subject, error) {
+		pi, err := tx.FindProviderIdentity(ctx, key.Tenant, r.Provider, c.Value)
+		if ErrorCode(err) == ENOTFOUND {
+			return Subject{Decoy: true}, nil
+		} else if err != nil {
+			return Subject{}, err
+		}
+		return Subject{ID: pi.AuthIdentityID}, nil
+	})
+	if errors.Is(err, ErrBadIdentifier) {
+		return nil // nothing can be registered under it: nothing to send
+	}
+	return err
+}
+
+// ErrInvalidResetToken is every failure of a reset token: unknown, expired,
+// used, superseded by a newer one, or for an identity that changed since.
+var ErrInvalidResetToken = &Error{Code: EUNAUTHORIZED, Message: "Invalid token"}
+
+// Reset sets the password of g's provider identity, spending g's code: a
+// token works once, and only while it is the newest of its identifier. The
+// new password must pass the rules (EINVALID naming "password"), checked
+// before the token is spent. Every session of the identity from before the
+// change is revoked with it.
+func (f *Passwords) Reset(ctx context.Context, g ResetGrant, password string, client netip.Addr) error {
+	if _, ok := PasswordChannel(g.Provider); !ok {
+		return ErrInvalidResetToken
+	}
+	if f.Hasher == nil {
+		return Errorf(EINTERNAL, "No password hasher is configured.")
+	}
+	if err := f.Hasher.Check(password); err != nil {
+		return err
+	}
+	// The password limits come before the hash, so that replaying a token
+	// (even a spent one) cannot make the server hash without bound.
+	if err := f.Codes.Throttler.Password(ctx, client, tenantOr(g.Tenant), g.Provider, g.EntityID); err != nil {
+		return err
+	}
+	hash, err := f.Hasher.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	now := f.Codes.Engine.now()
+	cr := CodeRequest{Tenant: g.Tenant, ActorType: g.ActorType, Identifier: g.EntityID, Provider: g.Provider, Client: client}
+	_, err = f.Codes.redeem(ctx, cr, PurposeResetPassword, g.Code, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
+		pi, err := tx.FindProviderIdentity(ctx, ch.Tenant, g.Provider, ch.Destination)
+		if ErrorCode(err) == ENOTFOUND || (err == nil && pi.AuthIdentityID != ch.SubjectID) {
+			// Deleted, or re-registered by someone else since: the token
+			// was for the old identity.
+			return nil, ErrInvalidResetToken
+		} else if err != nil {
+			return nil, err
+		}
+		md := maps.Clone(pi.ProviderMetadata)
+		if md == nil {
+			md = map[string]any{}
+		}
+		md["password"] = hash
+		if err := tx.SetProviderMetadata(ctx, ch.Tenant, pi.ID, md, now); err != nil {
+			return nil, err
+		}
+		return nil, revokeAll(ctx, tx, ch.Tenant, pi.AuthIdentityID, revocationTime(now), now)
+	})
+	if errors.Is(err, ErrInvalidCode) {
+		return ErrInvalidResetToken
+	}
+	return err
 }

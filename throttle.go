@@ -18,7 +18,7 @@ type Rate struct {
 // On reports whether r limits anything.
 func (r Rate) On() bool { return r.Max > 0 && r.Window > 0 }
 
-// Throttles are the coarse limits the flows check with the Service's Limiter
+// Throttles are the coarse limits the flows check with a Throttler
 // before a code is sent or a guess evaluated. They complement, and never
 // replace, the engine's own limits held in the store (per-code attempts, the
 // resend cooldown, the per-destination budget): those are security state;
@@ -73,40 +73,53 @@ const (
 // users' traffic.
 const ErrThrottledMessage = "Too many requests. Please try again later."
 
-// throttle asks the Limiter to admit one event under limits. A refusal is
+// Throttler checks the coarse limits (Throttles) with a Limiter before a
+// flow sends a code, evaluates a guess or checks a password. The nil
+// Throttler, or one without a Limiter, admits everything.
+type Throttler struct {
+	Limiter   Limiter
+	Throttles Throttles
+	Keys      *Keyring        // keys the limiter's counters
+	Metrics   ThrottleMetrics // counts refusals; may be nil
+}
+
+// allow asks the Limiter to admit one event under limits. A refusal is
 // ERATELIMIT with the time to wait; an unreachable limiter is its
 // EUNAVAILABLE error: the caller fails closed.
-func (s *Service) throttle(ctx context.Context, limits ...Limit) error {
-	if s.Limiter == nil {
+func (t *Throttler) allow(ctx context.Context, limits ...Limit) error {
+	if t == nil || t.Limiter == nil {
 		return nil
 	}
 	limits = Active(limits)
 	if len(limits) == 0 {
 		return nil
 	}
-	d, err := s.Limiter.Allow(ctx, limits...)
+	d, err := t.Limiter.Allow(ctx, limits...)
 	if err != nil {
 		return err
 	}
 	if !d.Allowed {
-		if m, ok := s.Engine.Metrics.(ThrottleMetrics); ok {
-			m.Throttled(d.Limit)
+		if t.Metrics != nil {
+			t.Metrics.Throttled(d.Limit)
 		}
 		return RateLimited(ceilSecond(d.RetryAfter), ErrThrottledMessage)
 	}
 	return nil
 }
 
-// sendLimits are the throttles of a code request for key over channel ch.
-func (s *Service) sendLimits(client netip.Addr, key ChallengeKey, ch Channel) []Limit {
-	t := s.Throttles
+// Send admits a code request from client for key over channel ch.
+func (t *Throttler) Send(ctx context.Context, client netip.Addr, key ChallengeKey, ch Channel) error {
+	if t == nil || t.Limiter == nil {
+		return nil
+	}
+	r := t.Throttles
 	ls := []Limit{
-		s.limit(LimitIPSend, t.IPSend, clientKey(client)),
-		s.limit(LimitDestination, t.Destination, key.Destination),
+		t.limit(LimitIPSend, r.IPSend, clientKey(client)),
+		t.limit(LimitDestination, r.Destination, key.Destination),
 	}
 	switch ch {
 	case ChannelSMS:
-		n := t.PrefixLength
+		n := r.PrefixLength
 		if n <= 0 {
 			n = DefaultThrottles.PrefixLength
 		}
@@ -114,18 +127,40 @@ func (s *Service) sendLimits(client netip.Addr, key ChallengeKey, ch Channel) []
 		if len(prefix) > n {
 			prefix = prefix[:n]
 		}
-		ls = append(ls, s.limit(LimitPhonePrefix, t.PhonePrefix, prefix), s.limit(LimitGlobalSMS, t.GlobalSMS, "all"))
+		ls = append(ls, t.limit(LimitPhonePrefix, r.PhonePrefix, prefix), t.limit(LimitGlobalSMS, r.GlobalSMS, "all"))
 	case ChannelEmail:
-		ls = append(ls, s.limit(LimitGlobalEmail, t.GlobalEmail, "all"))
+		ls = append(ls, t.limit(LimitGlobalEmail, r.GlobalEmail, "all"))
 	}
-	return ls
+	return t.allow(ctx, ls...)
+}
+
+// Verify admits one guess at a code from client.
+func (t *Throttler) Verify(ctx context.Context, client netip.Addr) error {
+	if t == nil || t.Limiter == nil {
+		return nil
+	}
+	return t.allow(ctx, t.limit(LimitIPVerify, t.Throttles.IPVerify, clientKey(client)))
+}
+
+// Password admits a password registration, sign-in or change from client
+// for the provider identity (tenant, provider, entity): per client address
+// and per identity, so that neither one address nor many can guess one
+// account's password quickly.
+func (t *Throttler) Password(ctx context.Context, client netip.Addr, tenant, provider, entity string) error {
+	if t == nil || t.Limiter == nil {
+		return nil
+	}
+	return t.allow(ctx,
+		t.limit(LimitIPPassword, t.Throttles.IPPassword, clientKey(client)),
+		t.limit(LimitPasswordIdentity, t.Throttles.PasswordIdentity, tenant+"\x00"+provider+"\x00"+entity),
+	)
 }
 
 // limit builds the Limit name of rate r for value. Values are replaced by a
 // keyed hash, so the limiter's keys hold no address or identifier in the
 // clear.
-func (s *Service) limit(name string, r Rate, value string) Limit {
-	return Limit{Name: name, Key: s.Engine.Keys.LimitKey(name, value), Max: r.Max, Window: r.Window}
+func (t *Throttler) limit(name string, r Rate, value string) Limit {
+	return Limit{Name: name, Key: t.Keys.LimitKey(name, value), Max: r.Max, Window: r.Window}
 }
 
 // clientKey is the value a client address is limited under: IPv4 addresses

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/flowtest"
 )
 
 // recordingLimiter records what it is asked and answers with decide.
@@ -45,13 +46,21 @@ func (l *recordingLimiter) last(t *testing.T) map[string]otpd.Limit {
 	return out
 }
 
-func newThrottledService(t *testing.T, lim otpd.Limiter) (*otpd.Service, *countingMetrics) {
+// throttled are the code and password flows under test.
+type throttled struct {
+	*otpd.Codes
+	pw *otpd.Passwords
+}
+
+func newThrottledService(t *testing.T, lim otpd.Limiter) (*throttled, *countingMetrics) {
 	t.Helper()
-	e, clk, met := newEngine(t)
+	e, _, met := newEngine(t)
 	e.Limits = otpd.SendLimits{} // only the throttles under test
 	th := otpd.DefaultThrottles
 	th.GlobalEmail = otpd.Rate{Max: 5000, Window: time.Hour}
-	return &otpd.Service{Store: e.Store, Engine: e, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now, Limiter: lim, Throttles: th}, met
+	f := flowtest.New(e)
+	f.Throttler.Limiter, f.Throttler.Throttles = lim, th
+	return &throttled{Codes: f.Codes, pw: f.Passwords}, met
 }
 
 func TestThrottle_SendLimits(t *testing.T) {
@@ -218,10 +227,10 @@ func TestThrottle_Passwords(t *testing.T) {
 	}}
 	svc, _ := newThrottledService(t, lim)
 	h := &countingHasher{}
-	svc.Passwords = h
+	svc.pw.Hasher = h
 	ctx := context.Background()
 	r := otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "Eve@Example.com", Password: "long enough", Client: netip.MustParseAddr("192.0.2.9")}
-	if _, err := svc.RegisterPassword(ctx, r); err != nil {
+	if _, err := svc.pw.Register(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	got := lim.last(t)
@@ -229,7 +238,7 @@ func TestThrottle_Passwords(t *testing.T) {
 		t.Fatalf("register asked %v, want ip_password 30 and password_identity 10", got)
 	}
 	identityKey := got[otpd.LimitPasswordIdentity].Key
-	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "user", Provider: otpd.ProviderEmailpass, Identifier: "eve@example.com", Password: "long enough"}); err != nil {
+	if _, err := svc.pw.SignIn(ctx, otpd.PasswordRequest{ActorType: "user", Provider: otpd.ProviderEmailpass, Identifier: "eve@example.com", Password: "long enough"}); err != nil {
 		t.Fatal(err)
 	}
 	if lim.last(t)[otpd.LimitPasswordIdentity].Key != identityKey {
@@ -237,7 +246,7 @@ func TestThrottle_Passwords(t *testing.T) {
 	}
 	// An unknown email costs a verification like a known one.
 	before := h.verifies
-	if _, err := svc.SignInPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "nobody@example.com", Password: "long enough"}); err != otpd.ErrInvalidCredentials {
+	if _, err := svc.pw.SignIn(ctx, otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "nobody@example.com", Password: "long enough"}); !errors.Is(err, otpd.ErrInvalidCredentials) {
 		t.Fatalf("unknown email: %v", err)
 	}
 	if h.verifies != before+1 {
@@ -246,10 +255,10 @@ func TestThrottle_Passwords(t *testing.T) {
 	// Refused: ERATELIMIT, and no hashing work at all.
 	refuse = true
 	hashes, verifies := h.hashes, h.verifies
-	if _, err := svc.SignInPassword(ctx, r); otpd.ErrorCode(err) != otpd.ERATELIMIT {
+	if _, err := svc.pw.SignIn(ctx, r); otpd.ErrorCode(err) != otpd.ERATELIMIT {
 		t.Fatalf("throttled sign-in: %v, want ERATELIMIT", err)
 	}
-	if _, err := svc.RegisterPassword(ctx, otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "new@example.com", Password: "long enough"}); otpd.ErrorCode(err) != otpd.ERATELIMIT {
+	if _, err := svc.pw.Register(ctx, otpd.PasswordRequest{ActorType: "customer", Provider: otpd.ProviderEmailpass, Identifier: "new@example.com", Password: "long enough"}); otpd.ErrorCode(err) != otpd.ERATELIMIT {
 		t.Fatalf("throttled registration: %v, want ERATELIMIT", err)
 	}
 	if h.hashes != hashes || h.verifies != verifies {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/flowtest"
 	"github.com/otpd/otpd/internal/storetest"
 	"github.com/otpd/otpd/postgres"
 )
@@ -101,15 +102,10 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	const code = "777777"
-	svc := &otpd.Service{
-		Store: db,
-		Engine: &otpd.Engine{
-			Store: db, Keys: keys, Limits: otpd.DefaultSendLimits, Now: now,
-			NewCode: func(p otpd.Policy) (string, error) { return strings.Repeat("7", p.Length), nil },
-		},
-		ActorTypes: otpd.DefaultActorTypes,
-		Now:        now,
-	}
+	svc := flowtest.New(&otpd.Engine{
+		Store: db, Keys: keys, Limits: otpd.DefaultSendLimits, Now: now,
+		NewCode: func(p otpd.Policy) (string, error) { return strings.Repeat("7", p.Length), nil },
+	}).Codes
 
 	// An account: a customer with a verified email, linked to an identity.
 	const email = "alice@example.com"

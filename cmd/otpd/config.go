@@ -19,7 +19,6 @@ import (
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi"
-	"github.com/otpd/otpd/httpapi/medusa"
 )
 
 // Config is otpd's configuration: defaults, then a YAML file, then OTPD_*
@@ -82,33 +81,11 @@ type Config struct {
 	} `yaml:"webhooks"`
 
 	// AuthMethodsPerActor lists, per actor type, the auth providers it may
-	// use (Medusa's http.authMethodsPerActor); actor types not listed may
-	// use every provider.
+	// use; actor types not listed may use every provider.
 	AuthMethodsPerActor map[string][]string `yaml:"auth_methods_per_actor"`
 
-	Sessions struct {
-		// RevokeOnLogout: DELETE /auth/session revokes every token of the
-		// identity, on every device.
-		RevokeOnLogout bool `yaml:"revoke_on_logout"`
-		// ResetTokenTTL is the life of a password reset token.
-		ResetTokenTTL Duration `yaml:"reset_token_ttl"`
-		Cookie        struct {
-			Name     string `yaml:"name"`
-			Domain   string `yaml:"domain"`
-			Path     string `yaml:"path"`
-			Secure   bool   `yaml:"secure"`
-			HTTPOnly bool   `yaml:"http_only"`
-			SameSite string `yaml:"same_site"` // lax, strict or none
-		} `yaml:"cookie"`
-	} `yaml:"sessions"`
-
-	Medusa struct {
-		PublishableKeys []string `yaml:"publishable_keys"`
-		// AuthCORS and StoreCORS are the browser origins allowed on /auth
-		// and /store routes (Medusa's http.authCors and http.storeCors).
-		AuthCORS  []string `yaml:"auth_cors"`
-		StoreCORS []string `yaml:"store_cors"`
-	} `yaml:"medusa"`
+	Sessions SessionsConfig `yaml:"sessions"`
+	Medusa   MedusaConfig   `yaml:"medusa"`
 
 	SuperTokens SuperTokensConfig `yaml:"supertokens"`
 
@@ -223,11 +200,7 @@ func DefaultConfig() Config {
 	c.Limits.GlobalSMS, c.Limits.GlobalEmail = Rate(t.GlobalSMS), Rate(t.GlobalEmail)
 	c.Limits.IPPassword, c.Limits.PasswordIdentity = Rate(t.IPPassword), Rate(t.PasswordIdentity)
 	c.RedisPrefix = "otpd:"
-	c.Sessions.RevokeOnLogout = true
-	c.Sessions.ResetTokenTTL = Duration(otpd.DefaultResetTokenTTL)
-	dc := medusa.DefaultSessionCookie()
-	c.Sessions.Cookie.Name, c.Sessions.Cookie.Path = dc.Name, dc.Path
-	c.Sessions.Cookie.Secure, c.Sessions.Cookie.HTTPOnly, c.Sessions.Cookie.SameSite = dc.Secure, dc.HttpOnly, "lax"
+	c.Sessions = defaultSessions()
 	c.SuperTokens = defaultSuperTokens()
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
@@ -351,17 +324,7 @@ var envVars = []envVar{
 	{"OTPD_PHONE_DEFAULT_REGION", envString(func(c *Config) *string { return &c.Phone.DefaultRegion })},
 	{"OTPD_WEBHOOK_URLS", envList(func(c *Config) *[]string { return &c.Webhooks.URLs })},
 	{"OTPD_WEBHOOK_SECRET", envString(func(c *Config) *string { return &c.Webhooks.Secret })},
-	{"OTPD_PUBLISHABLE_KEYS", envList(func(c *Config) *[]string { return &c.Medusa.PublishableKeys })},
-	{"OTPD_AUTH_CORS", envList(func(c *Config) *[]string { return &c.Medusa.AuthCORS })},
-	{"OTPD_STORE_CORS", envList(func(c *Config) *[]string { return &c.Medusa.StoreCORS })},
 	{"OTPD_AUTH_METHODS_PER_ACTOR", envAuthMethods},
-	{"OTPD_REVOKE_ON_LOGOUT", envBool(func(c *Config) *bool { return &c.Sessions.RevokeOnLogout })},
-	{"OTPD_RESET_TOKEN_TTL", envDuration(func(c *Config) *Duration { return &c.Sessions.ResetTokenTTL })},
-	{"OTPD_SESSION_COOKIE_NAME", envString(func(c *Config) *string { return &c.Sessions.Cookie.Name })},
-	{"OTPD_SESSION_COOKIE_DOMAIN", envString(func(c *Config) *string { return &c.Sessions.Cookie.Domain })},
-	{"OTPD_SESSION_COOKIE_SECURE", envBool(func(c *Config) *bool { return &c.Sessions.Cookie.Secure })},
-	{"OTPD_SESSION_COOKIE_HTTP_ONLY", envBool(func(c *Config) *bool { return &c.Sessions.Cookie.HTTPOnly })},
-	{"OTPD_SESSION_COOKIE_SAME_SITE", envString(func(c *Config) *string { return &c.Sessions.Cookie.SameSite })},
 	{"OTPD_METRICS", envBool(func(c *Config) *bool { return &c.Metrics })},
 	{"OTPD_LOG_LEVEL", envString(func(c *Config) *string { return &c.Log.Level })},
 	{"OTPD_LOG_FORMAT", envString(func(c *Config) *string { return &c.Log.Format })},
@@ -392,7 +355,7 @@ var knownProviders = []string{otpd.ProviderOTP, otpd.ProviderEmailpass, otpd.Pro
 
 // ApplyEnv applies the OTPD_* variables that are set (by lookup).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range slices.Concat(envVars, superTokensEnv) {
+	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv) {
 		v, ok := lookup(e.name)
 		if !ok {
 			continue
@@ -455,14 +418,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if _, err := c.SessionCookie(); err != nil {
+	if err := c.validateMedusa(); err != nil {
 		return err
 	}
 	if err := c.validateSuperTokens(); err != nil {
 		return err
-	}
-	if d := time.Duration(c.Sessions.ResetTokenTTL); d < time.Minute || d > 24*time.Hour {
-		return errors.New("config sessions.reset_token_ttl: must be between 1m and 24h")
 	}
 	if _, err := c.policy(c.Codes.PolicyConfig, otpd.Policy{}); err != nil {
 		return fmt.Errorf("config codes.%w", err)
@@ -534,23 +494,6 @@ func (c *Config) ValidateServe() error {
 		return errors.New("config jwt.secret (OTPD_JWT_SECRET): required outside dev mode: the HS256 key of session tokens, shared with your Medusa backend's JWT_SECRET")
 	}
 	return nil
-}
-
-// SessionCookie returns the template of Medusa's session cookie.
-func (c *Config) SessionCookie() (*http.Cookie, error) {
-	sc := c.Sessions.Cookie
-	out := &http.Cookie{Name: sc.Name, Domain: sc.Domain, Path: sc.Path, Secure: sc.Secure, HttpOnly: sc.HTTPOnly}
-	var err error
-	if out.SameSite, err = parseSameSite("sessions.cookie", sc.SameSite, sc.Secure); err != nil {
-		return nil, err
-	}
-	if out.Name == "" || strings.ContainsAny(out.Name, "()<>@,;:\\\"/[]?={} \t") {
-		return nil, fmt.Errorf("config sessions.cookie.name: %q is not a cookie name", out.Name)
-	}
-	if out.Path == "" || out.Path[0] != '/' {
-		return nil, errors.New("config sessions.cookie.path: must start with /")
-	}
-	return out, nil
 }
 
 // parseSameSite reads the same_site setting of the cookie configured at key.

@@ -29,7 +29,6 @@ import (
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/devoutbox"
 	"github.com/otpd/otpd/httpapi"
-	"github.com/otpd/otpd/httpapi/medusa"
 	"github.com/otpd/otpd/httpapi/supertokens"
 	"github.com/otpd/otpd/memlimit"
 	"github.com/otpd/otpd/metrics"
@@ -161,8 +160,53 @@ type Main struct {
 	Limiter    limiter
 	Addr       net.Addr // the address actually listened on
 	httpServer *http.Server
+	janitorJob *otpd.Janitor
 	cancel     context.CancelFunc
 	done       chan struct{}
+}
+
+// flows are otpd's flows, built on one engine, store, clock and limiter.
+// Each dialect takes the ones it needs.
+type flows struct {
+	codes     *otpd.Codes
+	actors    *otpd.Actors
+	passwords *otpd.Passwords
+	sessions  *otpd.Sessions
+	devices   *otpd.Devices
+}
+
+// newFlows builds the flows on engine from a validated configuration.
+func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Metrics, log *slog.Logger) *flows {
+	throttler := &otpd.Throttler{Limiter: lim, Throttles: cfg.Throttles(), Keys: engine.Keys}
+	if met != nil {
+		throttler.Metrics = met
+	}
+	normalizer := otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion}
+	actors := &otpd.Actors{Store: engine.Store, Now: engine.Now, Normalizer: normalizer, AuthMethods: cfg.AuthMethodsPerActor}
+	for _, t := range cfg.ActorTypes {
+		actors.Types = append(actors.Types, otpd.ActorType{Name: t.Name, IDPrefix: t.IDPrefix})
+	}
+	codes := &otpd.Codes{Engine: engine, Actors: actors, Throttler: throttler}
+	sessions := &otpd.Sessions{
+		Store: engine.Store, Keys: engine.Keys, Now: engine.Now, Logger: log,
+		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
+		RefreshTTL:     time.Duration(cfg.SuperTokens.RefreshTokenTTL),
+		RefreshGrace:   time.Duration(cfg.SuperTokens.RefreshGrace),
+	}
+	return &flows{
+		codes:  codes,
+		actors: actors,
+		passwords: &otpd.Passwords{
+			Codes: codes,
+			// One scrypt hash is ~80 ms of a core and 32 MiB: two at a
+			// time, so a burst of password logins cannot starve the code
+			// flows.
+			Hasher:        password.NewHasher(2),
+			ResetTokenTTL: time.Duration(cfg.Sessions.ResetTokenTTL),
+		},
+		sessions: sessions,
+		devices:  &otpd.Devices{Engine: engine, Throttler: throttler, Sessions: sessions, Normalizer: normalizer},
+	}
 }
 
 // Open wires otpd together and starts serving.
@@ -244,10 +288,6 @@ func (m *Main) Open(ctx context.Context) error {
 		engine.Outbox = dispatcher
 	}
 
-	actorTypes := make([]otpd.ActorType, 0, len(cfg.ActorTypes))
-	for _, t := range cfg.ActorTypes {
-		actorTypes = append(actorTypes, otpd.ActorType{Name: t.Name, IDPrefix: t.IDPrefix})
-	}
 	redis.SetLogger(log)
 	m.Limiter, err = openLimiter(cfg)
 	if err != nil {
@@ -256,51 +296,29 @@ func (m *Main) Open(ctx context.Context) error {
 	if scheme, _ := parseDatabaseURL(cfg.DatabaseURL); cfg.RedisURL == "" && !cfg.Dev && scheme == "postgres" {
 		log.Warn("no redis_url: per-address, per-destination and global limits are kept in this process only; with several instances each allows the full amount")
 	}
-	service := &otpd.Service{
-		Store:      m.DB,
-		Engine:     engine,
-		Normalizer: otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion},
-		ActorTypes: actorTypes,
-		Limiter:    m.Limiter,
-		Throttles:  cfg.Throttles(),
-		// One scrypt hash is ~80 ms of a core and 32 MiB: two at a time, so
-		// a burst of password logins cannot starve the code flows.
-		Passwords:      password.NewHasher(2),
-		AuthMethods:    cfg.AuthMethodsPerActor,
-		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
-		ResetTokenTTL:  time.Duration(cfg.Sessions.ResetTokenTTL),
-		RefreshTTL:     time.Duration(cfg.SuperTokens.RefreshTokenTTL),
-		RefreshGrace:   time.Duration(cfg.SuperTokens.RefreshGrace),
-	}
-	cookie, err := cfg.SessionCookie()
-	if err != nil {
-		return err
-	}
+	f := newFlows(cfg, engine, m.Limiter, met, log)
+	m.janitorJob = &otpd.Janitor{Store: m.DB, Now: engine.Now, Limits: engine.Limits, Logger: log}
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("config trusted_proxies: %w", err)
 	}
 
+	md, err := cfg.medusaHandler(f, jwtSecret)
+	if err != nil {
+		return err
+	}
+	md.Logger = log
 	opts := httpapi.Options{
 		Logger:         log,
 		TrustedProxies: trusted,
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.DB.Ping(ctx), m.Limiter.Ping(ctx))
 		},
-		Dialects: []httpapi.Dialect{&medusa.Handler{
-			Service:         service,
-			Tokens:          &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(cfg.JWT.ExpiresIn)},
-			Logger:          log,
-			PublishableKeys: cfg.Medusa.PublishableKeys,
-			SessionCookie:   cookie,
-		}},
-		CORS: []httpapi.CORSRule{
-			{PathPrefix: "/auth", Origins: cfg.Medusa.AuthCORS},
-			{PathPrefix: "/store", Origins: cfg.Medusa.StoreCORS},
-		},
+		Dialects: []httpapi.Dialect{md},
+		CORS:     cfg.medusaCORS(),
 	}
 	if cfg.SuperTokens.Enabled {
-		st, err := cfg.superTokensHandler(service, jwtSecret)
+		st, err := cfg.superTokensHandler(f, jwtSecret)
 		if err != nil {
 			return err
 		}
@@ -435,12 +453,8 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-// janitor deletes challenges once they no longer count towards any limit.
+// janitor runs the Janitor's sweep every minute until ctx is done.
 func (m *Main) janitor(ctx context.Context) {
-	keep := time.Duration(m.Config.Limits.SendWindow)
-	if c := time.Duration(m.Config.Limits.ResendCooldown); c > keep {
-		keep = c
-	}
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -452,22 +466,7 @@ func (m *Main) janitor(ctx context.Context) {
 		// Its own deadline: a large delete may take longer than a request's
 		// transaction may (postgres.Options.TxTimeout).
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := m.DB.Update(jctx, func(tx otpd.Tx) error {
-			n, err := tx.DeleteChallengesBefore(jctx, time.Now().Add(-keep-time.Minute))
-			if n > 0 {
-				m.Logger.Debug("janitor deleted old challenges", "count", n)
-			}
-			if err != nil {
-				return err
-			}
-			// Spent and revoked refresh tokens are kept until their
-			// session's end: reuse detection needs them.
-			n, err = tx.DeleteRefreshTokensBefore(jctx, time.Now())
-			if n > 0 {
-				m.Logger.Debug("janitor deleted expired refresh tokens", "count", n)
-			}
-			return err
-		})
+		err := m.janitorJob.Sweep(jctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			m.Logger.Warn("janitor", "err", err)

@@ -209,7 +209,7 @@ func (c *Config) superTokensCookies() (supertokens.CookieOptions, error) {
 }
 
 // superTokensHandler builds the dialect from a validated configuration.
-func (c *Config) superTokensHandler(service *otpd.Service, jwtSecret []byte) (*supertokens.Handler, error) {
+func (c *Config) superTokensHandler(f *flows, jwtSecret []byte) (*supertokens.Handler, error) {
 	tenants, err := c.superTokensTenants()
 	if err != nil {
 		return nil, err
@@ -220,7 +220,8 @@ func (c *Config) superTokensHandler(service *otpd.Service, jwtSecret []byte) (*s
 	}
 	st := c.SuperTokens
 	return &supertokens.Handler{
-		Service:         service,
+		Devices:         f.devices,
+		Sessions:        f.sessions,
 		Tokens:          &supertokens.Tokens{Secret: jwtSecret, TTL: time.Duration(st.AccessTokenTTL)},
 		BasePath:        st.APIBasePath,
 		Tenants:         tenants,

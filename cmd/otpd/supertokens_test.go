@@ -15,7 +15,7 @@ func TestSuperTokensConfigDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	h, err := c.superTokensHandler(nil, []byte("x"))
+	h, err := c.superTokensHandler(&flows{}, []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestSuperTokensConfigFileAndEnv(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	h, err := c.superTokensHandler(nil, []byte("x"))
+	h, err := c.superTokensHandler(&flows{}, []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,6 @@ import (
 	"github.com/otpd/otpd/httpapi"
 )
 
-// customerActor is the actor type of every /store route.
-const customerActor = "customer"
-
 var createCustomerBody = []httpapi.Field{
 	{Name: "email", Type: "string", Nullable: true},
 	{Name: "first_name", Type: "string", Nullable: true},
@@ -67,7 +64,7 @@ func (h *Handler) handleCreateCustomer(w http.ResponseWriter, r *http.Request) {
 	if !h.checkPublishableKey(w, r) {
 		return
 	}
-	p, _ := h.authenticate(w, r, fromBearer|fromSession, []string{customerActor}, true)
+	p, _ := h.authenticate(w, r, fromBearer|fromSession, []string{h.storeActor()}, true)
 	if p == nil {
 		return
 	}
@@ -75,7 +72,7 @@ func (h *Handler) handleCreateCustomer(w http.ResponseWriter, r *http.Request) {
 	if body == nil {
 		return
 	}
-	a, err := h.Service.CreateActor(r.Context(), p, otpd.ActorFields{
+	a, err := h.Actors.CreateActor(r.Context(), p, otpd.ActorFields{
 		Email:       body.StringPtr("email"),
 		Phone:       body.StringPtr("phone"),
 		FirstName:   body.StringPtr("first_name"),
@@ -84,7 +81,7 @@ func (h *Handler) handleCreateCustomer(w http.ResponseWriter, r *http.Request) {
 		Metadata:    body.Object("metadata"),
 	})
 	if err != nil {
-		h.writeAuthError(w, r, err)
+		h.writeAuthError(w, r, h.word(err, p.ActorType, ""))
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"customer": toCustomer(a)})
@@ -95,11 +92,11 @@ func (h *Handler) handleGetCustomer(w http.ResponseWriter, r *http.Request) {
 	if !h.checkPublishableKey(w, r) {
 		return
 	}
-	p, _ := h.authenticate(w, r, fromBearer|fromSession, []string{customerActor}, false)
+	p, _ := h.authenticate(w, r, fromBearer|fromSession, []string{h.storeActor()}, false)
 	if p == nil {
 		return
 	}
-	a, err := h.Service.FindActor(r.Context(), p)
+	a, err := h.Actors.FindActor(r.Context(), p)
 	if err != nil {
 		h.writeAuthError(w, r, err)
 		return

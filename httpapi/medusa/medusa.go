@@ -8,7 +8,9 @@
 // reference implementation is insecure, otpd differs, as docs/medusa.md
 // lists.
 //
-// The dialect is a translation only: every rule lives in otpd.Service.
+// The dialect is a translation only: every rule lives in the flows it
+// takes (otpd.Codes, Actors, Passwords, Sessions); it words their outcomes
+// as Medusa does (messages.go).
 package medusa
 
 import (
@@ -28,9 +30,16 @@ import (
 
 // Handler serves the Medusa dialect.
 type Handler struct {
-	Service *otpd.Service
-	Tokens  *Tokens
-	Logger  *slog.Logger
+	Codes     *otpd.Codes
+	Actors    *otpd.Actors
+	Passwords *otpd.Passwords
+	Sessions  *otpd.Sessions
+	Tokens    *Tokens
+	Logger    *slog.Logger
+
+	// StoreActorType is the actor type of the /store/customers routes
+	// (default "customer").
+	StoreActorType string
 
 	// PublishableKeys, when not empty, are the accepted values of the
 	// x-publishable-api-key header that every /store route requires.

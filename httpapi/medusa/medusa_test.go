@@ -22,6 +22,7 @@ import (
 	"github.com/otpd/otpd/devoutbox"
 	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/internal/flowtest"
 	"github.com/otpd/otpd/password"
 	"github.com/otpd/otpd/sqlite"
 )
@@ -52,9 +53,14 @@ func newEnv(t *testing.T, keys ...string) *env {
 	return newEnvWith(t, nil, keys...)
 }
 
-// newEnvWith is newEnv with configure run on the service and the handler
+// handlerOn is the Medusa dialect on f's flows.
+func handlerOn(f *flowtest.Flows) *medusa.Handler {
+	return &medusa.Handler{Codes: f.Codes, Actors: f.Actors, Passwords: f.Passwords, Sessions: f.Sessions}
+}
+
+// newEnvWith is newEnv with configure run on the flows and the handler
 // before the server starts.
-func newEnvWith(t *testing.T, configure func(*otpd.Service, *medusa.Handler), keys ...string) *env {
+func newEnvWith(t *testing.T, configure func(*flowtest.Flows, *medusa.Handler), keys ...string) *env {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "otpd.db"), sqlite.Options{})
 	if err != nil {
@@ -68,11 +74,14 @@ func newEnvWith(t *testing.T, configure func(*otpd.Service, *medusa.Handler), ke
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	outbox := devoutbox.New(100)
 	engine := &otpd.Engine{Store: db, Keys: kr, Limits: otpd.DefaultSendLimits, Immediate: []otpd.Notifier{outbox}, Now: clk.Now}
-	svc := &otpd.Service{Store: db, Engine: engine, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now, Passwords: password.NewHasher(2), RevokeOnLogout: true}
+	f := flowtest.New(engine)
+	f.Passwords.Hasher = password.NewHasher(2)
+	f.Sessions.RevokeOnLogout = true
 	tokens := &medusa.Tokens{Secret: []byte(jwtSecret), Now: clk.Now}
-	mh := &medusa.Handler{Service: svc, Tokens: tokens, PublishableKeys: keys}
+	mh := handlerOn(f)
+	mh.Tokens, mh.PublishableKeys = tokens, keys
 	if configure != nil {
-		configure(svc, mh)
+		configure(f, mh)
 	}
 	h := httpapi.NewHandler(httpapi.Options{
 		Ready:    db.Ping,
@@ -635,12 +644,13 @@ func newBrokenEnv(t *testing.T, err error, logs *bytes.Buffer) *httptest.Server 
 	kr, _ := otpd.NewKeyring([][]byte{[]byte("medusa-test-server-secret-0123456789abcdef")})
 	store := brokenStore{err: err}
 	engine := &otpd.Engine{Store: store, Keys: kr, Limits: otpd.DefaultSendLimits}
-	svc := &otpd.Service{Store: store, Engine: engine, ActorTypes: otpd.DefaultActorTypes}
 	log := slog.New(slog.NewTextHandler(logs, nil))
+	mh := handlerOn(flowtest.New(engine))
+	mh.Tokens, mh.Logger = &medusa.Tokens{Secret: []byte(jwtSecret)}, log
 	h := httpapi.NewHandler(httpapi.Options{
 		Logger:   log,
 		Ready:    store.Ping,
-		Dialects: []httpapi.Dialect{&medusa.Handler{Service: svc, Tokens: &medusa.Tokens{Secret: []byte(jwtSecret)}, Logger: log}},
+		Dialects: []httpapi.Dialect{mh},
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -2,17 +2,11 @@ package medusa
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi"
-)
-
-// Messages of the auth-otp plugin and its provider.
-const (
-	msgGenerated   = "If an account exists with this identifier, an OTP will be sent."
-	msgPreRegister = "Please validate the OTP to continue with the registration process."
-	msgInvalidOTP  = "Invalid OTP"
 )
 
 var (
@@ -40,7 +34,7 @@ func codeRequest(r *http.Request, identifier string) otpd.CodeRequest {
 // for an existing account. The answer is the same whether or not the
 // account exists; only an existing one gets a code.
 func (h *Handler) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	h.requestCode(w, r, h.Service.RequestSignIn, msgGenerated)
+	h.requestCode(w, r, h.Codes.RequestSignIn, msgGenerated)
 }
 
 // handleVerify serves POST /auth/{actor_type}/otp/verify: redeem a sign-in
@@ -55,12 +49,12 @@ func (h *Handler) handleVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	id, _ := body.String("identifier")
 	code, _ := body.String("otp")
-	p, err := h.Service.SignIn(r.Context(), codeRequest(r, id), code)
-	if err == otpd.ErrInvalidCode {
+	p, err := h.Codes.SignIn(r.Context(), codeRequest(r, id), code)
+	if errors.Is(err, otpd.ErrInvalidCode) {
 		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "invalid_data", Message: msgInvalidOTP})
 		return
 	} else if err != nil {
-		h.writeError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	h.writeToken(w, r, p)
@@ -70,7 +64,7 @@ func (h *Handler) handleVerify(w http.ResponseWriter, r *http.Request) {
 // sign-up code for an identifier with no account. The answer is the same
 // when an account exists; then no code is sent.
 func (h *Handler) handlePreRegister(w http.ResponseWriter, r *http.Request) {
-	h.requestCode(w, r, h.Service.RequestSignUp, msgPreRegister)
+	h.requestCode(w, r, h.Codes.RequestSignUp, msgPreRegister)
 }
 
 // requestCode reads {identifier}, asks flow for a code and answers msg,
@@ -85,7 +79,7 @@ func (h *Handler) requestCode(w http.ResponseWriter, r *http.Request, flow func(
 	}
 	id, _ := body.String("identifier")
 	if err := flow(r.Context(), codeRequest(r, id)); err != nil {
-		h.writeError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": msg})
@@ -100,7 +94,7 @@ func unauthorized(w http.ResponseWriter, msg string) {
 // actor type that is not configured is 400, whatever the body. It answers
 // and returns false when the check fails.
 func (h *Handler) actorType(w http.ResponseWriter, r *http.Request) bool {
-	if _, err := h.Service.ActorType(r.PathValue("actor_type")); err != nil {
+	if _, err := h.Actors.ActorType(r.PathValue("actor_type")); err != nil {
 		h.writeError(w, r, err)
 		return false
 	}
@@ -114,13 +108,13 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	p := r.PathValue("provider")
-	if _, password := otpd.PasswordProvider(p); p != otpd.ProviderOTP && !password {
+	if _, password := otpd.PasswordChannel(p); p != otpd.ProviderOTP && !password {
 		unauthorized(w, "Unable to retrieve the auth provider with id: "+p)
 		return false
 	}
 	// Medusa's validateScopeProviderAssociation, before the body is read.
-	if err := h.Service.CheckProvider(r.PathValue("actor_type"), p); err != nil {
-		h.writeError(w, r, err)
+	if err := h.Actors.CheckProvider(r.PathValue("actor_type"), p); err != nil {
+		h.fail(w, r, err)
 		return false
 	}
 	return true
@@ -130,13 +124,13 @@ func (h *Handler) provider(w http.ResponseWriter, r *http.Request) bool {
 // otp provider it redeems a pre-register code and answers a registration
 // token (actor_id ""), creating the auth identity if needed.
 func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
-	if _, ok := otpd.PasswordProvider(r.PathValue("provider")); ok {
+	if _, ok := otpd.PasswordChannel(r.PathValue("provider")); ok {
 		if h.provider(w, r) {
-			h.passwordAuth(w, r, h.Service.RegisterPassword)
+			h.passwordAuth(w, r, h.Passwords.Register)
 		}
 		return
 	}
-	h.redeemWithProvider(w, r, "OTP is required", h.Service.SignUp)
+	h.redeemWithProvider(w, r, "OTP is required", h.Codes.SignUp)
 }
 
 // handleAuthenticate serves POST /auth/{actor_type}/{provider}. With the otp
@@ -144,13 +138,13 @@ func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
 // registered the identity, and answers a token carrying the actor created
 // since. Ordinary sign-in by code goes through /otp/generate and /otp/verify.
 func (h *Handler) handleAuthenticate(w http.ResponseWriter, r *http.Request) {
-	if _, ok := otpd.PasswordProvider(r.PathValue("provider")); ok {
+	if _, ok := otpd.PasswordChannel(r.PathValue("provider")); ok {
 		if h.provider(w, r) {
-			h.passwordAuth(w, r, h.Service.SignInPassword)
+			h.passwordAuth(w, r, h.Passwords.SignIn)
 		}
 		return
 	}
-	h.redeemWithProvider(w, r, "OTP is required for authentication", h.Service.SignInAfterSignUp)
+	h.redeemWithProvider(w, r, "OTP is required for authentication", h.Codes.SignInAfterSignUp)
 }
 
 // redeemWithProvider is the otp provider's side of Medusa's core auth
@@ -177,11 +171,11 @@ func (h *Handler) redeemWithProvider(w http.ResponseWriter, r *http.Request, otp
 		return
 	}
 	p, err := redeem(r.Context(), codeRequest(r, id), code)
-	if err == otpd.ErrInvalidCode {
+	if errors.Is(err, otpd.ErrInvalidCode) {
 		unauthorized(w, msgInvalidOTP)
 		return
 	} else if err != nil {
-		h.writeError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	h.writeToken(w, r, p)
@@ -195,7 +189,7 @@ func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	np, err := h.Service.Refresh(r.Context(), p)
+	np, err := h.Sessions.Refresh(r.Context(), p)
 	if err != nil {
 		h.writeAuthError(w, r, err)
 		return

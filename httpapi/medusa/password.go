@@ -2,6 +2,7 @@ package medusa
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/otpd/otpd"
@@ -30,7 +31,7 @@ var fieldMessages = map[string]string{
 func (h *Handler) passwordAuth(w http.ResponseWriter, r *http.Request,
 	flow func(context.Context, otpd.PasswordRequest) (*otpd.Principal, error)) {
 	provider := r.PathValue("provider")
-	field, _ := otpd.PasswordProvider(provider)
+	field := identifierField(provider)
 	body := h.decode(w, r, passwordBody(field))
 	if body == nil {
 		return
@@ -49,12 +50,12 @@ func (h *Handler) passwordAuth(w http.ResponseWriter, r *http.Request,
 		Tenant: otpd.DefaultTenant, ActorType: r.PathValue("actor_type"), Provider: provider,
 		Identifier: identifier, Password: pw, Client: httpapi.ClientIP(r.Context()),
 	})
-	if e := otpd.AsError(err); e != nil && (e.Code == otpd.ECONFLICT || e.Code == otpd.EUNAUTHORIZED) {
+	if errors.Is(err, otpd.ErrIdentityExists) || errors.Is(err, otpd.ErrInvalidCredentials) {
 		// The provider's own refusals: duplicate identity, bad credentials.
-		unauthorized(w, e.Message)
+		unauthorized(w, otpd.ErrorMessage(h.word(err, r.PathValue("actor_type"), provider)))
 		return
 	} else if err != nil {
-		h.writeError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	h.writeToken(w, r, p)
@@ -82,13 +83,13 @@ func (h *Handler) handleResetPassword(w http.ResponseWriter, r *http.Request) {
 	if metadata == nil {
 		metadata = map[string]any{} // Medusa's event always carries an object
 	}
-	err := h.Service.RequestPasswordReset(r.Context(), otpd.ResetRequest{
+	err := h.Passwords.RequestReset(r.Context(), otpd.ResetRequest{
 		Tenant: otpd.DefaultTenant, ActorType: r.PathValue("actor_type"), Provider: r.PathValue("provider"),
 		Identifier: identifier, Metadata: metadata, Client: httpapi.ClientIP(r.Context()),
 		Mint: h.Tokens.SignReset,
 	})
 	if err != nil {
-		h.writeError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -114,7 +115,7 @@ func (h *Handler) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	}
 	g, err := h.Tokens.ParseReset(bearerToken(r))
 	if err != nil || g.ActorType != r.PathValue("actor_type") || g.Provider != r.PathValue("provider") {
-		unauthorized(w, otpd.ErrInvalidResetToken.Message)
+		unauthorized(w, msgInvalidToken)
 		return
 	}
 	body := h.decode(w, r, updateBody)
@@ -126,12 +127,12 @@ func (h *Handler) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, fieldMessages["password"])
 		return
 	}
-	err = h.Service.ResetPassword(r.Context(), g, pw, httpapi.ClientIP(r.Context()))
-	if err == otpd.ErrInvalidResetToken {
-		unauthorized(w, err.(*otpd.Error).Message)
+	err = h.Passwords.Reset(r.Context(), g, pw, httpapi.ClientIP(r.Context()))
+	if errors.Is(err, otpd.ErrInvalidResetToken) {
+		unauthorized(w, msgInvalidToken)
 		return
 	} else if err != nil {
-		h.writeError(w, r, err)
+		h.fail(w, r, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"success": true})
@@ -143,8 +144,8 @@ func (h *Handler) passwordProvider(w http.ResponseWriter, r *http.Request) bool 
 	if !h.provider(w, r) {
 		return false
 	}
-	if _, ok := otpd.PasswordProvider(r.PathValue("provider")); !ok {
-		h.writeError(w, r, otpd.Errorf(otpd.EINVALID, "The auth provider %s has no password.", r.PathValue("provider")))
+	if _, ok := otpd.PasswordChannel(r.PathValue("provider")); !ok {
+		h.fail(w, r, otpd.ErrNotPasswordProvider)
 		return false
 	}
 	return true

@@ -11,6 +11,7 @@ import (
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/internal/flowtest"
 	"github.com/otpd/otpd/memlimit"
 )
 
@@ -96,8 +97,8 @@ func TestPhonepass(t *testing.T) {
 // Medusa's 400 on the others, on every route of the provider, before its
 // body is read.
 func TestAuthMethodsPerActor(t *testing.T) {
-	e := newEnvWith(t, func(s *otpd.Service, _ *medusa.Handler) {
-		s.AuthMethods = map[string][]string{"user": {"emailpass"}}
+	e := newEnvWith(t, func(f *flowtest.Flows, _ *medusa.Handler) {
+		f.Actors.AuthMethods = map[string][]string{"user": {"emailpass"}}
 	})
 	refused := func(p string) string {
 		return `{"type":"not_allowed","message":"The actor type user is not allowed to use the auth provider ` + p + `"}`
@@ -266,9 +267,9 @@ func TestPasswordResetConcurrentUpdates(t *testing.T) {
 // the identifier is registered, and the per-address throttle bounds one
 // client.
 func TestPasswordResetLimits(t *testing.T) {
-	e := newEnvWith(t, func(s *otpd.Service, _ *medusa.Handler) {
-		s.Limiter = memlimit.New()
-		s.Throttles = otpd.Throttles{IPSend: otpd.Rate{Max: 4, Window: time.Hour}, IPPassword: otpd.Rate{Max: 2, Window: time.Hour}}
+	e := newEnvWith(t, func(f *flowtest.Flows, _ *medusa.Handler) {
+		f.Throttler.Limiter = memlimit.New()
+		f.Throttler.Throttles = otpd.Throttles{IPSend: otpd.Rate{Max: 4, Window: time.Hour}, IPPassword: otpd.Rate{Max: 2, Window: time.Hour}}
 	})
 	e.expect(e.do("POST", "/auth/customer/emailpass/register", map[string]any{"email": "fay@example.com", "password": "old password 1"}), 200, "")
 	for _, id := range []string{"fay@example.com", "ghost@example.com"} {

@@ -30,7 +30,7 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	if err := h.Service.Authenticate(r.Context(), p); err != nil {
+	if err := h.Sessions.Authenticate(r.Context(), p); err != nil {
 		h.writeAuthError(w, r, err)
 		return
 	}
@@ -51,7 +51,7 @@ func (h *Handler) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	if err := h.Service.Logout(r.Context(), p); err != nil {
+	if err := h.Sessions.Logout(r.Context(), p); err != nil {
 		h.writeAuthError(w, r, err)
 		return
 	}

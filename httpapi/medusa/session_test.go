@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi/medusa"
+	"github.com/otpd/otpd/internal/flowtest"
 )
 
 // sessionCookie returns the session cookie a response sets.
@@ -74,8 +74,8 @@ func TestSessions(t *testing.T) {
 // TestSessionsWithoutRevocation: with RevokeOnLogout off, logout clears
 // the cookie but other tokens of the identity keep working.
 func TestSessionsWithoutRevocation(t *testing.T) {
-	e := newEnvWith(t, func(s *otpd.Service, h *medusa.Handler) {
-		s.RevokeOnLogout = false
+	e := newEnvWith(t, func(f *flowtest.Flows, h *medusa.Handler) {
+		f.Sessions.RevokeOnLogout = false
 		h.SessionCookie = &http.Cookie{Name: "shop_sid", Path: "/store", Domain: "shop.example.com", SameSite: http.SameSiteStrictMode}
 	})
 	tok := e.signUp("ivy@example.com")

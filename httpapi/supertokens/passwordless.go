@@ -1,6 +1,7 @@
 package supertokens
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -29,6 +30,12 @@ const (
 	reasonOtherBrowser = "Open the link in the browser where you asked for it, or type the code. (ERR_CODE_OTPD_LINK_CONTEXT)"
 )
 
+// consumeStatus words the outcomes of a consume that report attempts.
+var consumeStatus = map[otpd.ConsumeStatus]string{
+	otpd.ConsumeIncorrect: "INCORRECT_USER_INPUT_CODE_ERROR",
+	otpd.ConsumeExpired:   "EXPIRED_USER_INPUT_CODE_ERROR",
+}
+
 // POST {base}[/{tenant}]/signinup/code
 func (h *Handler) handleCreateCode(w http.ResponseWriter, r *http.Request) {
 	t, f, ok := h.request(w, r, "email", "phoneNumber")
@@ -47,23 +54,16 @@ func (h *Handler) handleCreateCode(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, badInput(msgNeedPhone))
 		return
 	}
-	var c otpd.Contact
-	if hasEmail {
-		v, err := otpd.NormalizeEmail(strings.TrimSpace(email))
-		if err != nil {
-			writeStatus(w, map[string]any{"status": "GENERAL_ERROR", "message": msgEmailInvalid})
-			return
-		}
-		c = otpd.Contact{Channel: otpd.ChannelEmail, Value: v}
-	} else {
-		v, err := h.Service.Normalizer.NormalizePhone(strings.TrimSpace(phone))
-		if err != nil {
-			writeStatus(w, map[string]any{"status": "GENERAL_ERROR", "message": msgPhoneInvalid})
-			return
-		}
-		c = otpd.Contact{Channel: otpd.ChannelSMS, Value: v}
+	ch, raw, invalid := otpd.ChannelEmail, email, msgEmailInvalid
+	if !hasEmail {
+		ch, raw, invalid = otpd.ChannelSMS, phone, msgPhoneInvalid
 	}
-	d, err := h.Service.CreateDevice(r.Context(), otpd.DeviceRequest{
+	c, err := h.Devices.Contact(ch, raw)
+	if err != nil {
+		writeStatus(w, map[string]any{"status": "GENERAL_ERROR", "message": invalid})
+		return
+	}
+	d, err := h.Devices.CreateDevice(r.Context(), otpd.DeviceRequest{
 		Tenant: t.ID, Contact: c, Client: httpapi.ClientIP(r.Context()), Flow: h.flow(t),
 	})
 	if err != nil {
@@ -91,8 +91,8 @@ func (h *Handler) handleResendCode(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, badInput(msgDeviceID))
 		return
 	}
-	err := h.Service.ResendDeviceCode(r.Context(), t.ID, device, pre, httpapi.ClientIP(r.Context()), h.flow(t))
-	if err == otpd.ErrRestartFlow {
+	err := h.Devices.ResendDeviceCode(r.Context(), t.ID, device, pre, httpapi.ClientIP(r.Context()), h.flow(t))
+	if errors.Is(err, otpd.ErrRestartFlow) {
 		writeStatus(w, map[string]any{"status": "RESTART_FLOW_ERROR"})
 		return
 	} else if err != nil {
@@ -107,7 +107,7 @@ func (h *Handler) handleResendCode(w http.ResponseWriter, r *http.Request) {
 // proof that lets the link sign in there, for as long as the code lives.
 func (h *Handler) setLinkContext(w http.ResponseWriter, t *Tenant, preAuthSessionID string) {
 	if t.FlowType != FlowCode && !h.LinkAnyBrowser {
-		http.SetCookie(w, h.Cookies.cookie(LinkContextCookie, h.Service.LinkContext(preAuthSessionID), h.base(), int(t.CodeTTL.Seconds())))
+		http.SetCookie(w, h.Cookies.cookie(LinkContextCookie, h.Devices.LinkContext(preAuthSessionID), h.base(), int(t.CodeTTL.Seconds())))
 	}
 }
 
@@ -132,13 +132,13 @@ func (h *Handler) handleConsumeCode(w http.ResponseWriter, r *http.Request) {
 	}
 	if hasLink && !h.LinkAnyBrowser {
 		proof, _ := r.Cookie(LinkContextCookie)
-		if proof == nil || !h.Service.CheckLinkContext(req.PreAuthSessionID, proof.Value) {
+		if proof == nil || !h.Devices.CheckLinkContext(req.PreAuthSessionID, proof.Value) {
 			writeStatus(w, map[string]any{"status": "SIGN_IN_UP_NOT_ALLOWED", "reason": reasonOtherBrowser})
 			return
 		}
 	}
 	req.Tenant, req.Client = t.ID, httpapi.ClientIP(r.Context())
-	res, err := h.Service.ConsumeCode(r.Context(), req)
+	res, err := h.Devices.ConsumeCode(r.Context(), req)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -147,12 +147,12 @@ func (h *Handler) handleConsumeCode(w http.ResponseWriter, r *http.Request) {
 	case otpd.ConsumeOK:
 	case otpd.ConsumeIncorrect, otpd.ConsumeExpired:
 		writeStatus(w, map[string]any{
-			"status": string(res.Status), "failedCodeInputAttemptCount": res.FailedAttempts,
+			"status": consumeStatus[res.Status], "failedCodeInputAttemptCount": res.FailedAttempts,
 			"maximumCodeInputAttempts": res.MaxAttempts,
 		})
 		return
 	default:
-		writeStatus(w, map[string]any{"status": string(res.Status)})
+		writeStatus(w, map[string]any{"status": "RESTART_FLOW_ERROR"})
 		return
 	}
 	if err := h.attachSession(w, r, res.Session, transferMode(r)); err != nil {
@@ -164,21 +164,15 @@ func (h *Handler) handleConsumeCode(w http.ResponseWriter, r *http.Request) {
 
 // GET {base}[/{tenant}]/passwordless/email/exists?email=
 func (h *Handler) handleEmailExists(w http.ResponseWriter, r *http.Request) {
-	h.exists(w, r, "email", msgEmailParam, func(v string) (otpd.Contact, error) {
-		v, err := otpd.NormalizeEmail(strings.TrimSpace(v))
-		return otpd.Contact{Channel: otpd.ChannelEmail, Value: v}, err
-	})
+	h.exists(w, r, "email", msgEmailParam, otpd.ChannelEmail)
 }
 
 // GET {base}[/{tenant}]/passwordless/phonenumber/exists?phoneNumber=
 func (h *Handler) handlePhoneExists(w http.ResponseWriter, r *http.Request) {
-	h.exists(w, r, "phoneNumber", msgPhoneParam, func(v string) (otpd.Contact, error) {
-		v, err := h.Service.Normalizer.NormalizePhone(strings.TrimSpace(v))
-		return otpd.Contact{Channel: otpd.ChannelSMS, Value: v}, err
-	})
+	h.exists(w, r, "phoneNumber", msgPhoneParam, otpd.ChannelSMS)
 }
 
-func (h *Handler) exists(w http.ResponseWriter, r *http.Request, param, missing string, parse func(string) (otpd.Contact, error)) {
+func (h *Handler) exists(w http.ResponseWriter, r *http.Request, param, missing string, ch otpd.Channel) {
 	t, ok := h.tenant(w, r)
 	if !ok {
 		return
@@ -188,13 +182,13 @@ func (h *Handler) exists(w http.ResponseWriter, r *http.Request, param, missing 
 		h.writeError(w, r, badInput(missing))
 		return
 	}
-	c, err := parse(v)
+	c, err := h.Devices.Contact(ch, v)
 	if err != nil {
 		// An address that cannot be valid has no account.
 		writeStatus(w, map[string]any{"status": "OK", "exists": false})
 		return
 	}
-	found, err := h.Service.ContactExists(r.Context(), t.ID, c)
+	found, err := h.Devices.ContactExists(r.Context(), t.ID, c)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

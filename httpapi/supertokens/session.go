@@ -246,9 +246,9 @@ func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusUnauthorized, msgUnauthorise)
 		return
 	}
-	s, err := h.Service.RefreshSession(r.Context(), token)
+	s, err := h.Sessions.RefreshSession(r.Context(), token)
 	switch {
-	case err == otpd.ErrRefreshReused:
+	case errors.Is(err, otpd.ErrRefreshReused):
 		h.clearSession(w, r)
 		writeMessage(w, http.StatusUnauthorized, msgTheft)
 		return
@@ -282,7 +282,7 @@ func (h *Handler) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.Service.EndSession(r.Context(), c.TenantID, c.SessionHandle); err != nil {
+	if err := h.Sessions.EndSession(r.Context(), c.TenantID, c.SessionHandle); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -299,7 +299,7 @@ func (h *Handler) handleSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.Service.CheckSession(r.Context(), c.TenantID, c.SessionHandle); otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
+	if err := h.Sessions.CheckSession(r.Context(), c.TenantID, c.SessionHandle); otpd.ErrorCode(err) == otpd.EUNAUTHORIZED {
 		h.clearSession(w, r)
 		writeMessage(w, http.StatusUnauthorized, msgUnauthorise)
 		return

@@ -5,8 +5,9 @@
 // headers or cookies. supertokens-web-js and supertokens-auth-react work
 // against it unchanged.
 //
-// The dialect is a translation only: codes, devices, users and sessions are
-// otpd.Service's (passwordless.go, refresh.go).
+// The dialect is a translation only: codes, devices and users are
+// otpd.Devices', sessions otpd.Sessions'; the dialect words their outcomes
+// as SuperTokens does.
 package supertokens
 
 import (
@@ -85,9 +86,10 @@ func validTenantID(id string) bool {
 
 // Handler serves the SuperTokens dialect.
 type Handler struct {
-	Service *otpd.Service
-	Tokens  *Tokens
-	Logger  *slog.Logger
+	Devices  *otpd.Devices
+	Sessions *otpd.Sessions
+	Tokens   *Tokens
+	Logger   *slog.Logger
 
 	// BasePath is SuperTokens' apiBasePath (default DefaultBasePath).
 	BasePath string

@@ -24,6 +24,7 @@ import (
 	"github.com/otpd/otpd/devoutbox"
 	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/supertokens"
+	"github.com/otpd/otpd/internal/flowtest"
 	"github.com/otpd/otpd/sqlite"
 )
 
@@ -90,7 +91,7 @@ type env struct {
 	outbox *devoutbox.Outbox
 	events *recorder
 	clock  *clock
-	svc    *otpd.Service
+	flows  *flowtest.Flows
 	h      *supertokens.Handler
 }
 
@@ -106,9 +107,9 @@ func newEnv(t *testing.T) *env {
 	return newEnvWith(t, nil)
 }
 
-// newEnvWith is newEnv with configure run on the engine, the service and
+// newEnvWith is newEnv with configure run on the engine, the flows and
 // the handler before the server starts.
-func newEnvWith(t *testing.T, configure func(*otpd.Engine, *otpd.Service, *supertokens.Handler)) *env {
+func newEnvWith(t *testing.T, configure func(*otpd.Engine, *flowtest.Flows, *supertokens.Handler)) *env {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "otpd.db"), sqlite.Options{})
 	if err != nil {
@@ -123,18 +124,20 @@ func newEnvWith(t *testing.T, configure func(*otpd.Engine, *otpd.Service, *super
 	outbox := devoutbox.New(100)
 	rec := &recorder{}
 	engine := &otpd.Engine{Store: db, Keys: kr, Limits: otpd.DefaultSendLimits, Immediate: []otpd.Notifier{outbox, rec}, Now: clk.Now}
-	svc := &otpd.Service{Store: db, Engine: engine, ActorTypes: otpd.DefaultActorTypes, Now: clk.Now, RefreshGrace: refreshGrace}
+	f := flowtest.New(engine)
+	f.Sessions.RefreshGrace = refreshGrace
 	h := &supertokens.Handler{
-		Service: svc,
-		Tokens:  &supertokens.Tokens{Secret: []byte(tokenSecret), TTL: accessTTL, Now: clk.Now},
-		Tenants: []supertokens.Tenant{publicTenant()},
+		Devices:  f.Devices,
+		Sessions: f.Sessions,
+		Tokens:   &supertokens.Tokens{Secret: []byte(tokenSecret), TTL: accessTTL, Now: clk.Now},
+		Tenants:  []supertokens.Tenant{publicTenant()},
 	}
 	if configure != nil {
-		configure(engine, svc, h)
+		configure(engine, f, h)
 	}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Options{Ready: db.Ping, Dialects: []httpapi.Dialect{h}}))
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, outbox: outbox, events: rec, clock: clk, svc: svc, h: h}
+	return &env{t: t, srv: srv, outbox: outbox, events: rec, clock: clk, flows: f, h: h}
 }
 
 type response struct {
@@ -465,7 +468,7 @@ func TestCreateCodeBadInput(t *testing.T) {
 }
 
 func TestCreateCodeContactMethod(t *testing.T) {
-	e := newEnvWith(t, func(_ *otpd.Engine, _ *otpd.Service, h *supertokens.Handler) {
+	e := newEnvWith(t, func(_ *otpd.Engine, _ *flowtest.Flows, h *supertokens.Handler) {
 		h.Tenants = []supertokens.Tenant{publicTenant(), publicTenant()}
 		h.Tenants[0].ContactMethod = supertokens.ContactEmail
 		h.Tenants[1].ID, h.Tenants[1].ContactMethod = "phones", supertokens.ContactPhone
@@ -748,7 +751,7 @@ func TestResendUnknownDevice(t *testing.T) {
 // ------------------------------------------------------------------- tenants
 
 func acmeEnv(t *testing.T) *env {
-	return newEnvWith(t, func(_ *otpd.Engine, _ *otpd.Service, h *supertokens.Handler) {
+	return newEnvWith(t, func(_ *otpd.Engine, _ *flowtest.Flows, h *supertokens.Handler) {
 		h.ExistsAPIs = true
 		h.Tenants = append(h.Tenants, supertokens.Tenant{
 			ID: "acme", ContactMethod: supertokens.ContactEmail, FlowType: supertokens.FlowCode,
@@ -837,7 +840,7 @@ func TestTenantSeparateUsers(t *testing.T) {
 // --------------------------------------------------------------- magic links
 
 func linkEnv(t *testing.T, flow string, anyBrowser bool) *env {
-	return newEnvWith(t, func(_ *otpd.Engine, _ *otpd.Service, h *supertokens.Handler) {
+	return newEnvWith(t, func(_ *otpd.Engine, _ *flowtest.Flows, h *supertokens.Handler) {
 		h.Tenants[0].FlowType = flow
 		h.WebsiteDomain, h.WebsiteBasePath = "https://app.example", "/auth"
 		h.LinkAnyBrowser = anyBrowser
@@ -1000,7 +1003,7 @@ func TestMagicLinkOnly(t *testing.T) {
 }
 
 func TestMagicLinkTenant(t *testing.T) {
-	e := newEnvWith(t, func(_ *otpd.Engine, _ *otpd.Service, h *supertokens.Handler) {
+	e := newEnvWith(t, func(_ *otpd.Engine, _ *flowtest.Flows, h *supertokens.Handler) {
 		h.WebsiteDomain, h.WebsiteBasePath = "https://app.example", "/auth"
 		h.Tenants = append(h.Tenants, supertokens.Tenant{
 			ID: "acme", ContactMethod: supertokens.ContactEmail, FlowType: supertokens.FlowCodeAndLink,

@@ -12,9 +12,9 @@ import (
 	"strings"
 )
 
-// The sign-in-up flow (SuperTokens passwordless): one code signs in to the
-// identity that proved the email or phone, creating it on first use, and
-// starts a session with a rotating refresh token.
+// Devices is the sign-in-up flow: one code signs in to the identity that
+// proved the email or phone, creating it on first use, and starts a session
+// with a rotating refresh token.
 //
 // A device is the client's side of one flow. It maps onto the engine's
 // challenges:
@@ -30,6 +30,12 @@ import (
 //     forged;
 //   - a link code is the code sealed to its pre-auth session id, so a magic
 //     link redeems the same challenge as the typed code.
+type Devices struct {
+	Engine     *Engine
+	Throttler  *Throttler // coarse limits; nil for none
+	Sessions   *Sessions  // starts the session of a sign-in
+	Normalizer Normalizer
+}
 
 // PurposeSignInUp is the purpose of sign-in-up codes: one code that signs in,
 // or signs up and in.
@@ -75,7 +81,7 @@ func deviceBind(deviceID string) string {
 	return strings.ToUpper(hex.EncodeToString(sum[:16])) + ":"
 }
 
-func (s *Service) sealPreAuth(d *device) string {
+func (s *Devices) sealPreAuth(d *device) string {
 	payload := strings.Join([]string{d.tenant, string(d.contact.Channel), d.contact.Value, d.bind}, "\x00")
 	return base64.RawURLEncoding.EncodeToString(s.Engine.Keys.Seal([]byte(payload), adPreAuth))
 }
@@ -83,7 +89,7 @@ func (s *Service) sealPreAuth(d *device) string {
 // openPreAuth returns the device of a pre-auth session id of tenant, or
 // false when it is not one (forged, another tenant's, or its secret was
 // removed).
-func (s *Service) openPreAuth(tenant, id string) (*device, bool) {
+func (s *Devices) openPreAuth(tenant, id string) (*device, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(id)
 	if err != nil {
 		return nil, false
@@ -99,12 +105,12 @@ func (s *Service) openPreAuth(tenant, id string) (*device, bool) {
 	return &device{tenant: parts[0], contact: Contact{Channel: Channel(parts[1]), Value: parts[2]}, bind: parts[3]}, true
 }
 
-func (s *Service) sealLinkCode(preAuthSessionID, code string) string {
+func (s *Devices) sealLinkCode(preAuthSessionID, code string) string {
 	ad := append(bytes.Clone(adLinkCode), preAuthSessionID...)
 	return base64.RawURLEncoding.EncodeToString(s.Engine.Keys.Seal([]byte(code), ad))
 }
 
-func (s *Service) openLinkCode(preAuthSessionID, linkCode string) (string, bool) {
+func (s *Devices) openLinkCode(preAuthSessionID, linkCode string) (string, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(linkCode)
 	if err != nil {
 		return "", false
@@ -119,7 +125,7 @@ func (s *Service) openLinkCode(preAuthSessionID, linkCode string) (string, bool)
 // CheckLinkContext reports whether proof, the LinkContext the browser that
 // began the flow kept (in a cookie), shows that a link of preAuthSessionID
 // is being opened where the flow began.
-func (s *Service) CheckLinkContext(preAuthSessionID, proof string) bool {
+func (s *Devices) CheckLinkContext(preAuthSessionID, proof string) bool {
 	want := s.LinkContext(preAuthSessionID)
 	return subtle.ConstantTimeCompare([]byte(want), []byte(proof)) == 1
 }
@@ -127,8 +133,20 @@ func (s *Service) CheckLinkContext(preAuthSessionID, proof string) bool {
 // LinkContext is the proof of the browser a flow began in, for
 // CheckLinkContext: a digest of the pre-auth session id under the server
 // key, which a dialect keeps in a cookie of that browser.
-func (s *Service) LinkContext(preAuthSessionID string) string {
+func (s *Devices) LinkContext(preAuthSessionID string) string {
 	return base64.RawURLEncoding.EncodeToString(s.Engine.Keys.HashCode("link-context", preAuthSessionID))
+}
+
+// Contact reads an email address (ChannelEmail) or a phone number
+// (ChannelSMS) as typed; EINVALID when it is not one.
+func (s *Devices) Contact(ch Channel, raw string) (Contact, error) {
+	raw = strings.TrimSpace(raw)
+	if ch == ChannelSMS {
+		v, err := s.Normalizer.NormalizePhone(raw)
+		return Contact{Channel: ChannelSMS, Value: v}, err
+	}
+	v, err := NormalizeEmail(raw)
+	return Contact{Channel: ChannelEmail, Value: v}, err
 }
 
 // DeviceRequest asks for a sign-in-up code.
@@ -142,7 +160,7 @@ type DeviceRequest struct {
 // CreateDevice starts a sign-in-up flow: a new device and its first code,
 // which retires any code live for the contact. The engine's limits apply
 // (ERATELIMIT).
-func (s *Service) CreateDevice(ctx context.Context, r DeviceRequest) (*Device, error) {
+func (s *Devices) CreateDevice(ctx context.Context, r DeviceRequest) (*Device, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -163,7 +181,7 @@ var ErrRestartFlow = &Error{Code: ENOTFOUND, Message: "Restart the flow"}
 // ResendDeviceCode sends a new code for the device, retiring its current
 // one. A device whose last code was spent, or an unknown device, is
 // ErrRestartFlow.
-func (s *Service) ResendDeviceCode(ctx context.Context, tenant, deviceID, preAuthSessionID string, client netip.Addr, flow SignInUpFlow) error {
+func (s *Devices) ResendDeviceCode(ctx context.Context, tenant, deviceID, preAuthSessionID string, client netip.Addr, flow SignInUpFlow) error {
 	d, ok := s.openPreAuth(tenant, preAuthSessionID)
 	if !ok || subtle.ConstantTimeCompare([]byte(deviceBind(deviceID)), []byte(d.bind)) != 1 {
 		return ErrRestartFlow
@@ -179,9 +197,9 @@ func (s *Service) ResendDeviceCode(ctx context.Context, tenant, deviceID, preAut
 
 // issueDeviceCode issues a code for d; check, when set, runs first in the
 // issuing transaction.
-func (s *Service) issueDeviceCode(ctx context.Context, d *device, pre string, client netip.Addr, flow SignInUpFlow, check func(ctx context.Context, tx Tx) error) error {
+func (s *Devices) issueDeviceCode(ctx context.Context, d *device, pre string, client netip.Addr, flow SignInUpFlow, check func(ctx context.Context, tx Tx) error) error {
 	key := d.key()
-	if err := s.throttle(ctx, s.sendLimits(client, key, d.contact.Channel)...); err != nil {
+	if err := s.Throttler.Send(ctx, client, key, d.contact.Channel); err != nil {
 		return err
 	}
 	ir := IssueRequest{
@@ -219,12 +237,12 @@ type ConsumeRequest struct {
 // ConsumeStatus is the outcome of ConsumeCode.
 type ConsumeStatus string
 
-// Outcomes of ConsumeCode.
+// Outcomes of ConsumeCode. Dialects map them to their own statuses.
 const (
-	ConsumeOK        ConsumeStatus = "OK"
-	ConsumeIncorrect ConsumeStatus = "INCORRECT_USER_INPUT_CODE_ERROR"
-	ConsumeExpired   ConsumeStatus = "EXPIRED_USER_INPUT_CODE_ERROR"
-	ConsumeRestart   ConsumeStatus = "RESTART_FLOW_ERROR"
+	ConsumeOK        ConsumeStatus = "ok"        // signed in
+	ConsumeIncorrect ConsumeStatus = "incorrect" // a wrong code, with guesses left
+	ConsumeExpired   ConsumeStatus = "expired"   // the code outlived its lifetime
+	ConsumeRestart   ConsumeStatus = "restart"   // the flow cannot succeed: start a new one
 )
 
 // Consumed is the result of ConsumeCode. With ConsumeOK, User and Session
@@ -250,7 +268,7 @@ type User struct {
 // against the code's attempts; the last allowed wrong guess, like an
 // unknown device or a spent code, is ConsumeRestart. A code past its
 // lifetime is ConsumeExpired.
-func (s *Service) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed, error) {
+func (s *Devices) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed, error) {
 	restart := &Consumed{Status: ConsumeRestart}
 	d, ok := s.openPreAuth(r.Tenant, r.PreAuthSessionID)
 	if !ok {
@@ -264,14 +282,14 @@ func (s *Service) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed,
 	} else if subtle.ConstantTimeCompare([]byte(deviceBind(r.DeviceID)), []byte(d.bind)) != 1 {
 		return restart, nil
 	}
-	if err := s.throttle(ctx, s.limit(LimitIPVerify, s.Throttles.IPVerify, clientKey(r.Client))); err != nil {
+	if err := s.Throttler.Verify(ctx, r.Client); err != nil {
 		return nil, err
 	}
 	key := d.key()
-	now := s.now()
+	now := s.Engine.now()
 	out := &Consumed{Status: ConsumeOK}
 	v, err := s.Engine.Attempt(ctx, key, d.bind+code, func(tx Tx, ch *Challenge) error {
-		id, created, err := s.ensureIdentity(ctx, tx, d.tenant, d.contact, now)
+		id, created, err := ensureIdentity(ctx, tx, d.tenant, d.contact, now)
 		if err != nil {
 			return err
 		}
@@ -280,7 +298,7 @@ func (s *Service) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed,
 			return err
 		}
 		out.User = &User{Identity: id, Providers: pis, Created: created}
-		out.Session, err = s.startSession(ctx, tx, id, now)
+		out.Session, err = s.Sessions.start(ctx, tx, id, now)
 		return err
 	})
 	if err != nil {
@@ -300,7 +318,7 @@ func (s *Service) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed,
 	}
 	// No live code: expired, or gone for good.
 	var latest *Challenge
-	err = s.Store.View(ctx, func(tx Tx) error {
+	err = s.Engine.Store.View(ctx, func(tx Tx) error {
 		var err error
 		latest, err = tx.LatestChallenge(ctx, key)
 		return err
@@ -317,9 +335,9 @@ func (s *Service) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed,
 }
 
 // FindUser returns the user of a session.
-func (s *Service) FindUser(ctx context.Context, tenant, authIdentityID string) (*User, error) {
+func (s *Devices) FindUser(ctx context.Context, tenant, authIdentityID string) (*User, error) {
 	var u *User
-	err := s.Store.View(ctx, func(tx Tx) error {
+	err := s.Engine.Store.View(ctx, func(tx Tx) error {
 		id, err := tx.FindAuthIdentityByID(ctx, tenant, authIdentityID)
 		if ErrorCode(err) == ENOTFOUND {
 			return ErrSessionExpired
@@ -337,10 +355,10 @@ func (s *Service) FindUser(ctx context.Context, tenant, authIdentityID string) (
 }
 
 // ContactExists reports whether tenant has an identity that signs in by
-// code with contact (SuperTokens' emailExists / phoneNumberExists).
-func (s *Service) ContactExists(ctx context.Context, tenant string, c Contact) (bool, error) {
+// code with contact.
+func (s *Devices) ContactExists(ctx context.Context, tenant string, c Contact) (bool, error) {
 	exists := false
-	err := s.Store.View(ctx, func(tx Tx) error {
+	err := s.Engine.Store.View(ctx, func(tx Tx) error {
 		_, err := tx.FindProviderIdentity(ctx, tenant, ProviderOTP, c.Value)
 		if ErrorCode(err) == ENOTFOUND {
 			return nil

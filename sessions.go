@@ -5,8 +5,122 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"log/slog"
 	"time"
 )
+
+// Sessions is the session flow. It keeps two kinds of session:
+//
+//   - stateless session tokens, revoked per auth identity:
+//     AuthIdentity.TokensValidAfter ends every token issued before it.
+//     Tokens carry their issue time in whole seconds, so a revocation at t
+//     takes effect at the next whole second, and tokens minted for the
+//     identity after it are dated no earlier than that (see
+//     Principal.NotBefore): a token issued before the revocation, even in
+//     the same second, is refused, and one issued after it is not;
+//   - rotating sessions: a family of refresh tokens started when a code
+//     signs in, each refresh spending the newest token and minting its
+//     child (RefreshSession).
+type Sessions struct {
+	Store  Store
+	Keys   *Keyring // derives refresh tokens' children
+	Now    Clock
+	Logger *slog.Logger // warns of reused refresh tokens; may be nil
+
+	// RevokeOnLogout makes Logout revoke every token of the identity, not
+	// only end the session it is called with.
+	RevokeOnLogout bool
+
+	// RefreshTTL is the absolute lifetime of a rotating session (default
+	// DefaultRefreshTTL); RefreshGrace how long a spent refresh token still
+	// yields its child, for concurrent refreshes (default
+	// DefaultRefreshGrace).
+	RefreshTTL   time.Duration
+	RefreshGrace time.Duration
+}
+
+// revocationTime is the TokensValidAfter of a revocation at now.
+func revocationTime(now time.Time) time.Time {
+	return now.Truncate(time.Second).Add(time.Second)
+}
+
+// ErrUnauthorized is a token whose identity is gone or has revoked it.
+var ErrUnauthorized = &Error{Code: EUNAUTHORIZED, Message: "Unauthorized"}
+
+// current returns p's auth identity, or ErrUnauthorized when it no longer
+// exists or has revoked p's token (p.IssuedAt before its TokensValidAfter).
+func current(ctx context.Context, tx Tx, p *Principal) (*AuthIdentity, error) {
+	id, err := tx.FindAuthIdentityByID(ctx, p.Tenant, p.AuthIdentityID)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, ErrUnauthorized
+	} else if err != nil {
+		return nil, err
+	}
+	if p.IssuedAt.Before(id.TokensValidAfter) {
+		return nil, ErrUnauthorized
+	}
+	return id, nil
+}
+
+// Authenticate checks that the token p was read from is still good: its
+// auth identity exists and has not revoked it since. It returns
+// ErrUnauthorized otherwise.
+func (s *Sessions) Authenticate(ctx context.Context, p *Principal) error {
+	return s.Store.View(ctx, func(tx Tx) error {
+		_, err := current(ctx, tx, p)
+		return err
+	})
+}
+
+// Logout ends the session p's token belongs to. With RevokeOnLogout it
+// revokes every token of p's auth identity issued until now, on every
+// device, and ends its rotating sessions; otherwise it only checks the
+// token, and the dialect forgets its session. A token already revoked is ErrUnauthorized.
+func (s *Sessions) Logout(ctx context.Context, p *Principal) error {
+	if !s.RevokeOnLogout {
+		return s.Authenticate(ctx, p)
+	}
+	return s.Store.Update(ctx, func(tx Tx) error {
+		if _, err := current(ctx, tx, p); err != nil {
+			return err
+		}
+		t := revocationTime(s.Now.Time())
+		if !p.IssuedAt.Before(t) {
+			// p was minted after a revocation in this same second, so it is
+			// dated at that revocation's second: end that second too.
+			t = p.IssuedAt.Add(time.Second)
+		}
+		return revokeAll(ctx, tx, p.Tenant, p.AuthIdentityID, t, s.Now.Time())
+	})
+}
+
+// revokeAll ends every session of an auth identity: its stateless tokens
+// issued before validAfter, and at now every rotating session's refresh
+// tokens.
+func revokeAll(ctx context.Context, tx Tx, tenant, authIdentityID string, validAfter, now time.Time) error {
+	if err := tx.RevokeTokens(ctx, tenant, authIdentityID, validAfter); err != nil {
+		return err
+	}
+	_, err := tx.RevokeRefreshTokens(ctx, tenant, authIdentityID, now)
+	return err
+}
+
+// Refresh re-reads p's auth identity and returns a fresh principal for the
+// same actor type, so a token minted before the actor existed comes back
+// with the actor id. Returns ErrUnauthorized if the identity is gone or has
+// revoked p's token.
+func (s *Sessions) Refresh(ctx context.Context, p *Principal) (*Principal, error) {
+	var out *Principal
+	err := s.Store.View(ctx, func(tx Tx) error {
+		id, err := current(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		out = PrincipalFor(id, p.ActorType, p.UserMetadata)
+		return nil
+	})
+	return out, err
+}
 
 // RefreshToken is one link of a session's chain of refresh tokens. A session
 // (a family) starts with one token when a code signs in; every refresh spends
@@ -79,27 +193,27 @@ type Session struct {
 	ExpiresAt      time.Time // the refresh token's (and session's) absolute end
 }
 
-// Defaults of the session settings of Service.
+// Defaults of the rotating sessions' settings.
 const (
 	DefaultRefreshTTL   = 30 * 24 * time.Hour
 	DefaultRefreshGrace = 10 * time.Second
 )
 
 // Refresh-token failures. Both are EUNAUTHORIZED; dialects may tell them
-// apart (SuperTokens answers a reuse "token theft detected").
+// apart (a reuse is a theft to report).
 var (
-	ErrSessionExpired = &Error{Code: EUNAUTHORIZED, Message: "unauthorised"}
-	ErrRefreshReused  = &Error{Code: EUNAUTHORIZED, Message: "token theft detected"}
+	ErrSessionExpired = &Error{Code: EUNAUTHORIZED, Message: "The session has ended."}
+	ErrRefreshReused  = &Error{Code: EUNAUTHORIZED, Message: "The refresh token was used twice: the session is revoked."}
 )
 
-func (s *Service) refreshTTL() time.Duration {
+func (s *Sessions) refreshTTL() time.Duration {
 	if s.RefreshTTL > 0 {
 		return s.RefreshTTL
 	}
 	return DefaultRefreshTTL
 }
 
-func (s *Service) refreshGrace() time.Duration {
+func (s *Sessions) refreshGrace() time.Duration {
 	if s.RefreshGrace > 0 {
 		return s.RefreshGrace
 	}
@@ -112,9 +226,9 @@ func hashRefreshToken(token string) []byte {
 	return sum[:]
 }
 
-// startSession starts a session for identity inside tx: the transaction
+// start starts a rotating session for identity inside tx: the transaction
 // that redeems the code, so a code that signs in has exactly one session.
-func (s *Service) startSession(ctx context.Context, tx Tx, identity *AuthIdentity, now time.Time) (*Session, error) {
+func (s *Sessions) start(ctx context.Context, tx Tx, identity *AuthIdentity, now time.Time) (*Session, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -139,13 +253,13 @@ func (s *Service) startSession(ctx context.Context, tx Tx, identity *AuthIdentit
 // grace interval is a stolen or replayed token: the whole family is revoked
 // and ErrRefreshReused returned. An unknown, expired or revoked token is
 // ErrSessionExpired, as is a token whose identity is gone.
-func (s *Service) RefreshSession(ctx context.Context, token string) (*Session, error) {
+func (s *Sessions) RefreshSession(ctx context.Context, token string) (*Session, error) {
 	if token == "" {
 		return nil, ErrSessionExpired
 	}
 	hash := hashRefreshToken(token)
-	child := s.Engine.Keys.RefreshChild(token)
-	now := s.now()
+	child := s.Keys.RefreshChild(token)
+	now := s.Now.Time()
 	var (
 		out    *Session
 		reused *RefreshToken
@@ -197,7 +311,7 @@ func (s *Service) RefreshSession(ctx context.Context, token string) (*Session, e
 		return nil, err
 	}
 	if reused != nil {
-		if l := s.Engine.Logger; l != nil {
+		if l := s.Logger; l != nil {
 			l.Warn("refresh token reused after rotation: session revoked",
 				"tenant", reused.Tenant, "session", reused.FamilyID, "auth_identity_id", reused.AuthIdentityID)
 		}
@@ -209,8 +323,8 @@ func (s *Service) RefreshSession(ctx context.Context, token string) (*Session, e
 // CheckSession returns ErrSessionExpired unless session handle of tenant
 // is live: not revoked (signed out, reused, identity revoked) and not past
 // its absolute end.
-func (s *Service) CheckSession(ctx context.Context, tenant, handle string) error {
-	now := s.now()
+func (s *Sessions) CheckSession(ctx context.Context, tenant, handle string) error {
+	now := s.Now.Time()
 	return s.Store.View(ctx, func(tx Tx) error {
 		live, err := tx.RefreshFamilyLive(ctx, tenant, handle, now)
 		if err != nil {
@@ -225,8 +339,8 @@ func (s *Service) CheckSession(ctx context.Context, tenant, handle string) error
 
 // EndSession revokes session handle of tenant: its refresh tokens stop
 // working at once. Ending an ended session is not an error.
-func (s *Service) EndSession(ctx context.Context, tenant, handle string) error {
-	now := s.now()
+func (s *Sessions) EndSession(ctx context.Context, tenant, handle string) error {
+	now := s.Now.Time()
 	return s.Store.Update(ctx, func(tx Tx) error {
 		_, err := tx.RevokeRefreshFamily(ctx, tenant, handle, now)
 		return err
