@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -149,7 +150,7 @@ func TestOutbox_Handler(t *testing.T) {
 	}
 	h := o.Handler()
 	serve := func(method, target, accept string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, target, nil)
+		req := localRequest(method, target, nil)
 		if accept != "" {
 			req.Header.Set("Accept", accept)
 		}
@@ -214,7 +215,7 @@ func TestOutbox_Handler(t *testing.T) {
 		ev := event(1, "link@example.com")
 		ev.Link = "https://app.example/auth/verify?preAuthSessionId=p&tenantId=public#lc"
 		mustNotify(t, o, ev)
-		req := httptest.NewRequest("GET", "/dev/outbox", nil)
+		req := localRequest("GET", "/dev/outbox", nil)
 		w := httptest.NewRecorder()
 		o.Handler().ServeHTTP(w, req)
 		items := decode(t, w)
@@ -293,7 +294,7 @@ func TestOutbox_Handler(t *testing.T) {
 		ev := event(1, "x@example.com")
 		ev.Subject = `<script>alert(1)</script>`
 		mustNotify(t, o, ev)
-		req := httptest.NewRequest("GET", "/dev/outbox", nil)
+		req := localRequest("GET", "/dev/outbox", nil)
 		req.Header.Set("Accept", "text/html")
 		w := httptest.NewRecorder()
 		o.Handler().ServeHTTP(w, req)
@@ -369,7 +370,43 @@ func BenchmarkOutbox_ListTo(b *testing.B) {
 	h := o.Handler()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		req := httptest.NewRequest("GET", fmt.Sprintf("/dev/outbox?to=user%d@example.com&limit=1", 4000+i%1000), nil)
+		req := localRequest("GET", fmt.Sprintf("/dev/outbox?to=user%d@example.com&limit=1", 4000+i%1000), nil)
 		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
+
+// localRequest is a request to the outbox on localhost, as a developer's
+// browser or curl sends it.
+func localRequest(method, target string, body io.Reader) *http.Request {
+	req := httptest.NewRequest(method, target, body)
+	req.Host = "localhost:8080"
+	return req
+}
+
+// TestOutbox_LoopbackHostOnly: a request whose Host is not a loopback name
+// or address (a DNS-rebinding page) is refused, and learns no code.
+func TestOutbox_LoopbackHostOnly(t *testing.T) {
+	o := devoutbox.New(10)
+	o.Notify(context.Background(), &otpd.Event{ID: "evt_1", To: "ada@example.com", Code: "123456", CreatedAt: time.Now()})
+	h := o.Handler()
+	for host, ok := range map[string]bool{
+		"localhost": true, "localhost:8080": true, "LOCALHOST.": true, "app.localhost:3000": true,
+		"127.0.0.1": true, "127.0.0.1:8080": true, "127.1.2.3:80": true, "[::1]:8080": true, "[::1]": true, "::1": true,
+		"example.com": false, "evil.example:8080": false, "localhost.evil.com": false, "127.0.0.1.nip.io": false,
+		"10.0.0.1": false, "[::ffff:10.0.0.1]:80": false, "0.0.0.0:8080": false, "": false, "[fe80::1%25lo]:80": false,
+	} {
+		req := httptest.NewRequest("GET", "/dev/outbox", nil)
+		req.Host = host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if ok != (w.Code == http.StatusOK) {
+			t.Errorf("Host %q: %d %s", host, w.Code, w.Body)
+		}
+		if !ok && strings.Contains(w.Body.String(), "123456") {
+			t.Errorf("Host %q: the refusal carries the code", host)
+		}
+		if got := w.Header().Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("Host %q: X-Content-Type-Options %q, want nosniff", host, got)
+		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"html/template"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -30,6 +32,13 @@ func (o *Outbox) Handler() http.Handler {
 }
 
 func (o *Outbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !LoopbackHost(r.Host) {
+		// A page on another site can point its own name at 127.0.0.1 (DNS
+		// rebinding) and read this one as same-origin; its requests then
+		// carry that name in Host. Only loopback names are answered.
+		writeError(w, http.StatusForbidden, "forbidden", "The dev outbox answers only requests to a loopback host (localhost, 127.0.0.1, [::1]).", "")
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", "")
@@ -69,12 +78,31 @@ func (o *Outbox) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func writeError(w http.ResponseWriter, status int, code, msg, field string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`
 		Field   string `json:"field,omitempty"`
 	}{code, msg, field})
+}
+
+// LoopbackHost reports whether host, a request's Host header (with or
+// without a port), names this machine's loopback: localhost or a name
+// under .localhost (which resolvers and browsers keep on loopback), or a
+// loopback address (127.0.0.0/8, ::1).
+func LoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
 // prefersHTML reports whether the Accept header asks for text/html at least
