@@ -19,7 +19,7 @@ func TestCodes_SignUpSignIn(t *testing.T) {
 	if p.ActorID != "" || p.AuthIdentityID == "" || p.ActorType != "customer" {
 		t.Fatalf("principal after sign-up: %+v", p)
 	}
-	if ev := rec.last(t, "ada@example.com"); ev.Name != otpd.EventPreRegisterOTPGenerated || ev.Purpose != otpd.PurposeSignUp {
+	if ev := rec.Last(t, "ada@example.com"); ev.Name != otpd.EventPreRegisterOTPGenerated || ev.Purpose != otpd.PurposeSignUp {
 		t.Fatalf("sign-up event: %+v", ev)
 	}
 	r := otpd.CodeRequest{ActorType: "customer", Identifier: "ada@example.com"}
@@ -42,7 +42,7 @@ func TestCodes_SignUpSignIn(t *testing.T) {
 	if err := f.Codes.RequestSignIn(ctx, otpd.CodeRequest{ActorType: "customer", Identifier: " ADA@example.com"}); err != nil {
 		t.Fatalf("RequestSignIn: %v", err)
 	}
-	ev := rec.last(t, "ada@example.com")
+	ev := rec.Last(t, "ada@example.com")
 	if ev.Name != otpd.EventOTPGenerated || ev.Identifier != " ADA@example.com" {
 		t.Fatalf("sign-in event: %+v", ev)
 	}
@@ -65,7 +65,7 @@ func TestCodes_Decoys(t *testing.T) {
 	if err := f.Codes.RequestSignIn(ctx, ghost); err != nil {
 		t.Fatalf("RequestSignIn for no account: %v", err)
 	}
-	if n := rec.count("ghost@example.com"); n != 0 {
+	if n := rec.Count("ghost@example.com"); n != 0 {
 		t.Fatalf("%d events sent for an address with no account", n)
 	}
 	if err := f.Codes.RequestSignIn(ctx, ghost); otpd.ErrorCode(err) != otpd.ERATELIMIT {
@@ -81,12 +81,12 @@ func TestCodes_Decoys(t *testing.T) {
 	if _, err := f.Actors.CreateActor(ctx, p, otpd.ActorFields{}); err != nil {
 		t.Fatal(err)
 	}
-	before := rec.count("bob@example.com")
+	before := rec.Count("bob@example.com")
 	clk.Add(31 * time.Second) // past the resend cooldown
 	if err := f.Codes.RequestSignUp(ctx, otpd.CodeRequest{ActorType: "customer", Identifier: "bob@example.com"}); err != nil {
 		t.Fatalf("RequestSignUp for an account: %v", err)
 	}
-	if n := rec.count("bob@example.com"); n != before {
+	if n := rec.Count("bob@example.com"); n != before {
 		t.Fatalf("a sign-up code was sent to an address an account proved")
 	}
 }
@@ -107,8 +107,8 @@ func TestCodes_BadIdentifier(t *testing.T) {
 			t.Fatalf("SignIn(%q): %v, want ErrInvalidCode", id, err)
 		}
 	}
-	if len(rec.evs) != 0 {
-		t.Fatalf("%d events sent", len(rec.evs))
+	if rec.Count("") != 0 {
+		t.Fatalf("%d events sent", rec.Count(""))
 	}
 	if err := f.Codes.RequestSignIn(ctx, otpd.CodeRequest{ActorType: "robot", Identifier: "ada@example.com"}); otpd.ErrorCode(err) != otpd.EINVALID {
 		t.Fatalf("unknown actor type: %v, want EINVALID", err)

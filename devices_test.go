@@ -39,7 +39,7 @@ func consume(t *testing.T, f *flowtest.Flows, d *otpd.Device, code string) *otpd
 func TestDevices_Outcomes(t *testing.T) {
 	f, clk, rec := newFlows(t)
 	d := createDevice(t, f, "ada@example.com", emailFlow)
-	ev := rec.last(t, "ada@example.com")
+	ev := rec.Last(t, "ada@example.com")
 	if ev.Name != otpd.EventPasswordlessLogin || ev.Link != "" || ev.Metadata["preAuthSessionId"] != d.PreAuthSessionID {
 		t.Fatalf("event: %+v", ev)
 	}
@@ -69,7 +69,7 @@ func TestDevices_Outcomes(t *testing.T) {
 	// A second sign-in to the same contact is the same user.
 	clk.Add(31 * time.Second)
 	d2 := createDevice(t, f, "ada@example.com", emailFlow)
-	r2 := consume(t, f, d2, rec.last(t, "ada@example.com").Code)
+	r2 := consume(t, f, d2, rec.Last(t, "ada@example.com").Code)
 	if r2.Status != otpd.ConsumeOK || r2.User.Created || r2.User.Identity.ID != r.User.Identity.ID {
 		t.Fatalf("second sign-in: %+v", r2)
 	}
@@ -85,7 +85,7 @@ func TestDevices_Outcomes(t *testing.T) {
 	if r := consume(t, f, d3, "999999"); r.Status != otpd.ConsumeRestart {
 		t.Fatalf("fifth wrong guess: %+v, want restart", r)
 	}
-	if r := consume(t, f, d3, rec.last(t, "ada@example.com").Code); r.Status != otpd.ConsumeRestart {
+	if r := consume(t, f, d3, rec.Last(t, "ada@example.com").Code); r.Status != otpd.ConsumeRestart {
 		t.Fatalf("right code after the attempts: %+v, want restart", r)
 	}
 }
@@ -97,7 +97,7 @@ func TestDevices_ExpiryAndResend(t *testing.T) {
 	f, clk, rec := newFlows(t)
 	ctx := context.Background()
 	d := createDevice(t, f, "ada@example.com", emailFlow)
-	old := rec.last(t, "ada@example.com").Code
+	old := rec.Last(t, "ada@example.com").Code
 	consume(t, f, d, "999999")
 	clk.Add(emailFlow.Policy.TTL)
 	if r := consume(t, f, d, old); r.Status != otpd.ConsumeExpired || r.FailedAttempts != 1 || r.MaxAttempts != 5 {
@@ -106,7 +106,7 @@ func TestDevices_ExpiryAndResend(t *testing.T) {
 	if err := f.Devices.ResendDeviceCode(ctx, otpd.DefaultTenant, d.ID, d.PreAuthSessionID, netip.Addr{}, emailFlow); err != nil {
 		t.Fatalf("resend: %v", err)
 	}
-	fresh := rec.last(t, "ada@example.com").Code
+	fresh := rec.Last(t, "ada@example.com").Code
 	if r := consume(t, f, d, old); r.Status == otpd.ConsumeOK {
 		t.Fatal("the retired code signed in")
 	}
@@ -137,7 +137,7 @@ func TestDevices_MagicLink(t *testing.T) {
 		return "https://shop.example.com/verify?preAuthSessionId=" + url.QueryEscape(pre) + "#" + linkCode
 	}
 	d := createDevice(t, f, "ada@example.com", flow)
-	ev := rec.last(t, "ada@example.com")
+	ev := rec.Last(t, "ada@example.com")
 	if ev.Code != "" || !strings.HasPrefix(ev.Link, "https://shop.example.com/verify?") || !strings.Contains(ev.Text, ev.Link) {
 		t.Fatalf("link event: %+v", ev)
 	}

@@ -38,7 +38,7 @@ func TestPasswords_ResetRevokes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := rec.last(t, "ada@example.com")
+	ev := rec.Last(t, "ada@example.com")
 	if ev.Name != otpd.EventPasswordReset || ev.Token != "token-ada@example.com" || ev.Code != "" || ev.Metadata["k"] != "v" || len(grants) != 1 {
 		t.Fatalf("reset event: %+v (grants %d)", ev, len(grants))
 	}
@@ -88,8 +88,8 @@ func TestPasswords_ResetUnknown(t *testing.T) {
 			t.Fatalf("RequestReset(%q): %v", id, err)
 		}
 	}
-	if len(rec.evs) != 0 {
-		t.Fatalf("%d events sent for unknown identifiers", len(rec.evs))
+	if rec.Count("") != 0 {
+		t.Fatalf("%d events sent for unknown identifiers", rec.Count(""))
 	}
 	if err := f.Passwords.RequestReset(ctx, otpd.ResetRequest{ActorType: "customer", Provider: otpd.ProviderOTP, Identifier: "a@example.com", Mint: mint}); !errors.Is(err, otpd.ErrNotPasswordProvider) {
 		t.Fatalf("reset with the otp provider: %v, want ErrNotPasswordProvider", err)

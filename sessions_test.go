@@ -13,14 +13,14 @@ import (
 
 // startSession signs in to to through the sign-in-up flow and returns its
 // rotating session.
-func startSession(t *testing.T, f *flowtest.Flows, rec *sent, to string) *otpd.Session {
+func startSession(t *testing.T, f *flowtest.Flows, rec *flowtest.Recorder, to string) *otpd.Session {
 	t.Helper()
 	ctx := context.Background()
 	d, err := f.Devices.CreateDevice(ctx, otpd.DeviceRequest{Tenant: otpd.DefaultTenant, Contact: otpd.Contact{Channel: otpd.ChannelEmail, Value: to}, Flow: otpd.SignInUpFlow{Policy: otpd.DefaultPolicy}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.Devices.ConsumeCode(ctx, otpd.ConsumeRequest{Tenant: otpd.DefaultTenant, PreAuthSessionID: d.PreAuthSessionID, DeviceID: d.ID, UserInputCode: rec.last(t, to).Code})
+	res, err := f.Devices.ConsumeCode(ctx, otpd.ConsumeRequest{Tenant: otpd.DefaultTenant, PreAuthSessionID: d.PreAuthSessionID, DeviceID: d.ID, UserInputCode: rec.Last(t, to).Code})
 	if err != nil || res.Status != otpd.ConsumeOK {
 		t.Fatalf("ConsumeCode: %+v %v", res, err)
 	}

@@ -43,53 +43,13 @@ type clock struct {
 func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-// recorder keeps every event whole (the dev outbox drops Link).
-type recorder struct {
-	mu  sync.Mutex
-	evs []otpd.Event
-}
-
-func (r *recorder) Name() string { return "test-recorder" }
-func (r *recorder) Notify(_ context.Context, ev *otpd.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, *ev)
-	return nil
-}
-
-// last returns the newest event sent to to (normalized).
-func (r *recorder) last(t *testing.T, to string) otpd.Event {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.evs) - 1; i >= 0; i-- {
-		if r.evs[i].To == to {
-			return r.evs[i]
-		}
-	}
-	t.Fatalf("no event sent to %s", to)
-	return otpd.Event{}
-}
-
-func (r *recorder) count(to string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, ev := range r.evs {
-		if ev.To == to {
-			n++
-		}
-	}
-	return n
-}
-
 // env is a SuperTokens-dialect server on a fresh SQLite file, with the dev
 // outbox, an event recorder and an injected clock.
 type env struct {
 	t      *testing.T
 	srv    *httptest.Server
 	outbox *devoutbox.Outbox
-	events *recorder
+	events *flowtest.Recorder
 	clock  *clock
 	flows  *flowtest.Flows
 	h      *supertokens.Handler
@@ -122,7 +82,7 @@ func newEnvWith(t *testing.T, configure func(*otpd.Engine, *flowtest.Flows, *sup
 	}
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	outbox := devoutbox.New(100)
-	rec := &recorder{}
+	rec := &flowtest.Recorder{}
 	engine := &otpd.Engine{Store: db, Keys: kr, Limits: otpd.DefaultSendLimits, Immediate: []otpd.Notifier{outbox, rec}, Now: clk.Now}
 	f := flowtest.New(engine)
 	f.Sessions.RefreshGrace = refreshGrace
@@ -392,7 +352,7 @@ func TestCreateCodeEmail(t *testing.T) {
 	if r.cookie(supertokens.LinkContextCookie) != nil {
 		t.Fatalf("code flow set a link cookie: %v", r.cookies)
 	}
-	ev := e.events.last(t, "alice@example.com")
+	ev := e.events.Last(t, "alice@example.com")
 	if ev.Channel != otpd.ChannelEmail || ev.Name != otpd.EventPasswordlessLogin || len(ev.Code) != 6 || ev.Link != "" {
 		t.Fatalf("event %+v", ev)
 	}
@@ -417,7 +377,7 @@ func TestCreateCodePhone(t *testing.T) {
 	if r.json(t)["flowType"] != "USER_INPUT_CODE" {
 		t.Fatalf("createCode: %s", r)
 	}
-	ev := e.events.last(t, "+12025550142")
+	ev := e.events.Last(t, "+12025550142")
 	if ev.Channel != otpd.ChannelSMS || len(ev.Code) != 6 {
 		t.Fatalf("event %+v", ev)
 	}
@@ -506,13 +466,13 @@ func TestCreateCodeRateLimited(t *testing.T) {
 	if got := r.header.Get("Retry-After"); got != "20" {
 		t.Fatalf("Retry-After %q, want 20", got)
 	}
-	if n := e.events.count("rate@example.com"); n != 1 {
+	if n := e.events.Count("rate@example.com"); n != 1 {
 		t.Fatalf("%d codes sent, want 1", n)
 	}
 	// After the cooldown a new code is sent.
 	e.clock.Add(20 * time.Second)
 	e.createCode("", map[string]string{"email": "rate@example.com"})
-	if n := e.events.count("rate@example.com"); n != 2 {
+	if n := e.events.Count("rate@example.com"); n != 2 {
 		t.Fatalf("%d codes sent, want 2", n)
 	}
 }
@@ -694,14 +654,14 @@ func TestResend(t *testing.T) {
 	old := e.code("resend@example.com")
 	e.clock.Add(31 * time.Second)
 	e.expect(e.do("POST", base+"/signinup/code/resend", map[string]string{"deviceId": d.ID, "preAuthSessionId": d.Pre}), 200, statusOK)
-	if n := e.events.count("resend@example.com"); n != 2 {
+	if n := e.events.Count("resend@example.com"); n != 2 {
 		t.Fatalf("%d codes sent, want 2", n)
 	}
 	fresh := e.code("resend@example.com")
 	if fresh == old {
 		t.Skip("the resent code equals the old one by chance (1 in a million)")
 	}
-	ev := e.events.last(t, "resend@example.com")
+	ev := e.events.Last(t, "resend@example.com")
 	if ev.Metadata["preAuthSessionId"] != d.Pre {
 		t.Fatalf("resent event metadata %v", ev.Metadata)
 	}
@@ -727,7 +687,7 @@ func TestResendAfterConsume(t *testing.T) {
 	e.expect(e.consume("", d, e.code("done@example.com")), 200, nil)
 	e.clock.Add(31 * time.Second)
 	e.expect(e.do("POST", base+"/signinup/code/resend", map[string]string{"deviceId": d.ID, "preAuthSessionId": d.Pre}), 200, restartFlow)
-	if n := e.events.count("done@example.com"); n != 1 {
+	if n := e.events.Count("done@example.com"); n != 1 {
 		t.Fatalf("%d codes sent, want 1", n)
 	}
 }
@@ -743,7 +703,7 @@ func TestResendUnknownDevice(t *testing.T) {
 	} {
 		e.expect(e.do("POST", base+"/signinup/code/resend", body), 200, restartFlow)
 	}
-	if n := e.events.count("unknown@example.com"); n != 1 {
+	if n := e.events.Count("unknown@example.com"); n != 1 {
 		t.Fatalf("%d codes sent, want 1", n)
 	}
 }
@@ -765,7 +725,7 @@ func TestTenantAcme(t *testing.T) {
 	e.expect(e.do("POST", base+"/acme/signinup/code", map[string]string{"phoneNumber": "+12025550142"}), 400,
 		msg(`Please provide an email since you have set the contactMethod to "EMAIL"`))
 	d, _ := e.createCode("/acme", map[string]string{"email": "t@example.com"})
-	ev := e.events.last(t, "t@example.com")
+	ev := e.events.Last(t, "t@example.com")
 	if ev.Tenant != "acme" || ev.Metadata["tenantId"] != "acme" || !ev.ExpiresAt.Equal(e.clock.Now().Add(time.Minute)) {
 		t.Fatalf("event %+v", ev)
 	}
@@ -850,7 +810,7 @@ func linkEnv(t *testing.T, flow string, anyBrowser bool) *env {
 // linkCode checks the link sent for d and returns its link code.
 func (e *env) linkCode(to string, d device, tenant string) string {
 	e.t.Helper()
-	ev := e.events.last(e.t, to)
+	ev := e.events.Last(e.t, to)
 	prefix := "https://app.example/auth/verify?preAuthSessionId=" + d.Pre + "&tenantId=" + tenant + "#"
 	if !strings.HasPrefix(ev.Link, prefix) || len(ev.Link) == len(prefix) {
 		e.t.Fatalf("link %q, want %s<linkCode>", ev.Link, prefix)
@@ -889,7 +849,7 @@ func TestMagicLinkWithCookie(t *testing.T) {
 	if ck.MaxAge != int(supertokens.DefaultCodeTTL.Seconds()) {
 		t.Fatalf("link cookie Max-Age %d", ck.MaxAge)
 	}
-	ev := e.events.last(t, "link@example.com")
+	ev := e.events.Last(t, "link@example.com")
 	if len(ev.Code) != 6 || !strings.Contains(ev.Text, ev.Link) {
 		t.Fatalf("event %+v", ev)
 	}
@@ -985,7 +945,7 @@ func TestMagicLinkOnly(t *testing.T) {
 		t.Fatalf("createCode: %s", r)
 	}
 	ck := linkCookie(t, r)
-	ev := e.events.last(t, "only@example.com")
+	ev := e.events.Last(t, "only@example.com")
 	if ev.Code != "" {
 		t.Fatalf("MAGIC_LINK event carries a code %q", ev.Code)
 	}

@@ -2,7 +2,13 @@
 // wires them: one store, one clock, one throttler.
 package flowtest
 
-import "github.com/otpd/otpd"
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/otpd/otpd"
+)
 
 // Flows are every flow built on one engine.
 type Flows struct {
@@ -33,4 +39,50 @@ func New(e *otpd.Engine) *Flows {
 		Sessions:  sessions,
 		Devices:   &otpd.Devices{Engine: e, Throttler: th, Sessions: sessions},
 	}
+}
+
+// Recorder is an immediate notifier that keeps every event whole (the dev
+// outbox drops links), for tests to read codes, links and tokens from.
+type Recorder struct {
+	mu  sync.Mutex
+	evs []otpd.Event
+}
+
+// Name implements otpd.Notifier.
+func (r *Recorder) Name() string { return "test-recorder" }
+
+// Notify implements otpd.Notifier.
+func (r *Recorder) Notify(_ context.Context, ev *otpd.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, *ev)
+	return nil
+}
+
+// Last returns the newest event sent to to (normalized), failing the test
+// if there is none.
+func (r *Recorder) Last(t testing.TB, to string) otpd.Event {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.evs) - 1; i >= 0; i-- {
+		if r.evs[i].To == to {
+			return r.evs[i]
+		}
+	}
+	t.Fatalf("no event sent to %s", to)
+	return otpd.Event{}
+}
+
+// Count returns how many events were sent to to; to "" counts them all.
+func (r *Recorder) Count(to string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.evs {
+		if to == "" || ev.To == to {
+			n++
+		}
+	}
+	return n
 }
