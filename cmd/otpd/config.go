@@ -201,6 +201,7 @@ func DefaultConfig() Config {
 	c.Limits.IPPassword, c.Limits.PasswordIdentity = Rate(t.IPPassword), Rate(t.PasswordIdentity)
 	c.RedisPrefix = "otpd:"
 	c.Sessions = defaultSessions()
+	c.Medusa.StoreActorType = "customer"
 	c.SuperTokens = defaultSuperTokens()
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 
 // MedusaConfig configures the Medusa dialect's store routes and CORS.
 type MedusaConfig struct {
+	// StoreActorType is the actor type of the /store/customers routes
+	// (default customer); it must be a configured actor type.
+	StoreActorType  string   `yaml:"store_actor_type"`
 	PublishableKeys []string `yaml:"publishable_keys"`
 	// AuthCORS and StoreCORS are the browser origins allowed on /auth and
 	// /store routes (Medusa's http.authCors and http.storeCors).
@@ -50,6 +54,7 @@ func defaultSessions() SessionsConfig {
 }
 
 var medusaEnv = []envVar{
+	{"OTPD_MEDUSA_STORE_ACTOR_TYPE", envString(func(c *Config) *string { return &c.Medusa.StoreActorType })},
 	{"OTPD_PUBLISHABLE_KEYS", envList(func(c *Config) *[]string { return &c.Medusa.PublishableKeys })},
 	{"OTPD_AUTH_CORS", envList(func(c *Config) *[]string { return &c.Medusa.AuthCORS })},
 	{"OTPD_STORE_CORS", envList(func(c *Config) *[]string { return &c.Medusa.StoreCORS })},
@@ -64,6 +69,9 @@ var medusaEnv = []envVar{
 
 // validateMedusa checks the dialect's settings, naming the key at fault.
 func (c *Config) validateMedusa() error {
+	if !slices.ContainsFunc(c.ActorTypes, func(t ActorTypeConfig) bool { return t.Name == c.Medusa.StoreActorType }) {
+		return fmt.Errorf("config medusa.store_actor_type: %q is not a configured actor type", c.Medusa.StoreActorType)
+	}
 	if _, err := c.SessionCookie(); err != nil {
 		return err
 	}
@@ -103,6 +111,7 @@ func (c *Config) medusaHandler(f *flows, jwtSecret []byte) (*medusa.Handler, err
 		Passwords:       f.passwords,
 		Sessions:        f.sessions,
 		Tokens:          &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(c.JWT.ExpiresIn)},
+		StoreActorType:  c.Medusa.StoreActorType,
 		PublishableKeys: c.Medusa.PublishableKeys,
 		SessionCookie:   cookie,
 	}, nil
