@@ -1,7 +1,8 @@
 // Package httpapi is the HTTP shell shared by otpd's dialects: request ids,
-// panic recovery, body limits, health and readiness, and the mount points of
-// the dev outbox and metrics. Each dialect (httpapi/medusa, ...) registers its
-// routes on the mux and translates them onto otpd.Service.
+// panic recovery, the strict body reader and the error policy, health and
+// readiness, and the mount points of the dev outbox and metrics. Each dialect
+// (httpapi/medusa, ...) registers its routes on the mux and translates them
+// onto the flows it takes, supplying only its own wording and body shapes.
 package httpapi
 
 import (
@@ -81,7 +82,10 @@ func NewHandler(o Options) http.Handler {
 	for _, d := range o.Dialects {
 		d.Register(mux)
 	}
-	return withRequestID(recoverer(o.Logger, withClientAddr(o.TrustedProxies, withCORS(o.CORS, mux))))
+	internal := func(w http.ResponseWriter) {
+		WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal", "message": internalMessage})
+	}
+	return withRequestID(Recover(o.Logger, internal, withClientAddr(o.TrustedProxies, withCORS(o.CORS, mux))))
 }
 
 type ctxKey int
@@ -104,24 +108,6 @@ func withRequestID(next http.Handler) http.Handler {
 		id := hex.EncodeToString(b[:])
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
-	})
-}
-
-// recoverer turns a panic into a logged 500 with no internals in the body.
-func recoverer(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				log.Error("panic serving request", "request_id", RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "panic", v)
-				WriteJSON(w, http.StatusInternalServerError, map[string]string{
-					"code": "unknown_error", "type": "unknown_error", "message": "An unknown error occurred.",
-				})
-			}
-		}()
-		next.ServeHTTP(w, r)
 	})
 }
 

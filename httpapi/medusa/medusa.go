@@ -14,14 +14,11 @@
 package medusa
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/otpd/otpd"
@@ -56,20 +53,25 @@ type Handler struct {
 
 var _ httpapi.Dialect = (*Handler)(nil)
 
-// Register adds the Medusa routes to mux.
+// Register adds the Medusa routes to mux, each answering a panic with
+// Medusa's 500.
 func (h *Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /auth/{actor_type}/otp/generate", h.handleGenerate)
-	mux.HandleFunc("POST /auth/{actor_type}/otp/verify", h.handleVerify)
-	mux.HandleFunc("POST /auth/{actor_type}/otp/pre-register", h.handlePreRegister)
-	mux.HandleFunc("POST /auth/{actor_type}/{provider}/register", h.handleRegister)
-	mux.HandleFunc("POST /auth/{actor_type}/{provider}", h.handleAuthenticate)
-	mux.HandleFunc("POST /auth/{actor_type}/{provider}/reset-password", h.handleResetPassword)
-	mux.HandleFunc("POST /auth/{actor_type}/{provider}/update", h.handleUpdate)
-	mux.HandleFunc("POST /auth/token/refresh", h.handleRefresh)
-	mux.HandleFunc("POST /auth/session", h.handleCreateSession)
-	mux.HandleFunc("DELETE /auth/session", h.handleDeleteSession)
-	mux.HandleFunc("POST /store/customers", h.handleCreateCustomer)
-	mux.HandleFunc("GET /store/customers/me", h.handleGetCustomer)
+	for pattern, fn := range map[string]http.HandlerFunc{
+		"POST /auth/{actor_type}/otp/generate":              h.handleGenerate,
+		"POST /auth/{actor_type}/otp/verify":                h.handleVerify,
+		"POST /auth/{actor_type}/otp/pre-register":          h.handlePreRegister,
+		"POST /auth/{actor_type}/{provider}/register":       h.handleRegister,
+		"POST /auth/{actor_type}/{provider}":                h.handleAuthenticate,
+		"POST /auth/{actor_type}/{provider}/reset-password": h.handleResetPassword,
+		"POST /auth/{actor_type}/{provider}/update":         h.handleUpdate,
+		"POST /auth/token/refresh":                          h.handleRefresh,
+		"POST /auth/session":                                h.handleCreateSession,
+		"DELETE /auth/session":                              h.handleDeleteSession,
+		"POST /store/customers":                             h.handleCreateCustomer,
+		"GET /store/customers/me":                           h.handleGetCustomer,
+	} {
+		mux.Handle(pattern, httpapi.Recover(h.logger(), writeInternal, fn))
+	}
 }
 
 func (h *Handler) logger() *slog.Logger {
@@ -86,48 +88,43 @@ type medusaError struct {
 	Message string `json:"message"`
 }
 
-// writeError maps an otpd error onto Medusa's status codes and bodies. Only
-// internal errors are logged, with the request id; their text never leaves
-// the process.
+// writeError answers a flow's error through httpapi's error policy, in
+// Medusa's bodies and statuses.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		// The client went away before its request ran: nothing failed.
-		h.logger().Debug("request canceled by the client", "request_id", httpapi.RequestID(r.Context()), "path", r.URL.Path)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	e := otpd.AsError(err)
-	if e == nil {
-		h.logger().Error("internal error", "request_id", httpapi.RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
-		httpapi.WriteJSON(w, http.StatusInternalServerError, medusaError{Code: "unknown_error", Type: "unknown_error", Message: "An unknown error occurred."})
-		return
-	}
-	switch e.Code {
+	httpapi.WriteError(w, r, h.logger(), err, medusaShape)
+}
+
+// medusaShape writes a problem as Medusa does: its error types, 400 for a
+// provider an actor type may not use, 422 for a duplicate, and "Invalid
+// request: " before a message about a field.
+func medusaShape(w http.ResponseWriter, p httpapi.Problem) {
+	switch p.Code {
 	case otpd.EINVALID:
-		msg := e.Message
-		if e.Field != "" {
+		msg := p.Message
+		if p.Field != "" {
 			msg = "Invalid request: " + msg
 		}
 		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "invalid_data", Message: msg})
 	case otpd.EUNAUTHORIZED:
-		httpapi.WriteJSON(w, http.StatusUnauthorized, medusaError{Type: "unauthorized", Message: e.Message})
+		httpapi.WriteJSON(w, http.StatusUnauthorized, medusaError{Type: "unauthorized", Message: p.Message})
 	case otpd.EFORBIDDEN:
-		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "not_allowed", Message: e.Message})
+		httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "not_allowed", Message: p.Message})
 	case otpd.ENOTFOUND:
-		httpapi.WriteJSON(w, http.StatusNotFound, medusaError{Type: "not_found", Message: e.Message})
+		httpapi.WriteJSON(w, http.StatusNotFound, medusaError{Type: "not_found", Message: p.Message})
 	case otpd.ECONFLICT:
-		httpapi.WriteJSON(w, http.StatusUnprocessableEntity, medusaError{Code: "invalid_request_error", Type: "duplicate_error", Message: e.Message})
+		httpapi.WriteJSON(w, http.StatusUnprocessableEntity, medusaError{Code: "invalid_request_error", Type: "duplicate_error", Message: p.Message})
 	case otpd.ERATELIMIT:
-		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())))
-		httpapi.WriteJSON(w, http.StatusTooManyRequests, medusaError{Type: "not_allowed", Message: e.Message})
+		httpapi.WriteJSON(w, http.StatusTooManyRequests, medusaError{Type: "not_allowed", Message: p.Message})
 	case otpd.EUNAVAILABLE:
-		h.logger().Warn("dependency unavailable", "request_id", httpapi.RequestID(r.Context()), "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "1")
-		httpapi.WriteJSON(w, http.StatusServiceUnavailable, medusaError{Code: "service_unavailable", Type: "unexpected_state", Message: "The service is temporarily unavailable. Try again shortly."})
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, medusaError{Code: "service_unavailable", Type: "unexpected_state", Message: p.Message})
 	default:
-		h.logger().Error("internal error", "request_id", httpapi.RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
-		httpapi.WriteJSON(w, http.StatusInternalServerError, medusaError{Code: "unknown_error", Type: "unknown_error", Message: "An unknown error occurred."})
+		writeInternal(w)
 	}
+}
+
+// writeInternal is Medusa's 500.
+func writeInternal(w http.ResponseWriter) {
+	httpapi.WriteJSON(w, http.StatusInternalServerError, medusaError{Code: "unknown_error", Type: "unknown_error", Message: "An unknown error occurred."})
 }
 
 // writeAuthError is writeError for routes behind the bearer-token check:
@@ -144,17 +141,38 @@ func (h *Handler) writeAuthError(w http.ResponseWriter, r *http.Request, err err
 // decode reads a body against fields, answering Medusa's validation errors
 // itself. It returns nil when it has answered.
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, fields []httpapi.Field) httpapi.Values {
-	limit := h.MaxBodyBytes
-	if limit <= 0 {
-		limit = httpapi.DefaultMaxBodyBytes
-	}
-	vals, issues := httpapi.DecodeBody(w, r, limit, fields)
+	vals, issues := httpapi.DecodeBody(w, r, h.maxBody(), fields)
 	if issues == nil {
 		return vals
 	}
+	h.writeIssues(w, issues)
+	return nil
+}
+
+// readNoBody reads the body of a route that takes none (an empty body, or
+// any JSON object) under the strict rules. It returns false when it has
+// answered.
+func (h *Handler) readNoBody(w http.ResponseWriter, r *http.Request) bool {
+	if _, is := httpapi.ReadObject(w, r, h.maxBody()); is != nil {
+		h.writeIssues(w, []httpapi.Issue{*is})
+		return false
+	}
+	return true
+}
+
+func (h *Handler) maxBody() int64 {
+	if h.MaxBodyBytes > 0 {
+		return h.MaxBodyBytes
+	}
+	return httpapi.DefaultMaxBodyBytes
+}
+
+// writeIssues answers a body's issues as Medusa's validation does: 413 for a
+// body over the limit, 400 with up to three messages otherwise.
+func (h *Handler) writeIssues(w http.ResponseWriter, issues []httpapi.Issue) {
 	if issues[0].Kind == httpapi.IssueTooLarge {
 		httpapi.WriteJSON(w, http.StatusRequestEntityTooLarge, medusaError{Type: "invalid_data", Message: fmt.Sprintf("Request body is larger than %d bytes", issues[0].Limit)})
-		return nil
+		return
 	}
 	msgs := make([]string, 0, 3)
 	for _, is := range issues {
@@ -164,16 +182,21 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request, fields []httpap
 		msgs = append(msgs, issueMessage(is))
 	}
 	httpapi.WriteJSON(w, http.StatusBadRequest, medusaError{Type: "invalid_data", Message: "Invalid request: " + strings.Join(msgs, "; ")})
-	return nil
 }
 
 // issueMessage words an issue as Medusa's zod validation does.
 func issueMessage(is httpapi.Issue) string {
 	switch is.Kind {
+	case httpapi.IssueBroken:
+		return "Body could not be read completely"
 	case httpapi.IssueContentType:
 		return "Content-Type must be 'application/json'"
+	case httpapi.IssueEncoding:
+		return "Body is not valid UTF-8"
 	case httpapi.IssueMalformed:
 		return "Body is not valid JSON"
+	case httpapi.IssueDuplicate:
+		return fmt.Sprintf("Duplicate field '%s'", is.Field)
 	case httpapi.IssueType:
 		return fmt.Sprintf("Expected type: '%s' for field '%s', got: '%s'", is.Want, is.Field, is.Got)
 	case httpapi.IssueRequired:

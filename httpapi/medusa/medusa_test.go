@@ -46,6 +46,7 @@ type env struct {
 	clock  *clock
 	tokens *medusa.Tokens
 	db     otpd.Store
+	path   string // the SQLite file
 }
 
 func newEnv(t *testing.T, keys ...string) *env {
@@ -62,7 +63,8 @@ func handlerOn(f *flowtest.Flows) *medusa.Handler {
 // before the server starts.
 func newEnvWith(t *testing.T, configure func(*flowtest.Flows, *medusa.Handler), keys ...string) *env {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "otpd.db"), sqlite.Options{})
+	path := filepath.Join(t.TempDir(), "otpd.db")
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func newEnvWith(t *testing.T, configure func(*flowtest.Flows, *medusa.Handler), 
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, outbox: outbox, clock: clk, tokens: tokens, db: db}
+	return &env{t: t, srv: srv, outbox: outbox, clock: clk, tokens: tokens, db: db, path: path}
 }
 
 type response struct {

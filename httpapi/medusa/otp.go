@@ -186,7 +186,7 @@ func (h *Handler) redeemWithProvider(w http.ResponseWriter, r *http.Request, otp
 // created since the old token was issued.
 func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	p, _ := h.authenticate(w, r, fromBearer|fromSession, nil, true)
-	if p == nil {
+	if p == nil || !h.readNoBody(w, r) {
 		return
 	}
 	np, err := h.Sessions.Refresh(r.Context(), p)

@@ -27,7 +27,7 @@ func (h *Handler) sessionCookie() http.Cookie {
 // is {"user": <the token's claims>}, as Medusa's express session answers.
 func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	p, c := h.authenticate(w, r, fromBearer, nil, true)
-	if p == nil {
+	if p == nil || !h.readNoBody(w, r) {
 		return
 	}
 	if err := h.Sessions.Authenticate(r.Context(), p); err != nil {
@@ -48,7 +48,7 @@ func (h *Handler) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 // too, to revoke its tokens. Without either, 401.
 func (h *Handler) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	p, _ := h.authenticate(w, r, fromBearer|fromSession, nil, true)
-	if p == nil {
+	if p == nil || !h.readNoBody(w, r) {
 		return
 	}
 	if err := h.Sessions.Logout(r.Context(), p); err != nil {

@@ -246,6 +246,9 @@ func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusUnauthorized, msgUnauthorise)
 		return
 	}
+	if h.readBody(w, r) == nil {
+		return
+	}
 	s, err := h.Sessions.RefreshSession(r.Context(), token)
 	switch {
 	case errors.Is(err, otpd.ErrRefreshReused):
@@ -273,6 +276,9 @@ func (h *Handler) handleRefresh(w http.ResponseWriter, r *http.Request) {
 
 // POST {base}/signout
 func (h *Handler) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	if h.readBody(w, r) == nil {
+		return
+	}
 	if tok, _ := requestToken(r, cookieAccess); tok == "" {
 		// No session: signing out is already done.
 		writeStatus(w, map[string]any{"status": "OK"})

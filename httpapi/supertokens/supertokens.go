@@ -11,14 +11,10 @@
 package supertokens
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -134,20 +130,23 @@ func (h *Handler) base() string {
 // with and without a tenant prefix.
 func (h *Handler) Register(mux *http.ServeMux) {
 	b := h.base()
+	handle := func(pattern string, fn http.HandlerFunc) {
+		mux.Handle(pattern, httpapi.Recover(h.logger(), writeInternal, fn))
+	}
 	for _, prefix := range []string{b, b + "/{tenant}"} {
-		mux.HandleFunc("POST "+prefix+"/signinup/code", h.handleCreateCode)
-		mux.HandleFunc("POST "+prefix+"/signinup/code/resend", h.handleResendCode)
-		mux.HandleFunc("POST "+prefix+"/signinup/code/consume", h.handleConsumeCode)
+		handle("POST "+prefix+"/signinup/code", h.handleCreateCode)
+		handle("POST "+prefix+"/signinup/code/resend", h.handleResendCode)
+		handle("POST "+prefix+"/signinup/code/consume", h.handleConsumeCode)
 		if h.ExistsAPIs {
-			mux.HandleFunc("GET "+prefix+"/passwordless/email/exists", h.handleEmailExists)
-			mux.HandleFunc("GET "+prefix+"/passwordless/phonenumber/exists", h.handlePhoneExists)
-			mux.HandleFunc("GET "+prefix+"/signup/email/exists", h.handleEmailExists)
-			mux.HandleFunc("GET "+prefix+"/signup/phonenumber/exists", h.handlePhoneExists)
+			handle("GET "+prefix+"/passwordless/email/exists", h.handleEmailExists)
+			handle("GET "+prefix+"/passwordless/phonenumber/exists", h.handlePhoneExists)
+			handle("GET "+prefix+"/signup/email/exists", h.handleEmailExists)
+			handle("GET "+prefix+"/signup/phonenumber/exists", h.handlePhoneExists)
 		}
 	}
-	mux.HandleFunc("POST "+b+"/session/refresh", h.handleRefresh)
-	mux.HandleFunc("POST "+b+"/signout", h.handleSignOut)
-	mux.HandleFunc("GET "+b+"/session", h.handleSession)
+	handle("POST "+b+"/session/refresh", h.handleRefresh)
+	handle("POST "+b+"/signout", h.handleSignOut)
+	handle("GET "+b+"/session", h.handleSession)
 }
 
 func (h *Handler) logger() *slog.Logger {
@@ -203,30 +202,42 @@ type badInput string
 
 func (e badInput) Error() string { return string(e) }
 
-// readBody decodes a JSON object body into a map of raw values, so that
-// handlers can tell a missing field from a null or a wrong type as
-// SuperTokens does.
-func (h *Handler) readBody(r *http.Request) (map[string]json.RawMessage, error) {
-	limit := h.MaxBodyBytes
-	if limit <= 0 {
-		limit = httpapi.DefaultMaxBodyBytes
+func (h *Handler) maxBody() int64 {
+	if h.MaxBodyBytes > 0 {
+		return h.MaxBodyBytes
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, badInput("Request body too large")
-		}
-		return nil, err
+	return httpapi.DefaultMaxBodyBytes
+}
+
+// readBody reads the request's body with httpapi's strict reader (members
+// the dialect does not know are accepted: the SDKs send some). On failure
+// it writes the error and returns nil.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) httpapi.Values {
+	body, is := httpapi.ReadObject(w, r, h.maxBody())
+	if is == nil {
+		return body
 	}
-	body := map[string]json.RawMessage{}
-	if len(strings.TrimSpace(string(data))) == 0 {
-		return body, nil
+	if is.Kind == httpapi.IssueTooLarge {
+		writeMessage(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body is larger than %d bytes", is.Limit))
+		return nil
 	}
-	if err := json.Unmarshal(data, &body); err != nil {
-		return nil, badInput("Invalid JSON body: expected an object")
+	writeMessage(w, http.StatusBadRequest, issueMessage(is))
+	return nil
+}
+
+// issueMessage words a body's issue for a 400.
+func issueMessage(is *httpapi.Issue) string {
+	switch is.Kind {
+	case httpapi.IssueBroken:
+		return "Invalid JSON body: the body could not be read completely"
+	case httpapi.IssueContentType:
+		return "Invalid JSON body: Content-Type must be application/json"
+	case httpapi.IssueEncoding:
+		return "Invalid JSON body: not valid UTF-8"
+	case httpapi.IssueDuplicate:
+		return "Invalid JSON body: " + is.Field + " is given twice"
 	}
-	return body, nil
+	return "Invalid JSON body: expected an object"
 }
 
 // field is one string field of a request body.
@@ -241,62 +252,48 @@ func (h *Handler) request(w http.ResponseWriter, r *http.Request, names ...strin
 	if t, ok = h.tenant(w, r); !ok {
 		return nil, nil, false
 	}
-	body, err := h.readBody(r)
-	if err != nil {
-		h.writeError(w, r, err)
+	body := h.readBody(w, r)
+	if body == nil {
 		return nil, nil, false
 	}
 	fields = make([]field, len(names))
 	for i, name := range names {
-		if fields[i].value, fields[i].present, err = stringField(body, name); err != nil {
-			h.writeError(w, r, err)
+		switch v := body[name].(type) {
+		case nil: // missing or null
+		case string:
+			fields[i] = field{value: v, present: true}
+		default:
+			writeMessage(w, http.StatusBadRequest, name+" must be a string")
 			return nil, nil, false
 		}
 	}
 	return t, fields, true
 }
 
-// stringField returns body[name] as a string; present is false when the
-// field is missing or null. A value of another type is badInput.
-func stringField(body map[string]json.RawMessage, name string) (s string, present bool, err error) {
-	raw, ok := body[name]
-	if !ok || string(raw) == "null" {
-		return "", false, nil
-	}
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false, badInput(name + " must be a string")
-	}
-	return s, true, nil
-}
-
-// writeError writes a failure that is not a business outcome.
+// writeError answers a failure that is not a business outcome through
+// httpapi's error policy, in SuperTokens' {"message"} body; a rate limit is
+// SuperTokens' GENERAL_ERROR, which its clients show to the user.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var bad badInput
 	if errors.As(err, &bad) {
 		writeMessage(w, http.StatusBadRequest, string(bad))
 		return
 	}
-	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
+	httpapi.WriteError(w, r, h.logger(), err, superTokensShape)
+}
+
+func superTokensShape(w http.ResponseWriter, p httpapi.Problem) {
+	switch p.Code {
+	case otpd.ERATELIMIT:
+		writeStatus(w, map[string]any{"status": "GENERAL_ERROR", "message": p.Message})
+	case otpd.EINTERNAL:
+		writeInternal(w)
+	default:
+		writeMessage(w, p.Status, p.Message)
 	}
-	e := otpd.AsError(err)
-	switch {
-	case e == nil || e.Code == otpd.EINTERNAL:
-	case e.Code == otpd.ERATELIMIT:
-		// SuperTokens clients show a GENERAL_ERROR's message to the user.
-		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds())))
-		writeStatus(w, map[string]any{"status": "GENERAL_ERROR", "message": e.Message})
-		return
-	case e.Code == otpd.EUNAVAILABLE:
-		h.logger().Warn("dependency unavailable", "request_id", httpapi.RequestID(r.Context()), "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeMessage(w, http.StatusServiceUnavailable, "The service is temporarily unavailable. Try again shortly.")
-		return
-	case e.Code == otpd.EINVALID:
-		writeMessage(w, http.StatusBadRequest, e.Message)
-		return
-	}
-	h.logger().Error("internal error", "request_id", httpapi.RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
+}
+
+// writeInternal is the dialect's 500.
+func writeInternal(w http.ResponseWriter) {
 	writeMessage(w, http.StatusInternalServerError, "Internal error")
 }

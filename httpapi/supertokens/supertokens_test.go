@@ -52,6 +52,7 @@ type env struct {
 	events *flowtest.Recorder
 	clock  *clock
 	flows  *flowtest.Flows
+	path   string // the SQLite file
 	h      *supertokens.Handler
 }
 
@@ -71,7 +72,8 @@ func newEnv(t *testing.T) *env {
 // the handler before the server starts.
 func newEnvWith(t *testing.T, configure func(*otpd.Engine, *flowtest.Flows, *supertokens.Handler)) *env {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "otpd.db"), sqlite.Options{})
+	path := filepath.Join(t.TempDir(), "otpd.db")
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func newEnvWith(t *testing.T, configure func(*otpd.Engine, *flowtest.Flows, *sup
 	}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Options{Ready: db.Ping, Dialects: []httpapi.Dialect{h}}))
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, outbox: outbox, events: rec, clock: clk, flows: f, h: h}
+	return &env{t: t, srv: srv, outbox: outbox, events: rec, clock: clk, flows: f, h: h, path: path}
 }
 
 type response struct {
