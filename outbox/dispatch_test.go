@@ -208,7 +208,7 @@ func dispatchDue(t *testing.T, db otpd.Store, at time.Time) []*otpd.OutboxMessag
 	var msgs []*otpd.OutboxMessage
 	err := db.Update(context.Background(), func(tx otpd.Tx) error {
 		var err error
-		msgs, err = tx.ClaimMessages(context.Background(), at, at.Add(time.Hour), 1000)
+		msgs, err = tx.ClaimMessages(context.Background(), "dsp_test", at, at.Add(time.Hour), 1000)
 		if err != nil {
 			return err
 		}
@@ -462,7 +462,7 @@ func TestDispatcher_Restart(t *testing.T) {
 	c := env.issue(t, "carol@example.com")
 	// Claimed by a dispatcher that dies before delivering.
 	if err := env.db.Update(context.Background(), func(tx otpd.Tx) error {
-		msgs, err := tx.ClaimMessages(context.Background(), env.clock.Now(), env.clock.Now().Add(time.Minute), 10)
+		msgs, err := tx.ClaimMessages(context.Background(), "dsp_crashed", env.clock.Now(), env.clock.Now().Add(time.Minute), 10)
 		if len(msgs) != 1 {
 			t.Errorf("claimed %d messages, want 1", len(msgs))
 		}
