@@ -52,14 +52,16 @@ func (c *dispatchClock) Add(d time.Duration) time.Time {
 	return c.t
 }
 
-// dispatchNotifier is a notifier whose Notify is a function.
+// dispatchNotifier is a notifier whose Notify is a function; it takes the
+// events of sub (all of them by default).
 type dispatchNotifier struct {
 	name string
+	sub  otpd.Subscription
 	fn   func(ctx context.Context, ev *otpd.Event) error
 }
 
 func (n *dispatchNotifier) Name() string                    { return n.name }
-func (n *dispatchNotifier) Subscription() otpd.Subscription { return otpd.Subscription{} }
+func (n *dispatchNotifier) Subscription() otpd.Subscription { return n.sub }
 func (n *dispatchNotifier) Notify(ctx context.Context, ev *otpd.Event) error {
 	return n.fn(ctx, ev)
 }
