@@ -374,7 +374,9 @@ func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err err
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			outcomes <- d.deliver(mctx, m)
+			o := d.deliver(mctx, m)
+			held.finish(m.ID)
+			outcomes <- o
 		})
 	}
 	wg.Wait()
@@ -394,8 +396,9 @@ type leases struct {
 }
 
 type heldMessage struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	finished bool // tried; its outcome is being recorded
 }
 
 // hold starts holding msgs, leased until until (monotonic).
@@ -432,6 +435,16 @@ func (l *leases) ids() []string {
 	return ids
 }
 
+// finish marks message id as tried: a renewal that comes back without it
+// (its outcome was recorded meanwhile) is no lost lease.
+func (l *leases) finish(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.held[id]; ok {
+		h.finished = true
+	}
+}
+
 // drop stops holding message id: its outcome is recorded.
 func (l *leases) drop(id string) {
 	l.mu.Lock()
@@ -458,7 +471,7 @@ func (l *leases) lose(ids []string) {
 		if !ok {
 			continue
 		}
-		if h.ctx.Err() == nil {
+		if !h.finished && h.ctx.Err() == nil {
 			l.d.logger().Warn("outbox lease lost; delivery abandoned", "message_id", id)
 		}
 		h.cancel(errLeaseLost)
