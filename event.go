@@ -65,6 +65,7 @@ type OutboxMessage struct {
 	CreatedAt     time.Time
 	ExpiresAt     time.Time // dropped undelivered after this
 	LastError     string
+	LeaseOwner    string // the dispatcher that claimed it last; "" when released
 }
 
 // Subscription is what a durable notifier takes: events on some channels,

@@ -153,23 +153,38 @@ type IdentityTx interface {
 	FindActorByContact(ctx context.Context, tenant, actorType string, c Contact) (*Actor, error)
 }
 
-// OutboxTx stores messages queued for durable notifiers.
+// OutboxTx stores messages queued for durable notifiers. A dispatcher holds
+// the messages it claimed under a lease: an owner (the dispatcher's random
+// id) and a time (NextAttemptAt) until which no other dispatcher claims
+// them. Every change to a lease is one conditional statement.
 type OutboxTx interface {
 	// EnqueueMessages inserts messages; it runs in the transaction that
 	// issues the code, so a committed code always has its messages queued.
 	EnqueueMessages(ctx context.Context, msgs []*OutboxMessage) error
 
 	// ClaimMessages returns up to limit messages due at now (NextAttemptAt <=
-	// now), oldest first, and in the same statement moves their NextAttemptAt
-	// to leaseUntil, so that no other dispatcher takes them meanwhile.
-	ClaimMessages(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
+	// now), oldest first, and in the same statement leases them to owner:
+	// their NextAttemptAt moves to leaseUntil and their LeaseOwner becomes
+	// owner, so that no other dispatcher takes them meanwhile. A message
+	// whose lease ran out is due, whoever held it.
+	ClaimMessages(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
+
+	// RenewLeases moves to leaseUntil the lease of those of ids that owner
+	// still holds (LeaseOwner = owner), in one statement, and returns their
+	// ids in any order. A message released, rescheduled, deleted or claimed
+	// by another owner is left alone and not returned.
+	RenewLeases(ctx context.Context, owner string, ids []string, leaseUntil time.Time) ([]string, error)
 
 	// DeleteMessage removes a message (delivered, or given up). Deleting a
 	// missing message is not an error.
 	DeleteMessage(ctx context.Context, id string) error
 
-	// RescheduleMessage records a failed delivery.
-	RescheduleMessage(ctx context.Context, id string, attempts int, next time.Time, lastError string) error
+	// RescheduleMessage records a failed delivery, or releases a message not
+	// tried: if owner holds the message, it sets attempts, the next attempt
+	// and the last error and ends the lease (LeaseOwner ""). It reports
+	// whether it did; a message gone or held by another owner is left alone,
+	// and that is not an error.
+	RescheduleMessage(ctx context.Context, owner, id string, attempts int, next time.Time, lastError string) (bool, error)
 
 	// CountMessages returns how many messages are queued.
 	CountMessages(ctx context.Context) (int, error)

@@ -24,12 +24,22 @@ const (
 	DefaultDispatchMaxAttempts  = 10
 	DefaultDispatchMinBackoff   = time.Second
 	DefaultDispatchMaxBackoff   = 5 * time.Minute
-	DefaultDispatchLease        = 60 * time.Second
+	DefaultDispatchLease        = 10 * time.Second
 	DefaultDispatchBatch        = 32
 	DefaultDispatchPollInterval = time.Second
 	DefaultDispatchTimeout      = 10 * time.Second
 	DefaultDispatchConcurrency  = 8
 )
+
+// MinDispatchLease is the shortest Lease a Dispatcher accepts. A lease is
+// renewed every third of its length, and each renewal is a store write that
+// must commit before the lease runs out, even on a busy database (SQLite
+// waits up to 5 s for its write lock).
+const MinDispatchLease = 3 * time.Second
+
+// errLeaseLost is the cause given to the deliveries of messages whose lease
+// this process no longer holds.
+var errLeaseLost = errors.New("outbox lease lost")
 
 // maxLastError bounds the error text stored with a message.
 const maxLastError = 200
@@ -51,15 +61,43 @@ const storeWriteTimeout = 10 * time.Second
 //   - Nothing committed is lost. A message is a row written in the same
 //     transaction as its code, and it is deleted only after its notifier
 //     accepted it (or it expired, or delivery was given up). A crash or a
-//     restart leaves it queued for the next Dispatcher; a claimed message is
-//     leased, not removed, so one that a crashed process held becomes due
-//     again when the lease runs out. Delivery is therefore at least once, and
-//     receivers deduplicate by Event.ID.
+//     restart leaves it queued for the next Dispatcher. Delivery is
+//     therefore at least once, and receivers deduplicate by Event.ID.
+//   - A crashed process holds nothing for long, and a live one is not
+//     overtaken. See Leases below.
 //   - Codes are never kept in plaintext at rest. The payload is sealed under
 //     the server key (Keyring.Seal, bound to the message id), opened only in
 //     memory here, and the row is deleted as soon as the code is delivered or
 //     has expired. Logs and the stored last error never carry the code, the
 //     payload, or a secret.
+//
+// # Leases
+//
+// A claimed message is leased, not removed: in the claiming statement its
+// NextAttemptAt moves Lease ahead (10 s) and its LeaseOwner becomes this
+// Dispatcher's random id. No other Dispatcher claims it before the lease
+// ends. While a round's messages are waiting or being delivered, the
+// Dispatcher renews their leases every Lease/3 with one conditional UPDATE
+// (RenewLeases: only the rows it still owns), so a slow receiver never lets
+// a live lease lapse. If the process dies, the renewals stop and its
+// messages are due again at most Lease after its last renewal: a restarted
+// process, or any other instance, delivers them within seconds. If a renewal
+// fails or comes back without a message (the store was unreachable past the
+// lease, or another Dispatcher claimed it after the lease lapsed), the
+// delivery of that message is cancelled at once, counted as no attempt, so
+// that two live processes never deliver a message at the same time in the
+// normal case. A delivery is attempted only while its lease is held, and the
+// outcome of one is recorded (RescheduleMessage) only on a lease still owned;
+// a delete after a delivery is unconditional, since the message went out.
+// A clean shutdown releases the leases of the messages not delivered.
+//
+// Short renewed leases were chosen over a table of process heartbeats:
+// they need one column and no second statement in the claim, their only
+// write traffic is one UPDATE per Lease/3 while deliveries are in flight,
+// and the recovery time is the lease itself. The lease is kept on the
+// engine's clock (Now), like every time in the store, so the clocks of
+// instances sharing a database must agree to well within two thirds of the
+// lease (NTP).
 //
 // Failed deliveries are retried with exponential backoff: retry n waits
 // between 80% and 100% of min(MinBackoff·2^(n-1), MaxBackoff), the random
@@ -85,7 +123,7 @@ type Dispatcher struct {
 	MaxAttempts  int           // deliveries tried per message before giving up (10)
 	MinBackoff   time.Duration // wait before the first retry (1s)
 	MaxBackoff   time.Duration // longest wait between retries (5m)
-	Lease        time.Duration // how long a claimed message is reserved for this process (60s); must exceed Timeout
+	Lease        time.Duration // how long a claim or renewal reserves a message for this process (10s), at least MinDispatchLease
 	Batch        int           // messages claimed per round (32)
 	PollInterval time.Duration // how often Run looks for due messages without a Kick (1s)
 	Timeout      time.Duration // per delivery attempt (10s)
@@ -93,6 +131,14 @@ type Dispatcher struct {
 
 	kickOnce sync.Once
 	kick     chan struct{}
+
+	ownerOnce sync.Once
+	ownerID   string
+
+	// Tests only (export_test.go): how often leases are renewed (Lease/3),
+	// and a hook called after each renewal.
+	renewEvery time.Duration
+	onRenew    func(leaseUntil time.Time, renewed []string)
 }
 
 // Notifier is a durable notifier: it names itself in the outbox and
@@ -155,6 +201,13 @@ func (d *Dispatcher) Kick() {
 	}
 }
 
+// owner returns the random id this Dispatcher leases messages under: a
+// process that restarts is a new owner.
+func (d *Dispatcher) owner() string {
+	d.ownerOnce.Do(func() { d.ownerID = otpd.NewID("dsp") })
+	return d.ownerID
+}
+
 func (d *Dispatcher) kickChan() chan struct{} {
 	d.kickOnce.Do(func() { d.kick = make(chan struct{}, 1) })
 	return d.kick
@@ -171,6 +224,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	kick := d.kickChan()
+	d.logger().Debug("outbox dispatcher started", "lease_owner", d.owner(), "lease", d.lease())
 	timer := time.NewTimer(d.pollInterval())
 	defer timer.Stop()
 	for {
@@ -221,7 +275,7 @@ type action int
 const (
 	actDelete     action = iota // delivered, expired, unreadable or given up: remove the row
 	actReschedule               // failed: retry at next
-	actRelease                  // not tried (shutdown, lease too short): due again now, attempt not counted
+	actRelease                  // not tried (shutdown, lease lost): due again now, attempt not counted
 )
 
 type outcome struct {
@@ -236,10 +290,13 @@ type outcome struct {
 func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err error) {
 	now := d.now()
 	lease := d.lease()
+	// The lease is real time for other processes, whatever d.Now says: it is
+	// measured on the monotonic clock, from before the claim.
+	start := time.Now()
 	var msgs []*otpd.OutboxMessage
 	err = d.Store.Update(ctx, func(tx otpd.Tx) error {
 		var err error
-		msgs, err = tx.ClaimMessages(ctx, now, now.Add(lease), d.batch())
+		msgs, err = tx.ClaimMessages(ctx, d.owner(), now, now.Add(lease), d.batch())
 		return err
 	})
 	if err != nil {
@@ -248,13 +305,23 @@ func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err err
 	if len(msgs) == 0 {
 		return 0, 0, nil
 	}
-	// Measured on the monotonic clock: the lease is real time for other
-	// processes, whatever d.Now says.
-	claimedAt := time.Now()
+	held := d.hold(ctx, msgs, start.Add(lease))
+	stopRenew := make(chan struct{})
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		d.renew(ctx, held, stopRenew)
+	}()
+	defer func() {
+		close(stopRenew)
+		<-renewDone
+		held.close()
+	}()
 
 	// Outcomes are recorded while other deliveries are still running, in as
 	// few transactions as keep up: a delivered message is deleted soon after
-	// its delivery, not after the slowest one of the round.
+	// its delivery, not after the slowest one of the round. Its lease is
+	// renewed until then.
 	outcomes := make(chan outcome, len(msgs))
 	recorded := make(chan struct{})
 	var recordErr error
@@ -279,21 +346,26 @@ func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err err
 			if err != nil && recordErr == nil {
 				recordErr = err
 			}
+			for _, o := range batch {
+				held.drop(o.msg.ID)
+			}
 		}
 	}()
 
 	sem := make(chan struct{}, d.concurrency())
 	var wg sync.WaitGroup
 	for _, m := range msgs {
+		// mctx ends with the round, or when the lease of m is lost.
+		mctx := held.ctx(m.ID)
 		acquired := false
 		select {
 		case sem <- struct{}{}:
 			acquired = true
-		case <-ctx.Done():
+		case <-mctx.Done():
 		}
-		// Start a delivery only if it can finish within the lease: past it,
-		// another process may claim the message and deliver it too.
-		if !acquired || ctx.Err() != nil || time.Since(claimedAt)+d.timeout() > lease {
+		// Start a delivery only while the lease is held: past it, another
+		// process may claim the message and deliver it too.
+		if !acquired || mctx.Err() != nil {
 			if acquired {
 				<-sem
 			}
@@ -302,13 +374,195 @@ func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err err
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			outcomes <- d.deliver(ctx, m)
+			o := d.deliver(mctx, m)
+			held.finish(m.ID)
+			outcomes <- o
 		})
 	}
 	wg.Wait()
 	close(outcomes)
 	<-recorded
 	return delivered, len(msgs), recordErr
+}
+
+// leases are the messages a round holds and has not recorded an outcome
+// for: each has a context that is cancelled when its lease is lost.
+type leases struct {
+	d      *Dispatcher
+	mu     sync.Mutex
+	held   map[string]*heldMessage
+	until  time.Time   // when the leases end, on the monotonic clock
+	expiry *time.Timer // loses every lease held at until
+}
+
+type heldMessage struct {
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	finished bool // tried; its outcome is being recorded
+}
+
+// hold starts holding msgs, leased until until (monotonic).
+func (d *Dispatcher) hold(ctx context.Context, msgs []*otpd.OutboxMessage, until time.Time) *leases {
+	l := &leases{d: d, held: make(map[string]*heldMessage, len(msgs)), until: until}
+	for _, m := range msgs {
+		mctx, cancel := context.WithCancelCause(ctx)
+		l.held[m.ID] = &heldMessage{ctx: mctx, cancel: cancel}
+	}
+	l.expiry = time.AfterFunc(time.Until(until), func() { l.lose(nil) })
+	return l
+}
+
+// ctx returns the context of the delivery of message id.
+func (l *leases) ctx(id string) context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.held[id]; ok {
+		return h.ctx
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errLeaseLost)
+	return ctx
+}
+
+// ids returns the messages still held.
+func (l *leases) ids() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]string, 0, len(l.held))
+	for id := range l.held {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// finish marks message id as tried: a renewal that comes back without it
+// (its outcome was recorded meanwhile) is no lost lease.
+func (l *leases) finish(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.held[id]; ok {
+		h.finished = true
+	}
+}
+
+// drop stops holding message id: its outcome is recorded.
+func (l *leases) drop(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.held[id]; ok {
+		h.cancel(nil)
+		delete(l.held, id)
+	}
+}
+
+// lose cancels the deliveries of the messages of ids that are still held
+// (all of them if ids is nil): their leases are lost.
+func (l *leases) lose(ids []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ids == nil {
+		ids = make([]string, 0, len(l.held))
+		for id := range l.held {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		h, ok := l.held[id]
+		if !ok {
+			continue
+		}
+		if !h.finished && h.ctx.Err() == nil {
+			l.d.logger().Warn("outbox lease lost; delivery abandoned", "message_id", id)
+		}
+		h.cancel(errLeaseLost)
+		delete(l.held, id)
+	}
+}
+
+// renewed records a renewal of ids that came back with renewed, leased
+// until until (monotonic): the others are lost.
+func (l *leases) renewed(ids, renewed []string, until time.Time) {
+	ok := make(map[string]bool, len(renewed))
+	for _, id := range renewed {
+		ok[id] = true
+	}
+	var lost []string
+	for _, id := range ids {
+		if !ok[id] {
+			lost = append(lost, id)
+		}
+	}
+	if len(lost) > 0 {
+		l.lose(lost)
+	}
+	if len(renewed) > 0 {
+		l.mu.Lock()
+		l.until = until
+		l.mu.Unlock()
+		l.expiry.Reset(time.Until(until))
+	}
+}
+
+// deadline returns when the leases end, on the monotonic clock.
+func (l *leases) deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.until
+}
+
+// close releases the contexts of the messages left, at the end of a round.
+func (l *leases) close() {
+	l.expiry.Stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, h := range l.held {
+		h.cancel(nil)
+		delete(l.held, id)
+	}
+}
+
+// renew renews the leases held every renewInterval until stop is closed or
+// ctx is done. A renewal that fails is retried at the next tick; if none
+// succeeds before the lease ends, the expiry timer loses them all.
+func (d *Dispatcher) renew(ctx context.Context, l *leases, stop <-chan struct{}) {
+	tick := time.NewTicker(d.renewInterval())
+	defer tick.Stop()
+	lease := d.lease()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ids := l.ids()
+		if len(ids) == 0 {
+			continue
+		}
+		start := time.Now()
+		until := d.now().Add(lease)
+		// A renewal that commits after the leases ended would be too late:
+		// by then the expiry timer has cancelled their deliveries.
+		rctx, cancel := context.WithDeadline(ctx, l.deadline())
+		var renewed []string
+		err := d.Store.Update(rctx, func(tx otpd.Tx) error {
+			var err error
+			renewed, err = tx.RenewLeases(rctx, d.owner(), ids, until)
+			return err
+		})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				d.logger().Warn("outbox lease renewal failed", "messages", len(ids), "err", err)
+			}
+			continue
+		}
+		l.renewed(ids, renewed, start.Add(lease))
+		if d.onRenew != nil {
+			d.onRenew(until, renewed)
+		}
+	}
 }
 
 // record applies outcomes in one transaction and returns how many of them
@@ -320,13 +574,15 @@ func (d *Dispatcher) record(ctx context.Context, batch []outcome) (delivered int
 	defer cancel()
 	err = d.Store.Update(ctx, func(tx otpd.Tx) error {
 		for _, o := range batch {
-			var err error
 			if o.act == actDelete {
-				err = tx.DeleteMessage(ctx, o.msg.ID)
-			} else {
-				err = tx.RescheduleMessage(ctx, o.msg.ID, o.attempts, o.next, o.lastError)
+				if err := tx.DeleteMessage(ctx, o.msg.ID); err != nil {
+					return err
+				}
+				continue
 			}
-			if err != nil {
+			// Applied only while this process owns the lease: a message
+			// claimed by another process after its lease was lost is theirs.
+			if _, err := tx.RescheduleMessage(ctx, d.owner(), o.msg.ID, o.attempts, o.next, o.lastError); err != nil {
 				return err
 			}
 		}
@@ -446,8 +702,8 @@ func (d *Dispatcher) check() error {
 		return errors.New("dispatcher: Store is required")
 	case d.Keys == nil:
 		return errors.New("dispatcher: Keys is required")
-	case d.lease() <= d.timeout():
-		return fmt.Errorf("dispatcher: Lease (%s) must exceed Timeout (%s)", d.lease(), d.timeout())
+	case d.lease() < MinDispatchLease:
+		return fmt.Errorf("dispatcher: Lease (%s) must be at least %s", d.lease(), MinDispatchLease)
 	case d.maxBackoff() < d.minBackoff():
 		return fmt.Errorf("dispatcher: MaxBackoff (%s) must not be below MinBackoff (%s)", d.maxBackoff(), d.minBackoff())
 	}
@@ -480,7 +736,10 @@ func (d *Dispatcher) maxBackoff() time.Duration {
 	return orDefault(d.MaxBackoff, DefaultDispatchMaxBackoff)
 }
 func (d *Dispatcher) lease() time.Duration { return orDefault(d.Lease, DefaultDispatchLease) }
-func (d *Dispatcher) batch() int           { return orDefault(d.Batch, DefaultDispatchBatch) }
+func (d *Dispatcher) renewInterval() time.Duration {
+	return orDefault(d.renewEvery, d.lease()/3)
+}
+func (d *Dispatcher) batch() int { return orDefault(d.Batch, DefaultDispatchBatch) }
 func (d *Dispatcher) pollInterval() time.Duration {
 	return orDefault(d.PollInterval, DefaultDispatchPollInterval)
 }

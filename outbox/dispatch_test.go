@@ -52,14 +52,16 @@ func (c *dispatchClock) Add(d time.Duration) time.Time {
 	return c.t
 }
 
-// dispatchNotifier is a notifier whose Notify is a function.
+// dispatchNotifier is a notifier whose Notify is a function; it takes the
+// events of sub (all of them by default).
 type dispatchNotifier struct {
 	name string
+	sub  otpd.Subscription
 	fn   func(ctx context.Context, ev *otpd.Event) error
 }
 
 func (n *dispatchNotifier) Name() string                    { return n.name }
-func (n *dispatchNotifier) Subscription() otpd.Subscription { return otpd.Subscription{} }
+func (n *dispatchNotifier) Subscription() otpd.Subscription { return n.sub }
 func (n *dispatchNotifier) Notify(ctx context.Context, ev *otpd.Event) error {
 	return n.fn(ctx, ev)
 }
@@ -208,7 +210,7 @@ func dispatchDue(t *testing.T, db otpd.Store, at time.Time) []*otpd.OutboxMessag
 	var msgs []*otpd.OutboxMessage
 	err := db.Update(context.Background(), func(tx otpd.Tx) error {
 		var err error
-		msgs, err = tx.ClaimMessages(context.Background(), at, at.Add(time.Hour), 1000)
+		msgs, err = tx.ClaimMessages(context.Background(), "dsp_test", at, at.Add(time.Hour), 1000)
 		if err != nil {
 			return err
 		}
@@ -462,7 +464,7 @@ func TestDispatcher_Restart(t *testing.T) {
 	c := env.issue(t, "carol@example.com")
 	// Claimed by a dispatcher that dies before delivering.
 	if err := env.db.Update(context.Background(), func(tx otpd.Tx) error {
-		msgs, err := tx.ClaimMessages(context.Background(), env.clock.Now(), env.clock.Now().Add(time.Minute), 10)
+		msgs, err := tx.ClaimMessages(context.Background(), "dsp_crashed", env.clock.Now(), env.clock.Now().Add(time.Minute), 10)
 		if len(msgs) != 1 {
 			t.Errorf("claimed %d messages, want 1", len(msgs))
 		}

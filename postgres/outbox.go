@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/internal/sqlstore"
 )
@@ -16,7 +18,7 @@ func (t *tx) EnqueueMessages(ctx context.Context, msgs []*otpd.OutboxMessage) er
 			payload = []byte{} // NOT NULL
 		}
 		tag, err := t.tx.Exec(ctx, sqlEnqueueMessage, m.ID, m.Notifier, payload, m.Attempts,
-			sqlstore.MS(m.NextAttemptAt), sqlstore.MS(m.CreatedAt), sqlstore.MS(m.ExpiresAt), m.LastError)
+			sqlstore.MS(m.NextAttemptAt), sqlstore.MS(m.CreatedAt), sqlstore.MS(m.ExpiresAt), m.LastError, m.LeaseOwner)
 		if err != nil {
 			return mapError("enqueue message", err)
 		} else if tag.RowsAffected() == 0 {
@@ -27,14 +29,14 @@ func (t *tx) EnqueueMessages(ctx context.Context, msgs []*otpd.OutboxMessage) er
 }
 
 // ClaimMessages implements otpd.OutboxTx with one UPDATE ... RETURNING. The
-// messages returned carry their new NextAttemptAt (leaseUntil). PostgreSQL
+// messages returned carry their new lease (NextAttemptAt and LeaseOwner). PostgreSQL
 // does not order RETURNING rows, so they are sorted here: oldest (CreatedAt, then
 // the time-ordered ID) first.
-func (t *tx) ClaimMessages(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*otpd.OutboxMessage, error) {
+func (t *tx) ClaimMessages(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]*otpd.OutboxMessage, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.tx.Query(ctx, sqlClaimMessages, sqlstore.MS(leaseUntil), sqlstore.MS(now), limit)
+	rows, err := t.tx.Query(ctx, sqlClaimMessages, sqlstore.MS(leaseUntil), sqlstore.MS(now), limit, owner)
 	if err != nil {
 		return nil, mapError("claim messages", err)
 	}
@@ -61,12 +63,32 @@ func (t *tx) DeleteMessage(ctx context.Context, id string) error {
 	return mapError("delete message", err)
 }
 
-// RescheduleMessage implements otpd.OutboxTx. Rescheduling a message that is
-// gone (delivered meanwhile by another dispatcher after the lease ran out)
-// is not an error: there is nothing left to retry.
-func (t *tx) RescheduleMessage(ctx context.Context, id string, attempts int, next time.Time, lastError string) error {
-	_, err := t.tx.Exec(ctx, sqlRescheduleMessage, id, attempts, sqlstore.MS(next), lastError)
-	return mapError("reschedule message", err)
+// RenewLeases implements otpd.OutboxTx with one UPDATE ... RETURNING.
+func (t *tx) RenewLeases(ctx context.Context, owner string, ids []string, leaseUntil time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := t.tx.Query(ctx, sqlRenewLeases, owner, ids, sqlstore.MS(leaseUntil))
+	if err != nil {
+		return nil, mapError("renew leases", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, mapError("renew leases", err)
+	}
+	return out, nil
+}
+
+// RescheduleMessage implements otpd.OutboxTx: one UPDATE conditional on the
+// owner. A message that is gone (deleted after another dispatcher delivered
+// it) or held by another owner (its lease ran out and it was claimed again)
+// is left alone: that is not an error.
+func (t *tx) RescheduleMessage(ctx context.Context, owner, id string, attempts int, next time.Time, lastError string) (bool, error) {
+	tag, err := t.tx.Exec(ctx, sqlRescheduleMessage, id, attempts, sqlstore.MS(next), lastError, owner)
+	if err != nil {
+		return false, mapError("reschedule message", err)
+	}
+	return tag.RowsAffected() > 0, nil
 }
 
 // CountMessages implements otpd.OutboxTx.

@@ -224,6 +224,8 @@ VALUES ('provid_old', 'public', 'authid_old', 'emailpass', 'old@example.com', '{
 			created.UnixMilli(), created.UnixMilli()),
 		fmt.Sprintf(`INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
 VALUES ('authid_old', 'customer', 'cus_old', 'public', %d)`, created.UnixMilli()),
+		fmt.Sprintf(`INSERT INTO outbox (id, notifier, payload, next_attempt_at, created_at, expires_at)
+VALUES ('msg_old', 'webhook-1', '\x00', %d, %d, %d)`, created.UnixMilli(), created.UnixMilli(), created.Add(time.Hour).UnixMilli()),
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("version 1 schema: %v", err)
@@ -425,7 +427,7 @@ func TestConcurrentClaims(t *testing.T) {
 			for {
 				var got []*otpd.OutboxMessage
 				err := db.Update(t.Context(), func(tx otpd.Tx) (err error) {
-					got, err = tx.ClaimMessages(t.Context(), now, now.Add(time.Minute), limit)
+					got, err = tx.ClaimMessages(t.Context(), "dsp_claimer", now, now.Add(time.Minute), limit)
 					return err
 				})
 				if err != nil {

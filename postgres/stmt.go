@@ -192,16 +192,16 @@ LIMIT 1`
 
 	sqlEnqueueMessage = `
 INSERT INTO outbox (` + outboxColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT DO NOTHING`
 
-	// sqlClaimMessages: one statement selects the due messages and moves
-	// them to the lease. SKIP LOCKED lets concurrent dispatchers take
+	// sqlClaimMessages: one statement selects the due messages and leases
+	// them to $4. SKIP LOCKED lets concurrent dispatchers take
 	// different messages rather than queue on the same rows; the outer
 	// next_attempt_at test is re-checked on a row changed concurrently, so
 	// no message is ever claimed twice.
 	sqlClaimMessages = `
-UPDATE outbox SET next_attempt_at = $1
+UPDATE outbox SET next_attempt_at = $1, lease_owner = $4
 WHERE id IN (
 	SELECT id FROM outbox WHERE next_attempt_at <= $2
 	ORDER BY next_attempt_at, id
@@ -210,10 +210,21 @@ WHERE id IN (
 	AND next_attempt_at <= $2
 RETURNING ` + outboxColumns
 
+	// sqlRenewLeases: only the owner's leases move. A concurrent claim of
+	// a lapsed lease by another owner makes the owner test fail when it is
+	// re-checked on the row it committed, so a lease is never renewed over
+	// another dispatcher's claim.
+	sqlRenewLeases = `
+UPDATE outbox SET next_attempt_at = $3
+WHERE id = ANY($2::text[]) AND lease_owner = $1
+RETURNING id`
+
 	sqlDeleteMessage = `DELETE FROM outbox WHERE id = $1`
 
+	// sqlRescheduleMessage: only the owner's lease ($5) ends.
 	sqlRescheduleMessage = `
-UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1`
+UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, lease_owner = ''
+WHERE id = $1 AND lease_owner = $5`
 
 	sqlCountMessages = `SELECT count(*) FROM outbox`
 

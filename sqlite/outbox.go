@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/otpd/otpd"
@@ -16,7 +17,7 @@ func (t *tx) EnqueueMessages(ctx context.Context, msgs []*otpd.OutboxMessage) er
 			payload = []byte{} // NOT NULL
 		}
 		_, err := t.exec(ctx, qEnqueueMessage, m.ID, m.Notifier, payload, m.Attempts,
-			sqlstore.MS(m.NextAttemptAt), sqlstore.MS(m.CreatedAt), sqlstore.MS(m.ExpiresAt), m.LastError)
+			sqlstore.MS(m.NextAttemptAt), sqlstore.MS(m.CreatedAt), sqlstore.MS(m.ExpiresAt), m.LastError, m.LeaseOwner)
 		if isUniqueViolation(err) {
 			return otpd.Errorf(otpd.ECONFLICT, "Message %s already exists.", m.ID)
 		} else if err != nil {
@@ -27,14 +28,14 @@ func (t *tx) EnqueueMessages(ctx context.Context, msgs []*otpd.OutboxMessage) er
 }
 
 // ClaimMessages implements otpd.OutboxTx with one UPDATE ... RETURNING. The
-// messages returned carry their new NextAttemptAt (leaseUntil). SQLite does
+// messages returned carry their new lease (NextAttemptAt and LeaseOwner). SQLite does
 // not order RETURNING rows, so they are sorted here: oldest (CreatedAt, then
 // the time-ordered ID) first.
-func (t *tx) ClaimMessages(ctx context.Context, now, leaseUntil time.Time, limit int) ([]*otpd.OutboxMessage, error) {
+func (t *tx) ClaimMessages(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]*otpd.OutboxMessage, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := t.query(ctx, qClaimMessages, sqlstore.MS(leaseUntil), sqlstore.MS(now), limit)
+	rows, err := t.query(ctx, qClaimMessages, sqlstore.MS(leaseUntil), sqlstore.MS(now), limit, owner)
 	if err != nil {
 		return nil, mapError("claim messages", err)
 	}
@@ -61,12 +62,41 @@ func (t *tx) DeleteMessage(ctx context.Context, id string) error {
 	return mapError("delete message", err)
 }
 
-// RescheduleMessage implements otpd.OutboxTx. Rescheduling a message that is
-// gone (delivered meanwhile by another dispatcher after the lease ran out)
-// is not an error: there is nothing left to retry.
-func (t *tx) RescheduleMessage(ctx context.Context, id string, attempts int, next time.Time, lastError string) error {
-	_, err := t.exec(ctx, qRescheduleMessage, id, attempts, sqlstore.MS(next), lastError)
-	return mapError("reschedule message", err)
+// RenewLeases implements otpd.OutboxTx with one UPDATE ... RETURNING.
+func (t *tx) RenewLeases(ctx context.Context, owner string, ids []string, leaseUntil time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.query(ctx, qRenewLeases, owner, string(list), sqlstore.MS(leaseUntil))
+	if err != nil {
+		return nil, mapError("renew leases", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, mapError("renew leases", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapError("renew leases", err)
+	}
+	return out, nil
+}
+
+// RescheduleMessage implements otpd.OutboxTx: one UPDATE conditional on the
+// owner. A message that is gone (deleted after another dispatcher delivered
+// it) or held by another owner (its lease ran out and it was claimed again)
+// is left alone: that is not an error.
+func (t *tx) RescheduleMessage(ctx context.Context, owner, id string, attempts int, next time.Time, lastError string) (bool, error) {
+	n, err := t.execCount(ctx, "reschedule message", qRescheduleMessage, id, attempts, sqlstore.MS(next), lastError, owner)
+	return n > 0, err
 }
 
 // CountMessages implements otpd.OutboxTx.

@@ -209,6 +209,8 @@ VALUES ('provid_old', 'public', 'authid_old', 'emailpass', 'old@example.com', '{
 				created.UnixMilli(), created.UnixMilli()),
 			fmt.Sprintf(`INSERT INTO auth_identity_actors (auth_identity_id, actor_type, actor_id, tenant, created_at)
 VALUES ('authid_old', 'customer', 'cus_old', 'public', %d)`, created.UnixMilli()),
+			fmt.Sprintf(`INSERT INTO outbox (id, notifier, payload, next_attempt_at, created_at, expires_at)
+VALUES ('msg_old', 'webhook-1', x'00', %d, %d, %d)`, created.UnixMilli(), created.UnixMilli(), created.Add(time.Hour).UnixMilli()),
 		} {
 			if _, err := raw.Exec(q); err != nil {
 				t.Fatalf("version 1 database: %v", err)

@@ -42,6 +42,7 @@ const (
 	qFindActorByPhone
 	qEnqueueMessage
 	qClaimMessages
+	qRenewLeases
 	qDeleteMessage
 	qRescheduleMessage
 	qCountMessages
@@ -208,22 +209,31 @@ LIMIT 1`},
 
 	qEnqueueMessage: {write: true, sql: `
 INSERT INTO outbox (` + outboxColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 
-	// ClaimMessages: one statement selects the due messages and moves them
-	// to the lease, so two dispatchers never claim the same message.
+	// ClaimMessages: one statement selects the due messages and leases them
+	// to ?4, so two dispatchers never claim the same message.
 	qClaimMessages: {write: true, sql: `
-UPDATE outbox SET next_attempt_at = ?1
+UPDATE outbox SET next_attempt_at = ?1, lease_owner = ?4
 WHERE id IN (
 	SELECT id FROM outbox WHERE next_attempt_at <= ?2
 	ORDER BY next_attempt_at, id
 	LIMIT ?3)
 RETURNING ` + outboxColumns},
 
+	// RenewLeases: the ids come as one JSON array (?2), so the statement is
+	// prepared once whatever their number; only the owner's leases move.
+	qRenewLeases: {write: true, sql: `
+UPDATE outbox SET next_attempt_at = ?3
+WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?1
+RETURNING id`},
+
 	qDeleteMessage: {write: true, sql: `DELETE FROM outbox WHERE id = ?`},
 
+	// RescheduleMessage: only the owner's lease (?5) ends.
 	qRescheduleMessage: {write: true, sql: `
-UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1`},
+UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, lease_owner = ''
+WHERE id = ?1 AND lease_owner = ?5`},
 
 	qCountMessages: {sql: `SELECT count(*) FROM outbox`},
 

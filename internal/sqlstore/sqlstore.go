@@ -191,7 +191,7 @@ func ScanActor(s Scanner) (*otpd.Actor, error) {
 }
 
 // MessageColumns, in the order ScanMessage reads them.
-const MessageColumns = `id, notifier, payload, attempts, next_attempt_at, created_at, expires_at, last_error`
+const MessageColumns = `id, notifier, payload, attempts, next_attempt_at, created_at, expires_at, last_error, lease_owner`
 
 // ScanMessage reads a row of MessageColumns.
 func ScanMessage(s Scanner) (*otpd.OutboxMessage, error) {
@@ -200,7 +200,7 @@ func ScanMessage(s Scanner) (*otpd.OutboxMessage, error) {
 		attempts               int64
 		next, created, expires int64
 	)
-	if err := s.Scan(&m.ID, &m.Notifier, &m.Payload, &attempts, &next, &created, &expires, &m.LastError); err != nil {
+	if err := s.Scan(&m.ID, &m.Notifier, &m.Payload, &attempts, &next, &created, &expires, &m.LastError, &m.LeaseOwner); err != nil {
 		return nil, err
 	}
 	m.Attempts = int(attempts)

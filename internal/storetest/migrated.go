@@ -60,6 +60,15 @@ func CheckMigratedFrom0001(t *testing.T, db otpd.Store, created time.Time) {
 		t.Fatalf("RotateRefreshToken on the migrated database: %v", err)
 	}
 	checkRefreshToken(t, got, withRotated(rt, at.Add(time.Minute)))
+	// A message queued at version 1 has no lease owner; it is claimed and
+	// renewed like any other.
+	msgs := claimAs(t, db, owner, created, created.Add(10*time.Second), 10)
+	if len(msgs) != 1 || msgs[0].ID != "msg_old" || msgs[0].LeaseOwner != owner {
+		t.Fatalf("ClaimMessages on the migrated database = %+v, want msg_old leased to %s", msgs, owner)
+	}
+	if got := renew(t, db, owner, created.Add(time.Minute), msgs...); len(got) != 1 {
+		t.Fatalf("RenewLeases on the migrated database = %v, want msg_old", got)
+	}
 	MustView(t, db, func(tx otpd.Tx) error {
 		a, err := tx.FindAuthIdentityByID(ctx, "public", "authid_old")
 		if err != nil {
