@@ -133,7 +133,7 @@ func parseObject(body []byte) (Values, *Issue) {
 	p := parser{dec: dec}
 	doc, err := p.value()
 	if err == nil {
-		if _, err = dec.Token(); err == io.EOF {
+		if _, err = dec.Token(); errors.Is(err, io.EOF) {
 			err = nil
 		} else if err == nil {
 			err = errTrailing
