@@ -102,7 +102,7 @@ func ReadObject(w http.ResponseWriter, r *http.Request, maxBytes int64) (Values,
 	} else if err != nil {
 		return nil, &Issue{Kind: IssueBroken}
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	if len(bytes.Trim(body, " \t\r\n")) == 0 { // JSON's white space only
 		return Values{}, nil
 	}
 	if !jsonContentType(r.Header.Get("Content-Type")) {

@@ -57,6 +57,7 @@ func TestReadObject(t *testing.T) {
 		{"duplicate nested", `{"metadata":{"k":1,"k":2}}`, js, httpapi.IssueDuplicate, "k"},
 		{"duplicate in array", `{"a":[{"x":1,"x":1}]}`, js, httpapi.IssueDuplicate, "x"},
 		{"malformed", `{"a":`, js, httpapi.IssueMalformed, ""},
+		{"no-break space is not JSON white space", "\u00a0", js, httpapi.IssueMalformed, ""},
 		{"two values", `{} {}`, js, httpapi.IssueMalformed, ""},
 		{"too deep", strings.Repeat("[", 100) + strings.Repeat("]", 100), js, httpapi.IssueMalformed, ""},
 		{"not an object", `["a"]`, js, httpapi.IssueType, ""},

@@ -282,14 +282,18 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	httpapi.WriteError(w, r, h.logger(), err, superTokensShape)
 }
 
+// superTokensShape writes a problem as SuperTokens does. Only malformed
+// input (400) and an unavailable dependency (503) keep their status: the
+// flows this dialect calls answer no other error code to it, and a 401
+// would make the SDK try to refresh the session.
 func superTokensShape(w http.ResponseWriter, p httpapi.Problem) {
 	switch p.Code {
 	case otpd.ERATELIMIT:
 		writeStatus(w, map[string]any{"status": "GENERAL_ERROR", "message": p.Message})
-	case otpd.EINTERNAL:
-		writeInternal(w)
-	default:
+	case otpd.EINVALID, otpd.EUNAVAILABLE:
 		writeMessage(w, p.Status, p.Message)
+	default:
+		writeInternal(w)
 	}
 }
 
