@@ -47,10 +47,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		return
 	}
 	var e *otpd.Error
-	if !errors.As(err, &e) || e.Code == otpd.EINTERNAL {
-		log.Error("internal error", "request_id", RequestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
-		shape(w, Problem{Status: http.StatusInternalServerError, Code: otpd.EINTERNAL, Message: internalMessage})
-		return
+	if !errors.As(err, &e) {
+		e = &otpd.Error{Code: otpd.EINTERNAL}
 	}
 	p := Problem{Code: e.Code, Message: e.Message, Field: e.Field, RetryAfter: e.RetryAfter}
 	switch e.Code {

@@ -56,6 +56,16 @@ func Bodies(field string) []Body {
 	}
 }
 
+// Named returns the body of Bodies(field) called name.
+func Named(field, name string) Body {
+	for _, b := range Bodies(field) {
+		if b.Name == name {
+			return b
+		}
+	}
+	panic("hostiletest: no body named " + name)
+}
+
 // Response is what a hostile request got.
 type Response struct {
 	Status int
