@@ -25,8 +25,8 @@ var fieldMessages = map[string]string{
 }
 
 // passwordAuth serves a password provider (emailpass, phonepass) on POST
-// /auth/{actor_type}/{provider}/register (flow: RegisterPassword) and POST
-// /auth/{actor_type}/{provider} (flow: SignInPassword), answering a token or
+// /auth/{actor_type}/{provider}/register (flow: Passwords.Register) and POST
+// /auth/{actor_type}/{provider} (flow: Passwords.SignIn), answering a token or
 // Medusa's 401 with the provider's message.
 func (h *Handler) passwordAuth(w http.ResponseWriter, r *http.Request,
 	flow func(context.Context, otpd.PasswordRequest) (*otpd.Principal, error)) {
