@@ -77,10 +77,6 @@ type CodeRequest struct {
 	Client netip.Addr
 }
 
-// ErrBadIdentifier is an identifier that is neither an email address nor a
-// phone number; the *Error returned wraps it and names the field.
-var ErrBadIdentifier = &Error{Code: EINVALID, Message: "The identifier is not an email address or a phone number."}
-
 // resolve checks r's actor type and provider and returns the challenge key
 // of purpose and the contact r names. An identifier that cannot be read is
 // EINVALID naming the field "identifier", matching ErrBadIdentifier.
@@ -97,17 +93,10 @@ func (a *Actors) resolve(r CodeRequest, purpose Purpose) (ChallengeKey, Contact,
 	}
 	c, err := a.Normalizer.Parse("identifier", r.Identifier)
 	if err != nil {
-		return ChallengeKey{}, Contact{}, badIdentifier{err}
+		return ChallengeKey{}, Contact{}, err
 	}
 	return ChallengeKey{Tenant: tenantOr(r.Tenant), ActorType: r.ActorType, Purpose: purpose, Destination: c.Value}, c, nil
 }
-
-// badIdentifier is the field error of an identifier, which errors.Is also
-// matches with ErrBadIdentifier (errors.As finds the field error first).
-type badIdentifier struct{ err error }
-
-func (e badIdentifier) Error() string   { return e.err.Error() }
-func (e badIdentifier) Unwrap() []error { return []error{e.err, ErrBadIdentifier} }
 
 func tenantOr(t string) string {
 	if t == "" {
@@ -149,14 +138,17 @@ func (a *Actors) CreateActor(ctx context.Context, p *Principal, f ActorFields) (
 		ID: NewID(t.IDPrefix), Tenant: p.Tenant, Type: t.Name, Metadata: f.Metadata,
 		HasAccount: true, CreatedAt: now, UpdatedAt: now,
 	}
-	if f.Email != nil && *f.Email != "" {
-		if act.Email, err = NormalizeEmail(*f.Email); err != nil {
-			return nil, FieldErrorf("email", "Field 'email' must be a valid email address")
-		}
-	}
-	if f.Phone != nil && *f.Phone != "" {
-		if act.Phone, err = a.Normalizer.NormalizePhone(*f.Phone); err != nil {
-			return nil, FieldErrorf("phone", "Field 'phone' must be a phone number in international format (+...)")
+	for _, c := range []struct {
+		ch  Channel
+		in  *string
+		out *string
+	}{{ChannelEmail, f.Email, &act.Email}, {ChannelSMS, f.Phone, &act.Phone}} {
+		if c.in != nil && *c.in != "" {
+			v, err := a.Normalizer.ParseAs(c.ch, *c.in)
+			if err != nil {
+				return nil, err
+			}
+			*c.out = v.Value
 		}
 	}
 	for dst, src := range map[*string]*string{&act.FirstName: f.FirstName, &act.LastName: f.LastName, &act.CompanyName: f.CompanyName} {

@@ -138,15 +138,9 @@ func (s *Devices) LinkContext(preAuthSessionID string) string {
 }
 
 // Contact reads an email address (ChannelEmail) or a phone number
-// (ChannelSMS) as typed; EINVALID when it is not one.
+// (ChannelSMS) as typed (Normalizer.ParseAs).
 func (s *Devices) Contact(ch Channel, raw string) (Contact, error) {
-	raw = strings.TrimSpace(raw)
-	if ch == ChannelSMS {
-		v, err := s.Normalizer.NormalizePhone(raw)
-		return Contact{Channel: ChannelSMS, Value: v}, err
-	}
-	v, err := NormalizeEmail(raw)
-	return Contact{Channel: ChannelEmail, Value: v}, err
+	return s.Normalizer.ParseAs(ch, raw)
 }
 
 // DeviceRequest asks for a sign-in-up code.

@@ -38,30 +38,64 @@ type Normalizer struct {
 	DefaultRegion string
 }
 
+// ErrBadIdentifier matches, with errors.Is, every error of Parse and
+// ParseAs: an identifier that is not an email address or a phone number.
+// errors.As finds the field error that names the field.
+var ErrBadIdentifier = &Error{Code: EINVALID, Message: "The identifier is not an email address or a phone number."}
+
+// badIdentifier is a field error about an identifier that errors.Is also
+// matches with ErrBadIdentifier.
+type badIdentifier struct{ err *Error }
+
+func (e badIdentifier) Error() string   { return e.err.Error() }
+func (e badIdentifier) Unwrap() []error { return []error{e.err, ErrBadIdentifier} }
+
+func badField(field, format string, args ...any) error {
+	return badIdentifier{FieldErrorf(field, format, args...)}
+}
+
 // Parse normalizes an email address or a phone number. Input containing '@'
 // is an email: trimmed, lower-cased, and checked to be a bare address. Anything
 // else is parsed as a phone number and formatted as E.164. It returns EINVALID
-// naming field when the input is neither.
+// naming field, matching ErrBadIdentifier, when the input is neither.
 func (n Normalizer) Parse(field, raw string) (Contact, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" {
-		return Contact{}, FieldErrorf(field, "Field '%s' is required", field)
+		return Contact{}, badField(field, "Field '%s' is required", field)
 	}
 	if len(s) > MaxIdentifierLength || !utf8.ValidString(s) {
-		return Contact{}, FieldErrorf(field, "Field '%s' must be an email address or a phone number", field)
+		return Contact{}, badField(field, "Field '%s' must be an email address or a phone number", field)
 	}
 	if strings.Contains(s, "@") {
 		v, err := NormalizeEmail(s)
 		if err != nil {
-			return Contact{}, FieldErrorf(field, "Field '%s' must be a valid email address", field)
+			return Contact{}, badField(field, "Field '%s' must be a valid email address", field)
 		}
 		return Contact{Channel: ChannelEmail, Value: v}, nil
 	}
 	v, err := n.NormalizePhone(s)
 	if err != nil {
-		return Contact{}, FieldErrorf(field, "Field '%s' must be an email address or a phone number in international format (+...)", field)
+		return Contact{}, badField(field, "Field '%s' must be an email address or a phone number in international format (+...)", field)
 	}
 	return Contact{Channel: ChannelSMS, Value: v}, nil
+}
+
+// ParseAs normalizes raw as an identifier of channel ch only: an email
+// address (ChannelEmail) or a phone number (ChannelSMS). A bad one is
+// EINVALID naming the field "email" or "phone", matching ErrBadIdentifier.
+func (n Normalizer) ParseAs(ch Channel, raw string) (Contact, error) {
+	if ch == ChannelSMS {
+		v, err := n.NormalizePhone(raw)
+		if err != nil {
+			return Contact{}, badField("phone", "Field 'phone' must be a phone number in international format (+...)")
+		}
+		return Contact{Channel: ChannelSMS, Value: v}, nil
+	}
+	v, err := NormalizeEmail(raw)
+	if err != nil {
+		return Contact{}, badField("email", "Field 'email' must be a valid email address")
+	}
+	return Contact{Channel: ChannelEmail, Value: v}, nil
 }
 
 // NormalizeEmail trims and lower-cases an email address and checks that it is

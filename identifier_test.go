@@ -1,6 +1,7 @@
 package otpd_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/otpd/otpd"
@@ -66,4 +67,25 @@ func FuzzNormalizer(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %+v -> %+v, %v", in, c, again, err)
 		}
 	})
+}
+
+// TestParseAs: one channel only; a bad identifier names its field and
+// matches ErrBadIdentifier.
+func TestParseAs(t *testing.T) {
+	n := otpd.Normalizer{}
+	if c, err := n.ParseAs(otpd.ChannelEmail, " Ada@Example.com "); err != nil || c != (otpd.Contact{Channel: otpd.ChannelEmail, Value: "ada@example.com"}) {
+		t.Fatalf("email: %+v %v", c, err)
+	}
+	if c, err := n.ParseAs(otpd.ChannelSMS, "+1 (202) 555-0142"); err != nil || c != (otpd.Contact{Channel: otpd.ChannelSMS, Value: "+12025550142"}) {
+		t.Fatalf("phone: %+v %v", c, err)
+	}
+	for _, tc := range []struct {
+		ch         otpd.Channel
+		raw, field string
+	}{{otpd.ChannelEmail, "+12025550142", "email"}, {otpd.ChannelSMS, "ada@example.com", "phone"}, {otpd.ChannelEmail, "", "email"}} {
+		_, err := n.ParseAs(tc.ch, tc.raw)
+		if !errors.Is(err, otpd.ErrBadIdentifier) || otpd.AsError(err).Field != tc.field || otpd.ErrorCode(err) != otpd.EINVALID {
+			t.Fatalf("ParseAs(%s, %q): %v, want a field error on %s matching ErrBadIdentifier", tc.ch, tc.raw, err, tc.field)
+		}
+	}
 }

@@ -77,26 +77,8 @@ var (
 	ErrNotPasswordProvider = &Error{Code: EINVALID, Message: "The auth provider has no passwords."}
 )
 
-// normalize reads an identifier of provider, whose channel is ch: an email
-// for emailpass, an E.164 number for phonepass. A bad one is EINVALID
-// naming the field "email" or "phone", matching ErrBadIdentifier.
-func (f *Passwords) normalize(ch Channel, raw string) (string, error) {
-	if ch == ChannelSMS {
-		v, err := f.Codes.Actors.Normalizer.NormalizePhone(raw)
-		if err != nil {
-			return "", badIdentifier{FieldErrorf("phone", "Field 'phone' must be a phone number in international format (+...)")}
-		}
-		return v, nil
-	}
-	v, err := NormalizeEmail(raw)
-	if err != nil {
-		return "", badIdentifier{FieldErrorf("email", "Field 'email' must be a valid email address")}
-	}
-	return v, nil
-}
-
 // resolve checks r's provider and returns its tenant and normalized
-// identifier.
+// identifier (Normalizer.ParseAs of the provider's channel).
 func (f *Passwords) resolve(r PasswordRequest) (tenant, entity string, err error) {
 	ch, ok := PasswordChannel(r.Provider)
 	if !ok {
@@ -108,8 +90,8 @@ func (f *Passwords) resolve(r PasswordRequest) (tenant, entity string, err error
 	if f.Hasher == nil {
 		return "", "", Errorf(EINTERNAL, "No password hasher is configured.")
 	}
-	entity, err = f.normalize(ch, r.Identifier)
-	return tenantOr(r.Tenant), entity, err
+	c, err := f.Codes.Actors.Normalizer.ParseAs(ch, r.Identifier)
+	return tenantOr(r.Tenant), c.Value, err
 }
 
 // Register creates an auth identity whose provider identity of r.Provider

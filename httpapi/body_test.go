@@ -137,8 +137,8 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 		// Nothing was replaced on the way: no U+FFFD came out that did not
 		// go in, as itself or as its escape.
-		replaced := !bytes.Contains(body, []byte("\uFFFD")) && !bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`))
-		checkStrings(t, map[string]any(obj), replaced)
+		noFFFD := !bytes.Contains(body, []byte("\uFFFD")) && !bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`))
+		checkStrings(t, map[string]any(obj), noFFFD)
 		r = httptest.NewRequest("POST", "/", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		if v, issues := httpapi.DecodeBody(httptest.NewRecorder(), r, 1<<12, fields); (v == nil) == (issues == nil) {
