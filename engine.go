@@ -93,6 +93,8 @@ func Fixed(s Subject) SubjectFunc {
 // IssueRequest is what a flow decided about one code: where it lives, by
 // which policy, for whom, and how it is delivered.
 type IssueRequest struct {
+	// ID is the new challenge's id; "" draws one (NewID("chal")).
+	ID      string
 	Key     ChallengeKey
 	Channel Channel
 
@@ -107,14 +109,26 @@ type IssueRequest struct {
 	// only when Verify is given Bind+code.
 	Bind string
 
+	// Record, when set, runs first in the issuing transaction, once the
+	// subject is decided and before the limits are checked, with the
+	// challenge about to be inserted: what it writes commits with the code
+	// or not at all. An error aborts the issue.
+	// code is the code drawn (a decoy's matches nothing).
+	Record func(ctx context.Context, tx Tx, ch *Challenge, s Subject, code string) error
+
 	Delivery Delivery
 }
 
 // Delivery is the shape of the message that carries a code.
 type Delivery struct {
-	Event      string         // the event name notifiers receive
+	// Event is the event name notifiers receive; "" sends nothing: no event
+	// is made and the code reaches only the caller of Issue.
+	Event      string
 	Identifier string         // as the client submitted it
 	Metadata   map[string]any // passed through to the event
+
+	// Passed through to the event (Event's fields of the same names).
+	VerificationID, SubjectID, Locale string
 
 	// Carry, when set, wraps the code into what the message carries in its
 	// place or beside it (a token, a link). It runs before the issuing
@@ -162,8 +176,12 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		subjectOf = Fixed(Subject{})
 	}
 	now := e.now()
+	id := req.ID
+	if id == "" {
+		id = NewID("chal")
+	}
 	ch := &Challenge{
-		ID:           NewID("chal"),
+		ID:           id,
 		ChallengeKey: req.Key,
 		Channel:      req.Channel,
 		MaxAttempts:  pol.MaxAttempts,
@@ -177,12 +195,16 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		return nil, err
 	}
 	codeHash := e.Keys.HashCode(ch.ID, req.Bind+code)
-	ev, err := e.event(ch, req, code, pol)
-	if err != nil {
-		return nil, err
+	var (
+		ev   *Event
+		msgs []*OutboxMessage
+	)
+	if req.Delivery.Event != "" {
+		if ev, err = e.event(ch, req, code, pol); err != nil {
+			return nil, err
+		}
 	}
-	var msgs []*OutboxMessage
-	if e.Outbox != nil {
+	if e.Outbox != nil && ev != nil {
 		if msgs, err = e.Outbox.Messages(ev); err != nil {
 			return nil, err
 		}
@@ -195,6 +217,11 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 			return err
 		}
 		ch.SubjectID = subject.ID
+		if req.Record != nil {
+			if err := req.Record(ctx, tx, ch, subject, code); err != nil {
+				return err
+			}
+		}
 		if err := e.checkLimits(ctx, tx, req.Key, now); err != nil {
 			return err
 		}
@@ -253,8 +280,12 @@ func (e *Engine) event(ch *Challenge, req IssueRequest, code string, pol Policy)
 		Identifier: d.Identifier,
 		Code:       code,
 		Metadata:   d.Metadata,
-		CreatedAt:  ch.CreatedAt,
-		ExpiresAt:  ch.ExpiresAt,
+
+		VerificationID: d.VerificationID,
+		SubjectID:      d.SubjectID,
+		Locale:         d.Locale,
+		CreatedAt:      ch.CreatedAt,
+		ExpiresAt:      ch.ExpiresAt,
 	}
 	if d.Carry != nil {
 		c, err := d.Carry(ch, code)
@@ -307,6 +338,28 @@ func ceilSecond(d time.Duration) time.Duration {
 // not tell a once-valid code from a never-valid one.
 var ErrInvalidCode = &Error{Code: EUNAUTHORIZED, Message: "Invalid code"}
 
+// Enqueue queues ev, in tx, for the durable notifiers that take it, and
+// reports whether it queued anything; the caller calls Kick once tx has
+// committed. Events that carry no code (outcomes of verifications) go out
+// this way; codes go out through Issue.
+func (e *Engine) Enqueue(ctx context.Context, tx Tx, ev *Event) (bool, error) {
+	if e.Outbox == nil {
+		return false, nil
+	}
+	msgs, err := e.Outbox.Messages(ev)
+	if err != nil || len(msgs) == 0 {
+		return false, err
+	}
+	return true, tx.EnqueueMessages(ctx, msgs)
+}
+
+// Kick wakes the outbox after a transaction that called Enqueue committed.
+func (e *Engine) Kick() {
+	if e.Outbox != nil {
+		e.Outbox.Kick()
+	}
+}
+
 // Verify checks code against the live challenge of key. The guess is counted
 // before the comparison, in the same transaction, so it is counted even when
 // the comparison fails. On a match the challenge is redeemed by
@@ -324,10 +377,10 @@ func (e *Engine) Verify(ctx context.Context, key ChallengeKey, code string, then
 	return v.Challenge, nil
 }
 
-// Verification is what one guess did: its outcome and the challenge it was
+// Result is what one guess did: its outcome and the challenge it was
 // counted against (nil when no challenge was live), as it is after the
 // guess. Dialects that disclose attempt counts read them here.
-type Verification struct {
+type Result struct {
 	Outcome   VerifyOutcome
 	Challenge *Challenge
 }
@@ -335,11 +388,34 @@ type Verification struct {
 // Attempt is Verify that reports how a failed guess failed instead of
 // ErrInvalidCode. Only errors of the store or of then are returned as
 // errors.
-func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, then func(tx Tx, c *Challenge) error) (*Verification, error) {
-	pol := e.Policy(key.Purpose)
-	if pol.Alphabet == AlphabetAlphanumeric {
-		code = strings.ToUpper(code)
-	}
+func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, then func(tx Tx, c *Challenge) error) (*Result, error) {
+	return e.Check(ctx, Guess{Key: key, Code: code, Then: then})
+}
+
+// Guess is one guess at a code: of the live challenge of Key, or, when ID is
+// set, of challenge ID if it is live and belongs to Key.Tenant and
+// Key.ActorType (Key's other fields are then ignored).
+type Guess struct {
+	Key  ChallengeKey
+	ID   string
+	Code string
+
+	// Then runs in the verifying transaction after a match has redeemed
+	// the challenge; if it fails, the redemption and the guess are rolled
+	// back with it.
+	Then func(tx Tx, c *Challenge) error
+
+	// Missed, when set, runs in the verifying transaction after a guess
+	// that did not match was counted (c.Attempts includes it); if it fails,
+	// nothing is counted.
+	Missed func(tx Tx, c *Challenge) error
+}
+
+// Check evaluates one guess. The guess is counted before the comparison, in
+// the same transaction, so it is counted even when the comparison fails; a
+// match is redeemed by compare-and-set. Only errors of the store or of the
+// hooks are returned as errors.
+func (e *Engine) Check(ctx context.Context, g Guess) (*Result, error) {
 	now := e.now()
 	var (
 		counted *Challenge
@@ -347,7 +423,15 @@ func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, the
 	)
 	err := e.Store.Update(ctx, func(tx Tx) error {
 		counted, outcome = nil, ""
-		c, err := tx.AttemptChallenge(ctx, key, now)
+		var (
+			c   *Challenge
+			err error
+		)
+		if g.ID != "" {
+			c, err = tx.AttemptChallengeID(ctx, g.Key.Tenant, g.Key.ActorType, g.ID, now)
+		} else {
+			c, err = tx.AttemptChallenge(ctx, g.Key, now)
+		}
 		if ErrorCode(err) == ENOTFOUND {
 			outcome = OutcomeNoChallenge
 			return nil
@@ -355,8 +439,15 @@ func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, the
 			return err
 		}
 		counted = c
+		code := g.Code
+		if e.Policy(c.Purpose).Alphabet == AlphabetAlphanumeric {
+			code = strings.ToUpper(code)
+		}
 		if !e.Keys.MatchCode(c.ID, code, c.CodeHash) {
 			outcome = OutcomeMismatch
+			if g.Missed != nil {
+				return g.Missed(tx, c)
+			}
 			return nil // commit the counted guess
 		}
 		if err := tx.ConsumeChallenge(ctx, c.ID, now); ErrorCode(err) == ECONFLICT {
@@ -367,8 +458,8 @@ func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, the
 		}
 		consumed := now
 		c.ConsumedAt = &consumed
-		if then != nil {
-			if err := then(tx, c); err != nil {
+		if g.Then != nil {
+			if err := g.Then(tx, c); err != nil {
 				return err
 			}
 		}
@@ -376,12 +467,16 @@ func (e *Engine) Attempt(ctx context.Context, key ChallengeKey, code string, the
 		return nil
 	})
 	if e.Metrics != nil && outcome != "" {
-		e.Metrics.CodeVerified(key.Purpose, outcome)
+		purpose := g.Key.Purpose
+		if counted != nil {
+			purpose = counted.Purpose
+		}
+		e.Metrics.CodeVerified(purpose, outcome)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Verification{Outcome: outcome, Challenge: counted}, nil
+	return &Result{Outcome: outcome, Challenge: counted}, nil
 }
 
 // newCode draws a code of pol's length from pol's alphabet.

@@ -13,6 +13,10 @@ const (
 	EventPreRegisterOTPGenerated = "pre-register.otp.generated" // a sign-up code
 	EventPasswordReset           = "auth.password_reset"        // a password reset token
 	EventPasswordlessLogin       = "passwordless.login"         // a sign-in-up code or link
+
+	// Outcomes of the server API's verifications; they carry no code.
+	EventVerificationApproved = "verification.approved" // a code was checked and was right
+	EventVerificationFailed   = "verification.failed"   // the last guess allowed was wrong
 )
 
 // Event is one message to deliver: every code issued becomes one. Notifiers
@@ -33,8 +37,15 @@ type Event struct {
 	Link       string  `json:"link,omitempty"`  // a magic link carrying the code (secret)
 
 	// Metadata is passed through from the request (a password reset's
-	// client metadata, a sign-in-up flow's ids).
+	// client metadata, a sign-in-up flow's ids, a verification's metadata).
 	Metadata map[string]any `json:"metadata,omitzero"`
+
+	// VerificationID, SubjectID and Locale describe a code of the server
+	// API: its verification, the caller's account it is bound to, the
+	// message language asked for.
+	VerificationID string `json:"verification_id,omitempty"`
+	SubjectID      string `json:"subject_id,omitempty"`
+	Locale         string `json:"locale,omitempty"`
 
 	Subject   string    `json:"subject"` // rendered message subject (email)
 	Text      string    `json:"text"`    // rendered message body

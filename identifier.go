@@ -14,8 +14,9 @@ type Channel string
 
 // Channels otpd delivers on.
 const (
-	ChannelEmail Channel = "email"
-	ChannelSMS   Channel = "sms"
+	ChannelEmail    Channel = "email"
+	ChannelSMS      Channel = "sms"
+	ChannelWhatsApp Channel = "whatsapp" // a phone number, by WhatsApp message
 )
 
 // MaxIdentifierLength bounds any identifier otpd accepts (RFC 5321 limits a

@@ -38,6 +38,7 @@ type Tx interface {
 	IdentityTx
 	RefreshTx
 	OutboxTx
+	IdempotencyTx
 }
 
 // ChallengeTx stores challenges. Times are passed in by the caller (the
@@ -46,8 +47,10 @@ type ChallengeTx interface {
 	// SendStats reports the recent sends (challenges with Channel != "") for
 	// key: Count and Oldest over every send to key's tenant and destination
 	// created after since (the window excludes its start), whatever the purpose or actor type (the
-	// budget protects the destination); Last, the newest send of key itself,
-	// of any age (the cooldown spaces resends of one kind). Inside an Update
+	// budget protects the destination); Last, the creation of the newest send
+	// of key itself, of any age, unless that send's code has been redeemed
+	// (zero then): the cooldown spaces resends of one kind, and ends once
+	// its code is spent. Inside an Update
 	// it also locks the destination for the rest of the transaction, so that
 	// check-then-insert cannot race.
 	SendStats(ctx context.Context, key ChallengeKey, since time.Time) (SendStats, error)
@@ -79,6 +82,22 @@ type ChallengeTx interface {
 	// then ID), whatever its state: a flow tells an expired code from a
 	// spent one by it. Returns ENOTFOUND if key has none.
 	LatestChallenge(ctx context.Context, key ChallengeKey) (*Challenge, error)
+
+	// FindChallenge returns challenge id of tenant, whatever its state.
+	// Returns ENOTFOUND if tenant has no such challenge.
+	FindChallenge(ctx context.Context, tenant, id string) (*Challenge, error)
+
+	// AttemptChallengeID is AttemptChallenge for one challenge named by id:
+	// it counts one guess, in a single conditional statement, only if the
+	// challenge belongs to tenant and actorType and is live at now, and
+	// returns it as it is after the increment. Returns ENOTFOUND otherwise;
+	// nothing is changed then.
+	AttemptChallengeID(ctx context.Context, tenant, actorType, id string, now time.Time) (*Challenge, error)
+
+	// CancelChallenge retires challenge id of tenant at now if it is live
+	// (not consumed, not retired, not expired, guesses left), in one
+	// conditional statement, and reports whether it did.
+	CancelChallenge(ctx context.Context, tenant, id string, now time.Time) (bool, error)
 
 	// ConsumeChallenge redeems challenge id with a compare-and-set: it sets
 	// ConsumedAt = now only if the challenge is still unconsumed, unretired and

@@ -118,7 +118,7 @@ func (t *Throttler) Send(ctx context.Context, client netip.Addr, key ChallengeKe
 		t.limit(LimitDestination, r.Destination, key.Destination),
 	}
 	switch ch {
-	case ChannelSMS:
+	case ChannelSMS, ChannelWhatsApp:
 		n := r.PrefixLength
 		if n <= 0 {
 			n = DefaultThrottles.PrefixLength

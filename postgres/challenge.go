@@ -170,3 +170,34 @@ func (t *tx) DeleteChallengesBefore(ctx context.Context, before time.Time) (int,
 func wrapf(op string, err error) error {
 	return fmt.Errorf("postgres: %s: %w", op, err)
 }
+
+// FindChallenge implements otpd.ChallengeTx.
+func (t *tx) FindChallenge(ctx context.Context, tenant, id string) (*otpd.Challenge, error) {
+	c, err := sqlstore.ScanChallenge(t.tx.QueryRow(ctx, sqlFindChallenge, tenant, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No challenge %s.", id)
+	} else if err != nil {
+		return nil, mapError("find challenge", err)
+	}
+	return c, nil
+}
+
+// AttemptChallengeID implements otpd.ChallengeTx with one UPDATE ... RETURNING.
+func (t *tx) AttemptChallengeID(ctx context.Context, tenant, actorType, id string, now time.Time) (*otpd.Challenge, error) {
+	c, err := sqlstore.ScanChallenge(t.tx.QueryRow(ctx, sqlAttemptChallengeID, tenant, actorType, id, sqlstore.MS(now)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No live challenge.")
+	} else if err != nil {
+		return nil, mapError("attempt challenge", err)
+	}
+	return c, nil
+}
+
+// CancelChallenge implements otpd.ChallengeTx.
+func (t *tx) CancelChallenge(ctx context.Context, tenant, id string, now time.Time) (bool, error) {
+	tag, err := t.tx.Exec(ctx, sqlCancelChallenge, tenant, id, sqlstore.MS(now))
+	if err != nil {
+		return false, mapError("cancel challenge", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

@@ -29,10 +29,11 @@ const (
 	// sqlSendStats: Count and Oldest over the sends (channel <> '') to the
 	// destination after $3, whatever the purpose or actor type
 	// (challenges_destination_idx); Last, the newest send of the key itself,
-	// of any age (challenges_key_idx, read backwards).
+	// of any age, unless its code was redeemed (challenges_key_idx, read
+	// backwards).
 	sqlSendStats = `
 SELECT count(*), min(created_at),
-	(SELECT created_at FROM challenges
+	(SELECT CASE WHEN consumed_at IS NULL THEN created_at END FROM challenges
 	 WHERE tenant = $1 AND actor_type = $4 AND purpose = $5 AND destination = $2 AND channel <> ''
 	 ORDER BY created_at DESC LIMIT 1)
 FROM challenges

@@ -147,3 +147,38 @@ func (t *tx) DeleteChallengesBefore(ctx context.Context, before time.Time) (int,
 func wrapf(op string, err error) error {
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
+
+// FindChallenge implements otpd.ChallengeTx.
+func (t *tx) FindChallenge(ctx context.Context, tenant, id string) (*otpd.Challenge, error) {
+	c, err := sqlstore.ScanChallenge(t.queryRow(ctx, qFindChallenge, tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No challenge %s.", id)
+	} else if err != nil {
+		return nil, mapError("find challenge", err)
+	}
+	return c, nil
+}
+
+// AttemptChallengeID implements otpd.ChallengeTx with one UPDATE ... RETURNING.
+func (t *tx) AttemptChallengeID(ctx context.Context, tenant, actorType, id string, now time.Time) (*otpd.Challenge, error) {
+	c, err := sqlstore.ScanChallenge(t.queryRow(ctx, qAttemptChallengeID, tenant, actorType, id, sqlstore.MS(now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, otpd.Errorf(otpd.ENOTFOUND, "No live challenge.")
+	} else if err != nil {
+		return nil, mapError("attempt challenge", err)
+	}
+	return c, nil
+}
+
+// CancelChallenge implements otpd.ChallengeTx.
+func (t *tx) CancelChallenge(ctx context.Context, tenant, id string, now time.Time) (bool, error) {
+	res, err := t.exec(ctx, qCancelChallenge, tenant, id, sqlstore.MS(now))
+	if err != nil {
+		return false, mapError("cancel challenge", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, mapError("cancel challenge", err)
+	}
+	return n == 1, nil
+}

@@ -22,6 +22,12 @@ const (
 	qLatestChallenge
 	qConsumeChallenge
 	qDeleteChallengesBefore
+	qFindChallenge
+	qAttemptChallengeID
+	qCancelChallenge
+	qSaveResponse
+	qFindResponse
+	qDeleteResponsesBefore
 	qCreateAuthIdentity
 	qDeleteAuthIdentity
 	qCreateProviderIdentity
@@ -79,10 +85,11 @@ var queries = [numQueries]struct {
 	// SendStats: Count and Oldest over the sends (channel <> '') to the
 	// destination after ?3, whatever the purpose or actor type
 	// (challenges_destination_idx); Last, the newest send of the key itself,
-	// of any age (challenges_key_idx, read backwards).
+	// of any age, unless its code was redeemed (challenges_key_idx, read
+	// backwards).
 	qSendStats: {sql: `
 SELECT count(*), min(created_at),
-	(SELECT created_at FROM challenges
+	(SELECT CASE WHEN consumed_at IS NULL THEN created_at END FROM challenges
 	 WHERE tenant = ?1 AND actor_type = ?4 AND purpose = ?5 AND destination = ?2 AND channel <> ''
 	 ORDER BY created_at DESC LIMIT 1)
 FROM challenges
@@ -133,6 +140,35 @@ UPDATE challenges SET consumed_at = ?2
 WHERE id = ?1 AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?2`},
 
 	qDeleteChallengesBefore: {write: true, sql: `DELETE FROM challenges WHERE expires_at < ?`},
+
+	qFindChallenge: {sql: `SELECT ` + challengeColumns + ` FROM challenges WHERE tenant = ?1 AND id = ?2`},
+
+	// AttemptChallengeID: the liveness predicate at ?4.
+	qAttemptChallengeID: {write: true, sql: `
+UPDATE challenges SET attempts = attempts + 1
+WHERE tenant = ?1 AND actor_type = ?2 AND id = ?3
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?4 AND attempts < max_attempts
+RETURNING ` + challengeColumns},
+
+	qCancelChallenge: {write: true, sql: `
+UPDATE challenges SET retired_at = ?3
+WHERE tenant = ?1 AND id = ?2
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?3 AND attempts < max_attempts`},
+
+	// SaveResponse replaces only an expired record (?8): a live one makes
+	// the upsert change no row, which is ECONFLICT.
+	qSaveResponse: {write: true, sql: `
+INSERT INTO idempotency_keys (tenant, scope, key, request_hash, status, body, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (tenant, scope, key) DO UPDATE
+SET request_hash = excluded.request_hash, status = excluded.status, body = excluded.body, created_at = excluded.created_at
+WHERE idempotency_keys.created_at <= ?8`},
+
+	qFindResponse: {sql: `
+SELECT request_hash, status, body, created_at FROM idempotency_keys
+WHERE tenant = ?1 AND scope = ?2 AND key = ?3 AND created_at > ?4`},
+
+	qDeleteResponsesBefore: {write: true, sql: `DELETE FROM idempotency_keys WHERE created_at < ?`},
 
 	qCreateAuthIdentity: {write: true, sql: `
 INSERT INTO auth_identities (id, tenant, app_metadata, created_at, updated_at)

@@ -18,6 +18,8 @@ type Flows struct {
 	Passwords *otpd.Passwords
 	Sessions  *otpd.Sessions
 	Devices   *otpd.Devices
+
+	Verifications *otpd.Verifications
 }
 
 // New builds the flows on e, with the default actor types, no limiter (set
@@ -38,6 +40,8 @@ func New(e *otpd.Engine) *Flows {
 		Passwords: &otpd.Passwords{Codes: codes},
 		Sessions:  sessions,
 		Devices:   &otpd.Devices{Engine: e, Throttler: th, Sessions: sessions},
+
+		Verifications: &otpd.Verifications{Engine: e, Throttler: th},
 	}
 }
 
@@ -85,4 +89,17 @@ func (r *Recorder) Count(to string) int {
 		}
 	}
 	return n
+}
+
+// Events returns the events called name, oldest first.
+func (r *Recorder) Events(name string) []otpd.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []otpd.Event
+	for _, ev := range r.evs {
+		if ev.Name == name {
+			out = append(out, ev)
+		}
+	}
+	return out
 }

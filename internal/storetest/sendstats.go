@@ -13,6 +13,7 @@ var sendStatsTests = []subtest{
 	{"IgnoresUndelivered", testSendStatsIgnoresUndelivered},
 	{"CountsEveryState", testSendStatsCountsEveryState},
 	{"LastOfAnyAge", testSendStatsLastOfAnyAge},
+	{"LastEndsWhenSpent", testSendStatsLastEndsWhenSpent},
 	{"BudgetPerDestinationCooldownPerKey", testSendStatsScopes},
 	{"Isolation", testSendStatsIsolation},
 }
@@ -95,6 +96,30 @@ func testSendStatsLastOfAnyAge(t *testing.T, s otpd.Store) {
 		t.Errorf("Oldest = %v, want zero", got.Oldest)
 	}
 	checkTime(t, "Last", got.Last, old.CreatedAt)
+}
+
+func testSendStatsLastEndsWhenSpent(t *testing.T, s otpd.Store) {
+	key := testKey()
+	older := newChallenge(key, t0.Add(-2*time.Minute), 10*time.Minute, 5)
+	newest := newChallenge(key, t0.Add(-10*time.Second), 10*time.Minute, 5)
+	mustCreateChallenges(t, s, older, newest)
+	checkTime(t, "Last before redemption", sendStats(t, s, key, t0.Add(-time.Hour)).Last, newest.CreatedAt)
+
+	// Once the newest send's code is redeemed, no cooldown runs for the key,
+	// but the send still counts against the destination's budget.
+	if err := consume(t, s, newest.ID, t0.Add(-5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got := sendStats(t, s, key, t0.Add(-time.Hour))
+	checkTime(t, "Last after redemption", got.Last, time.Time{})
+	if got.Count != 2 {
+		t.Errorf("Count = %d, want 2", got.Count)
+	}
+
+	// A newer, unredeemed send starts a cooldown again.
+	next := newChallenge(key, t0, 10*time.Minute, 5)
+	mustCreateChallenges(t, s, next)
+	checkTime(t, "Last after a new send", sendStats(t, s, key, t0.Add(-time.Hour)).Last, next.CreatedAt)
 }
 
 func testSendStatsScopes(t *testing.T, s otpd.Store) {

@@ -47,6 +47,8 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"Actors", actorTests},
 		{"Outbox", outboxTests},
 		{"RefreshTokens", refreshTests},
+		{"ChallengeByID", challengeByIDTests},
+		{"Idempotency", idempotencyTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
