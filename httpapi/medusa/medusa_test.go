@@ -708,3 +708,22 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("/ready: %d, want 503", resp.StatusCode)
 	}
 }
+
+// TestOTP_SignInAgainAtOnce: the resend cooldown ends as soon as its code
+// is spent, so a customer who signs in and out may sign in again at once;
+// a code not yet spent still holds it.
+func TestOTP_SignInAgainAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.signUp("again@example.com")
+	for i := range 2 {
+		e.expect(e.do("POST", "/auth/customer/otp/generate", map[string]string{"identifier": "again@example.com"}), 200, bodyGenerated)
+		tok := token(t, e.do("POST", "/auth/customer/otp/verify", map[string]string{"identifier": "again@example.com", "otp": e.code("again@example.com")}))
+		e.expect(e.do("DELETE", "/auth/session", nil, bearer(tok)...), 200, "")
+		if n := e.sent("again@example.com"); n != i+2 {
+			t.Fatalf("sign-in %d: %d codes sent, want %d", i+1, n, i+2)
+		}
+	}
+	e.expect(e.do("POST", "/auth/customer/otp/generate", map[string]string{"identifier": "again@example.com"}), 200, bodyGenerated)
+	r := e.do("POST", "/auth/customer/otp/generate", map[string]string{"identifier": "again@example.com"})
+	e.expect(r, 429, `{"type":"not_allowed","message":"Please wait before requesting another code."}`)
+}

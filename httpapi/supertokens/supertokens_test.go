@@ -1343,3 +1343,18 @@ func TestConcurrentConsume(t *testing.T) {
 		t.Fatalf("%d OK, %d RESTART_FLOW_ERROR; want 1 and %d", ok, restart, n-1)
 	}
 }
+
+// TestSignInAgainAtOnce: the resend cooldown ends as soon as its code is
+// spent, so a user who signs out may sign in again at once.
+func TestSignInAgainAtOnce(t *testing.T) {
+	e := newEnv(t)
+	for range 3 {
+		access, _ := tokens(t, e.signIn("again@example.com"))
+		if r := e.do("POST", base+"/signout", nil, bearer(access)...); r.status != 200 {
+			t.Fatalf("signout: %s", r)
+		}
+	}
+	if n := e.events.Count("again@example.com"); n != 3 {
+		t.Fatalf("%d codes sent, want 3", n)
+	}
+}
