@@ -165,7 +165,8 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	clients := fs.String("clients", "1,8,32,64", "comma-separated client counts, one level each")
 	fs.DurationVar(&p.Duration, "duration", 10*time.Second, "measured time per level")
 	fs.DurationVar(&p.Warmup, "warmup", time.Second, "unmeasured time before each level")
-	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin, emailpass, supertokens, supertokens-refresh")
+	flows := fs.String("flows", "signup,signin", "comma-separated flows: signup, signin, emailpass, supertokens, supertokens-refresh, verify")
+	fs.StringVar(&p.APIKey, "api-key", os.Getenv("OTPD_LOAD_API_KEY"), "server API key for the verify flow, made with otpd keys create --return-codes (default $OTPD_LOAD_API_KEY)")
 	fs.StringVar(&p.Actor, "actor", "customer", "actor type in /auth/{actor}/...")
 	fs.StringVar(&p.PublishableKey, "publishable-key", "", "x-publishable-api-key header for /store/customers")
 	fs.StringVar(&p.STBase, "st-base", DefaultSTBase, "base path of the SuperTokens dialect (its apiBasePath)")
@@ -193,13 +194,13 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	}
 	for f := range strings.SplitSeq(*flows, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case FlowSignUp, FlowSignIn, FlowEmailpass, FlowSuperTokens, FlowSuperTokensRefresh:
+		case FlowSignUp, FlowSignIn, FlowEmailpass, FlowSuperTokens, FlowSuperTokensRefresh, FlowVerify:
 			if !slices.Contains(p.Flows, f) {
 				p.Flows = append(p.Flows, f)
 			}
 		case "":
 		default:
-			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin, emailpass, supertokens, supertokens-refresh)", f)
+			return p, false, fmt.Errorf("-flows: unknown flow %q (want signup, signin, emailpass, supertokens, supertokens-refresh, verify)", f)
 		}
 	}
 	if err := checkSTBase(p.STBase); err != nil {
@@ -207,6 +208,9 @@ func parseFlags(args []string) (p Plan, asJSON bool, err error) {
 	}
 	if p.Duration <= 0 || p.Warmup < 0 || p.Timeout <= 0 || p.Seed < 0 {
 		return p, false, fmt.Errorf("-duration and -timeout must be positive, -warmup and -seed not negative")
+	}
+	if slices.Contains(p.Flows, FlowVerify) && p.APIKey == "" {
+		return p, false, fmt.Errorf("-flows verify needs -api-key (or OTPD_LOAD_API_KEY): a key made with otpd keys create --return-codes")
 	}
 	if len(p.Flows) == 0 && !p.Hello {
 		return p, false, fmt.Errorf("nothing to run: no -flows and -hello=false")

@@ -28,6 +28,7 @@ type Plan struct {
 	RunID          string        // default random
 	OutboxWait     time.Duration // default 2 s
 	OutboxPoll     time.Duration // default 2 ms
+	APIKey         string        // server API key for the verify flow (made with --return-codes)
 }
 
 // Row is one line of the summary table. Absent measurements are nil.
@@ -45,6 +46,9 @@ type Row struct {
 	STRefreshesPerS *float64 `json:"st_refreshes_per_s,omitempty"` // SuperTokens session refreshes
 	STRatio         *float64 `json:"st_ratio,omitempty"`           // st_signins/s ÷ (hello req/s ÷ 3)
 	STRefreshRatio  *float64 `json:"st_refresh_ratio,omitempty"`   // st_refreshes/s ÷ (hello req/s ÷ 1)
+
+	VerifiesPerS *float64 `json:"verifies_per_s,omitempty"` // server API verifications created and checked
+	VerifyRatio  *float64 `json:"verify_ratio,omitempty"`   // verifies/s ÷ (hello req/s ÷ 2)
 }
 
 // Summary is everything a run measured; -json prints it.
@@ -64,6 +68,7 @@ type Summary struct {
 	STSeed        *SeedResult `json:"supertokens_seed,omitempty"`
 	SuperTokens   []*Result   `json:"supertokens,omitempty"`
 	STRefresh     []*Result   `json:"supertokens_refresh,omitempty"`
+	Verify        []*Result   `json:"verify,omitempty"`
 	Rows          []Row       `json:"summary"`
 }
 
@@ -74,6 +79,7 @@ const (
 	emailpassRequests = 1
 	stSignInRequests  = 3 // createCode, outbox, consume
 	stRefreshRequests = 1
+	verifyRequests    = 2 // create, check
 )
 
 // Run executes the plan, printing each level to w as it completes and the
@@ -97,7 +103,7 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 	defer client.CloseIdleConnections()
 	r, err := NewRunner(Config{
 		Target: p.Target, Actor: p.Actor, PublishableKey: p.PublishableKey, STBase: p.STBase, RunID: p.RunID,
-		Client: client, OutboxWait: p.OutboxWait, OutboxPoll: p.OutboxPoll,
+		Client: client, OutboxWait: p.OutboxWait, OutboxPoll: p.OutboxPoll, APIKey: p.APIKey,
 	})
 	if err != nil {
 		return nil, err
@@ -149,6 +155,9 @@ func Run(ctx context.Context, p Plan, w io.Writer) (*Summary, error) {
 			seedErr = errors.Join(seedErr, fmt.Errorf("no SuperTokens account could be signed up at %s (errors: %s), so the SuperTokens levels did not run",
 				r.cfg.STBase, (&Result{Errors: s.STSeed.Errors}).ErrorSummary()))
 		}
+	}
+	if slices.Contains(p.Flows, FlowVerify) && ctx.Err() == nil {
+		s.Verify = measureLevels(ctx, r, FlowVerify, p, w)
 	}
 	s.Rows = summarize(p.Clients, s)
 	PrintSummary(w, s.Rows)
@@ -252,6 +261,8 @@ func summarize(clients []int, s *Summary) []Row {
 		row.STSigninsPerS, row.STRefreshesPerS = rate(s.SuperTokens, c), rate(s.STRefresh, c)
 		row.STRatio = ratio(row.STSigninsPerS, row.HelloPerS, stSignInRequests)
 		row.STRefreshRatio = ratio(row.STRefreshesPerS, row.HelloPerS, stRefreshRequests)
+		row.VerifiesPerS = rate(s.Verify, c)
+		row.VerifyRatio = ratio(row.VerifiesPerS, row.HelloPerS, verifyRequests)
 		rows = append(rows, row)
 	}
 	return rows

@@ -88,6 +88,7 @@ var summaryColumns = []struct {
 	{"logins/s", 1, func(r Row) *float64 { return r.LoginsPerS }, ""},
 	{"st_signins/s", 1, func(r Row) *float64 { return r.STSigninsPerS }, ""},
 	{"st_refreshes/s", 1, func(r Row) *float64 { return r.STRefreshesPerS }, ""},
+	{"verifies/s", 1, func(r Row) *float64 { return r.VerifiesPerS }, ""},
 	{"hello req/s", 1, func(r Row) *float64 { return r.HelloPerS }, ""},
 	{"signup_ratio", 3, func(r Row) *float64 { return r.SignupRatio },
 		fmt.Sprintf("signup_ratio = signups/s ÷ (hello req/s ÷ %d)", signUpRequests)},
@@ -99,6 +100,8 @@ var summaryColumns = []struct {
 		fmt.Sprintf("st_ratio = SuperTokens st_signins/s ÷ (hello req/s ÷ %d)", stSignInRequests)},
 	{"st_refresh_ratio", 3, func(r Row) *float64 { return r.STRefreshRatio },
 		fmt.Sprintf("st_refresh_ratio = SuperTokens st_refreshes/s ÷ (hello req/s ÷ %d)", stRefreshRequests)},
+	{"verify_ratio", 3, func(r Row) *float64 { return r.VerifyRatio },
+		fmt.Sprintf("verify_ratio = server API verifies/s ÷ (hello req/s ÷ %d) (targets 0.30 SQLite, 0.15 PostgreSQL + Redis at 32 clients)", verifyRequests)},
 }
 
 // PrintSummary writes the table of rates and ratios per client count, with

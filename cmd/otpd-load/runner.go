@@ -30,6 +30,9 @@ const (
 	// SuperTokens passwordless dialect, under Config.STBase.
 	FlowSuperTokens        = "supertokens"         // createCode, outbox, consume: 3 requests (+ extra outbox polls)
 	FlowSuperTokensRefresh = "supertokens-refresh" // POST {st-base}/session/refresh: 1 request
+
+	// Server API, with Config.APIKey (a key made with --return-codes).
+	FlowVerify = "verify" // create a verification (delivery return), check its code: 2 requests
 )
 
 // DefaultSTBase is where otpd mounts the SuperTokens dialect by default.
@@ -47,6 +50,8 @@ var flowOps = map[string][]Op{
 
 	FlowSuperTokens:        {OpSTCode, OpOutbox, OpSTConsume},
 	FlowSuperTokensRefresh: {OpSTRefresh},
+
+	FlowVerify: {OpV1Create, OpV1Check},
 }
 
 const maxBody = 1 << 20 // responses are read up to 1 MiB
@@ -91,6 +96,7 @@ type Config struct {
 	Client         *http.Client  // shared client; default NewClient(64, 10s)
 	OutboxWait     time.Duration // how long to poll the outbox for a code; default 2s
 	OutboxPoll     time.Duration // sleep between outbox polls; default 2ms
+	APIKey         string        // the server API key of FlowVerify
 }
 
 // Runner drives flows against one server with closed-loop clients. Sign-ups
@@ -331,6 +337,8 @@ func (r *Runner) flowFunc(flow string) flowFunc {
 		return r.stSignIn
 	case FlowSuperTokensRefresh:
 		return r.stRefresh
+	case FlowVerify:
+		return r.verify
 	}
 	panic("otpd-load: unknown flow " + flow)
 }
@@ -578,6 +586,33 @@ func (r *Runner) stRefresh(ctx context.Context, rec *recorder, until time.Time) 
 		return &flowError{Op: OpSTRefresh, Kind: "no_token"}
 	}
 	a.refresh = refresh
+	return nil
+}
+
+// verify asks the server API for a code to a new address, delivered back
+// in the answer, and checks it: what a backend does for one sign-in.
+func (r *Runner) verify(ctx context.Context, rec *recorder, _ time.Time) error {
+	auth := http.Header{"Authorization": {"Bearer " + r.cfg.APIKey}}
+	var made struct {
+		ID   string `json:"id"`
+		Code string `json:"code"`
+	}
+	body := map[string]any{"to": r.newEmail(), "delivery": "return"}
+	if err := r.do(ctx, rec, OpV1Create, http.MethodPost, "/v1/verifications", body, auth, &made); err != nil {
+		return err
+	}
+	if made.ID == "" || made.Code == "" {
+		return &flowError{Op: OpV1Create, Kind: "no_code"}
+	}
+	var checked struct {
+		Status string `json:"status"`
+	}
+	if err := r.do(ctx, rec, OpV1Check, http.MethodPost, "/v1/verifications/check", map[string]any{"id": made.ID, "code": made.Code}, auth, &checked); err != nil {
+		return err
+	}
+	if checked.Status != "approved" {
+		return &flowError{Op: OpV1Check, Kind: "status_" + checked.Status}
+	}
 	return nil
 }
 

@@ -27,11 +27,13 @@ const (
 	OpSTCode    // SuperTokens createCode, POST {st-base}/signinup/code
 	OpSTConsume // SuperTokens consumeCode, POST {st-base}/signinup/code/consume
 	OpSTRefresh // SuperTokens session refresh, POST {st-base}/session/refresh
+	OpV1Create  // server API, POST /v1/verifications (delivery return)
+	OpV1Check   // server API, POST /v1/verifications/check
 	numOps
 )
 
 var opNames = [numOps]string{"hello", "pre-register", "outbox", "register", "customer", "generate", "verify", "emailpass-register", "emailpass",
-	"st-code", "st-consume", "st-refresh"}
+	"st-code", "st-consume", "st-refresh", "v1-create", "v1-check"}
 
 // String returns the request kind's name as printed in reports.
 func (o Op) String() string {

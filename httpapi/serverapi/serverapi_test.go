@@ -900,3 +900,26 @@ func TestOpenAPIExamplesValid(t *testing.T) {
 		t.Fatalf("checked %d examples; the document has more", n)
 	}
 }
+
+// TestDocsCoverEveryRoute: docs/server-api.md has a section for every
+// route of the document, and none for a route it does not have.
+func TestDocsCoverEveryRoute(t *testing.T) {
+	b, err := os.ReadFile("../../docs/server-api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []serverapi.Route
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "### `"); ok {
+			method, path, _ := strings.Cut(strings.TrimSuffix(rest, "`"), " ")
+			documented = append(documented, serverapi.Route{Method: method, Path: path})
+		}
+	}
+	served := serverapi.Routes()
+	cmp := func(a, b serverapi.Route) int { return strings.Compare(a.Method+a.Path, b.Method+b.Path) }
+	slices.SortFunc(documented, cmp)
+	slices.SortFunc(served, cmp)
+	if !slices.Equal(documented, served) {
+		t.Fatalf("docs/server-api.md sections %v\nroutes %v", documented, served)
+	}
+}
