@@ -47,6 +47,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"Actors", actorTests},
 		{"Outbox", outboxTests},
 		{"RefreshTokens", refreshTests},
+		{"APIKeys", apiKeyTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
