@@ -34,6 +34,20 @@ var Purposes = []Purpose{
 // DefaultTenant is the tenant of every request that names none.
 const DefaultTenant = "public"
 
+// ValidTenant reports whether id can name a tenant: 1 to 64 ASCII letters,
+// digits, '-' or '_'.
+func ValidTenant(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // ChallengeKey identifies the one slot in which a challenge can be live: at
 // most one live challenge exists per key, and issuing a new one retires the
 // old one.

@@ -39,6 +39,7 @@ type Tx interface {
 	RefreshTx
 	OutboxTx
 	IdempotencyTx
+	APIKeyTx
 }
 
 // ChallengeTx stores challenges. Times are passed in by the caller (the
@@ -207,4 +208,31 @@ type OutboxTx interface {
 
 	// CountMessages returns how many messages are queued.
 	CountMessages(ctx context.Context) (int, error)
+}
+
+// APIKeyTx stores the keys of the server API. A key is found by the
+// SHA-256 of its secret; revocation and last use change only through
+// single conditional statements.
+type APIKeyTx interface {
+	// CreateAPIKey inserts k. k.ID must be set. Returns ECONFLICT if its ID
+	// or its Hash exists.
+	CreateAPIKey(ctx context.Context, k *APIKey) error
+
+	// FindAPIKeyByHash returns the key whose Hash is hash, revoked or not
+	// (the caller checks RevokedAt). Returns ENOTFOUND if there is none.
+	FindAPIKeyByHash(ctx context.Context, hash []byte) (*APIKey, error)
+
+	// ListAPIKeys returns every key of every tenant, oldest first (by
+	// CreatedAt, then ID).
+	ListAPIKeys(ctx context.Context) ([]*APIKey, error)
+
+	// RevokeAPIKey sets RevokedAt = now unless the key is revoked already
+	// (the first revocation's time stays). Returns ENOTFOUND if no key has
+	// that id.
+	RevokeAPIKey(ctx context.Context, id string, now time.Time) error
+
+	// TouchAPIKey moves LastUsedAt forward to now: it becomes
+	// max(LastUsedAt, now), so a late write never moves it back. Returns
+	// ENOTFOUND if no key has that id.
+	TouchAPIKey(ctx context.Context, id string, now time.Time) error
 }

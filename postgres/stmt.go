@@ -17,6 +17,9 @@ const outboxColumns = sqlstore.MessageColumns
 // refreshColumns, in the order sqlstore.ScanRefreshToken reads them.
 const refreshColumns = sqlstore.RefreshTokenColumns
 
+// apiKeyColumns, in the order sqlstore.ScanAPIKey reads them.
+const apiKeyColumns = sqlstore.APIKeyColumns
+
 // The statements. In the challenge statements, the liveness predicate at $5
 // ("now") is: not consumed, not retired, not expired, guesses left; it
 // matches otpd.Challenge.Live.
@@ -262,6 +265,25 @@ SELECT EXISTS (
 	WHERE tenant = $1 AND family_id = $2 AND revoked_at IS NULL AND expires_at > $3)`
 
 	sqlDeleteRefreshTokensBefore = `DELETE FROM refresh_tokens WHERE expires_at < $1`
+
+	// sqlCreateAPIKey: zero rows inserted means the id or the hash exists.
+	sqlCreateAPIKey = `
+INSERT INTO api_keys (` + apiKeyColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT DO NOTHING`
+
+	sqlFindAPIKeyByHash = `SELECT ` + apiKeyColumns + ` FROM api_keys WHERE key_hash = $1`
+
+	sqlListAPIKeys = `SELECT ` + apiKeyColumns + ` FROM api_keys ORDER BY created_at, id`
+
+	// sqlRevokeAPIKey keeps the first revocation's time; zero rows updated
+	// means ENOTFOUND (a row whose value stays is still counted).
+	sqlRevokeAPIKey = `UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1`
+
+	// sqlTouchAPIKey only moves last_used_at forward (GREATEST ignores a
+	// NULL, never used). Concurrent touches queue on the row lock and the
+	// later one re-reads the row, so neither moves it back.
+	sqlTouchAPIKey = `UPDATE api_keys SET last_used_at = GREATEST(last_used_at, $2) WHERE id = $1`
 )
 
 // tx implements otpd.Tx on one transaction, begun with its first statement

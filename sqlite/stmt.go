@@ -59,6 +59,11 @@ const (
 	qRevokeRefreshTokens
 	qRefreshFamilyLive
 	qDeleteRefreshTokensBefore
+	qCreateAPIKey
+	qFindAPIKeyByHash
+	qListAPIKeys
+	qRevokeAPIKey
+	qTouchAPIKey
 	numQueries
 )
 
@@ -73,6 +78,9 @@ const outboxColumns = sqlstore.MessageColumns
 
 // refreshColumns, in the order sqlstore.ScanRefreshToken reads them.
 const refreshColumns = sqlstore.RefreshTokenColumns
+
+// apiKeyColumns, in the order sqlstore.ScanAPIKey reads them.
+const apiKeyColumns = sqlstore.APIKeyColumns
 
 // queries holds each statement's text and whether it writes (read-only
 // statements are also prepared on the reader pool). In the challenge
@@ -301,6 +309,23 @@ SELECT EXISTS (
 	WHERE tenant = ?1 AND family_id = ?2 AND revoked_at IS NULL AND expires_at > ?3)`},
 
 	qDeleteRefreshTokensBefore: {write: true, sql: `DELETE FROM refresh_tokens WHERE expires_at < ?`},
+
+	qCreateAPIKey: {write: true, sql: `
+INSERT INTO api_keys (` + apiKeyColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	qFindAPIKeyByHash: {sql: `SELECT ` + apiKeyColumns + ` FROM api_keys WHERE key_hash = ?`},
+
+	qListAPIKeys: {sql: `SELECT ` + apiKeyColumns + ` FROM api_keys ORDER BY created_at, id`},
+
+	// RevokeAPIKey keeps the first revocation's time; zero rows changed
+	// means ENOTFOUND (a row whose value stays is still counted).
+	qRevokeAPIKey: {write: true, sql: `UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1`},
+
+	// TouchAPIKey only moves last_used_at forward (the scalar MAX; NULL
+	// counts as never).
+	qTouchAPIKey: {write: true, sql: `
+UPDATE api_keys SET last_used_at = MAX(coalesce(last_used_at, ?2), ?2) WHERE id = ?1`},
 }
 
 // stmtSet is the statements prepared on one pool. They are prepared on first

@@ -2,6 +2,9 @@
 //
 //	otpd serve [--addr 127.0.0.1:8080] [--config otpd.yaml] [--dev]
 //	otpd migrate [--config otpd.yaml]
+//	otpd keys create --name NAME [--tenant T] [--return-codes] [--json]
+//	otpd keys list [--json]
+//	otpd keys revoke ID
 //	otpd version
 //
 // This is the only place where otpd's packages are wired together.
@@ -127,7 +130,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "otpd %s %s\n", otpd.Version, otpd.Commit)
 		},
 	}
-	root.AddCommand(serve, migrate, version)
+	root.AddCommand(serve, migrate, newKeysCommand(), version)
 	return root
 }
 

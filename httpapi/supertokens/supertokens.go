@@ -58,7 +58,7 @@ const (
 // Validate checks a tenant's settings, naming the field at fault.
 func (t *Tenant) Validate() error {
 	switch {
-	case !validTenantID(t.ID):
+	case !otpd.ValidTenant(t.ID):
 		return fmt.Errorf("id %q: a tenant id is 1-64 letters, digits, '-' or '_'", t.ID)
 	case t.ContactMethod != ContactEmail && t.ContactMethod != ContactPhone && t.ContactMethod != ContactEmailOrPhone:
 		return fmt.Errorf("contact_method %q: must be EMAIL, PHONE or EMAIL_OR_PHONE", t.ContactMethod)
@@ -66,18 +66,6 @@ func (t *Tenant) Validate() error {
 		return fmt.Errorf("flow_type %q: must be USER_INPUT_CODE, MAGIC_LINK or USER_INPUT_CODE_AND_MAGIC_LINK", t.FlowType)
 	}
 	return otpd.Policy{Length: 6, Alphabet: otpd.AlphabetNumeric, TTL: t.CodeTTL, MaxAttempts: t.MaxAttempts}.Validate()
-}
-
-func validTenantID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // Handler serves the SuperTokens dialect.

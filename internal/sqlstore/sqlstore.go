@@ -133,6 +133,48 @@ func ScanRefreshToken(s Scanner) (*otpd.RefreshToken, error) {
 	return &rt, nil
 }
 
+// APIKeyColumns, in the order ScanAPIKey reads them.
+const APIKeyColumns = `id, tenant, name, permissions, key_hash, created_at, last_used_at, revoked_at`
+
+// ScanAPIKey reads a row of APIKeyColumns.
+func ScanAPIKey(s Scanner) (*otpd.APIKey, error) {
+	var (
+		k                 otpd.APIKey
+		perms             string
+		created           int64
+		lastUsed, revoked *int64
+	)
+	if err := s.Scan(&k.ID, &k.Tenant, &k.Name, &perms, &k.Hash, &created, &lastUsed, &revoked); err != nil {
+		return nil, err
+	}
+	k.Permissions = DecodePermissions(perms)
+	k.CreatedAt = FromMS(created)
+	k.LastUsedAt, k.RevokedAt = FromNullMS(lastUsed), FromNullMS(revoked)
+	return &k, nil
+}
+
+// EncodePermissions returns the stored form of permissions: their names
+// joined by commas, in the order given ("" for none).
+func EncodePermissions(ps []otpd.Permission) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ",")
+}
+
+// DecodePermissions reads permissions stored by EncodePermissions.
+func DecodePermissions(s string) []otpd.Permission {
+	if s == "" {
+		return nil
+	}
+	var ps []otpd.Permission
+	for name := range strings.SplitSeq(s, ",") {
+		ps = append(ps, otpd.Permission(name))
+	}
+	return ps
+}
+
 // NonNil returns b, or an empty slice for nil: a nil []byte binds as NULL,
 // which a NOT NULL hash column refuses and no stored hash equals.
 func NonNil(b []byte) []byte {

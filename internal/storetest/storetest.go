@@ -49,6 +49,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"RefreshTokens", refreshTests},
 		{"ChallengeByID", challengeByIDTests},
 		{"Idempotency", idempotencyTests},
+		{"APIKeys", apiKeyTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
