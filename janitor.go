@@ -10,7 +10,8 @@ import (
 // they are past every limit window they count towards (the resend cooldown
 // of their key, the send budget of their destination), and refresh tokens
 // past their session's end. Spent and revoked refresh tokens are kept until
-// then: reuse detection needs them.
+// then: reuse detection needs them. Idempotent answers go once they are
+// IdempotencyWindow old.
 type Janitor struct {
 	Store  Store
 	Now    Clock
@@ -25,7 +26,8 @@ func (j *Janitor) Retention() time.Duration {
 }
 
 // Sweep deletes, in one transaction, the challenges that expired more than
-// Retention ago and the refresh tokens whose session has ended.
+// Retention ago, the refresh tokens whose session has ended and the
+// idempotent answers older than IdempotencyWindow.
 func (j *Janitor) Sweep(ctx context.Context) error {
 	now := j.Now.Time()
 	return j.Store.Update(ctx, func(tx Tx) error {
@@ -37,8 +39,12 @@ func (j *Janitor) Sweep(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if j.Logger != nil && n+m > 0 {
-			j.Logger.Debug("janitor deleted old rows", "challenges", n, "refresh_tokens", m)
+		r, err := tx.DeleteResponsesBefore(ctx, now.Add(-IdempotencyWindow))
+		if err != nil {
+			return err
+		}
+		if j.Logger != nil && n+m+r > 0 {
+			j.Logger.Debug("janitor deleted old rows", "challenges", n, "refresh_tokens", m, "idempotent_answers", r)
 		}
 		return nil
 	})

@@ -27,11 +27,11 @@ type Verifications struct {
 	Engine     *Engine
 	Throttler  *Throttler
 	Normalizer Normalizer
-
-	// IdempotencyTTL is how long the answer to a request made with an
-	// idempotency key is replayed (default 24 h).
-	IdempotencyTTL time.Duration
 }
+
+// IdempotencyWindow is how long the answer to a request made with an
+// idempotency key is replayed; the Janitor deletes older ones.
+const IdempotencyWindow = 24 * time.Hour
 
 // VerificationStatus is where a verification stands.
 type VerificationStatus string
@@ -106,13 +106,6 @@ var ErrIdempotencyConflict = &Error{Code: ECONFLICT, Message: "This Idempotency-
 
 // ErrVerificationNotFound is a verification id the tenant does not have.
 var ErrVerificationNotFound = &Error{Code: ENOTFOUND, Message: "No such verification."}
-
-func (f *Verifications) idempotencyTTL() time.Duration {
-	if f.IdempotencyTTL > 0 {
-		return f.IdempotencyTTL
-	}
-	return 24 * time.Hour
-}
 
 // Create makes a verification and sends its code (unless Return or
 // Decoy). A request with an idempotency key seen before, with the same
@@ -266,7 +259,7 @@ func (f *Verifications) replay(ctx context.Context, run func(context.Context, fu
 	tenant string, idem *IdempotencyKey, now time.Time) (*Verification, error) {
 	var stored *StoredResponse
 	err := run(ctx, func(tx Tx) (err error) {
-		stored, err = tx.FindResponse(ctx, tenant, idem.Scope, idem.Key, now.Add(-f.idempotencyTTL()))
+		stored, err = tx.FindResponse(ctx, tenant, idem.Scope, idem.Key, now.Add(-IdempotencyWindow))
 		return err
 	})
 	if ErrorCode(err) == ENOTFOUND {
@@ -297,7 +290,7 @@ func (f *Verifications) save(ctx context.Context, tx Tx, tenant string, idem *Id
 	return tx.SaveResponse(ctx, &StoredResponse{
 		Tenant: tenant, Scope: idem.Scope, Key: idem.Key, RequestHash: idem.RequestHash,
 		Status: 201, Body: f.Engine.Keys.Seal(plain, idempotencyAD(tenant, idem)), CreatedAt: now,
-	}, now.Add(-f.idempotencyTTL()))
+	}, now.Add(-IdempotencyWindow))
 }
 
 // idempotencyAD binds a sealed answer to its record, so that one record's

@@ -164,6 +164,7 @@ type Main struct {
 	Addr       net.Addr // the address actually listened on
 	httpServer *http.Server
 	janitorJob *otpd.Janitor
+	apiKeys    *otpd.APIKeys
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -176,6 +177,8 @@ type flows struct {
 	passwords *otpd.Passwords
 	sessions  *otpd.Sessions
 	devices   *otpd.Devices
+
+	verifications *otpd.Verifications
 }
 
 // newFlows builds the flows on engine from a validated configuration.
@@ -209,6 +212,8 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 		},
 		sessions: sessions,
 		devices:  &otpd.Devices{Engine: engine, Throttler: throttler, Sessions: sessions, Normalizer: normalizer},
+
+		verifications: &otpd.Verifications{Engine: engine, Throttler: throttler, Normalizer: normalizer},
 	}
 }
 
@@ -317,7 +322,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.DB.Ping(ctx), m.Limiter.Ping(ctx))
 		},
-		Dialects: []httpapi.Dialect{md},
+		Dialects: []httpapi.Dialect{md, m.serverAPI(f, log)},
 		CORS:     cfg.medusaCORS(),
 	}
 	if cfg.SuperTokens.Enabled {
@@ -446,6 +451,9 @@ func (m *Main) Close() error {
 	if m.cancel != nil {
 		m.cancel()
 		<-m.done
+	}
+	if m.apiKeys != nil {
+		m.apiKeys.Wait() // last-use writes in flight
 	}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/httpapi/serverapi"
+)
+
+// serverAPI builds the server API (/v1) on f's Verifications, with the API
+// keys of m's database.
+func (m *Main) serverAPI(f *flows, log *slog.Logger) *serverapi.Handler {
+	m.apiKeys = &otpd.APIKeys{Store: m.DB, Now: f.verifications.Engine.Now, Logger: log}
+	keys := m.apiKeys
+	return &serverapi.Handler{
+		Verifications: f.verifications,
+		Logger:        log,
+		DefaultLocale: "en",
+		Authenticate: func(ctx context.Context, secret string) (serverapi.Caller, error) {
+			k, err := keys.Authenticate(ctx, secret)
+			if err != nil {
+				return serverapi.Caller{}, err
+			}
+			return serverapi.Caller{KeyID: k.ID, Tenant: k.Tenant, ReturnCodes: k.Can(otpd.PermissionReturnCodes)}, nil
+		},
+	}
+}
