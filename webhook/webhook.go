@@ -181,6 +181,13 @@ type Data struct {
 	EntityID string         `json:"entity_id,omitempty"`
 	Token    string         `json:"token,omitempty"`
 	Metadata map[string]any `json:"metadata,omitzero"`
+
+	// The server API's keys: its verification, the caller's subject (the
+	// account it binds the code to; "subject" above is the message's
+	// subject line), the locale asked for. Its events also carry metadata.
+	VerificationID string `json:"verification_id,omitempty"`
+	SubjectID      string `json:"subject_id,omitempty"`
+	Locale         string `json:"locale,omitempty"`
 }
 
 // NewPayload returns the body delivered for ev.
@@ -206,6 +213,10 @@ func NewPayload(ev *otpd.Event) Payload {
 		if p.Data.Metadata == nil {
 			p.Data.Metadata = map[string]any{}
 		}
+	}
+	if ev.VerificationID != "" {
+		p.Data.VerificationID, p.Data.SubjectID, p.Data.Locale = ev.VerificationID, ev.SubjectID, ev.Locale
+		p.Data.Metadata = ev.Metadata
 	}
 	return p
 }

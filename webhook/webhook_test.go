@@ -305,3 +305,22 @@ func TestNewPayload_PasswordReset(t *testing.T) {
 		}
 	}
 }
+
+// TestNewPayload_Verification: a server API event carries its
+// verification, subject, locale and metadata; its outcome events no code.
+func TestNewPayload_Verification(t *testing.T) {
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	ev := &otpd.Event{ID: "evt_3", Name: otpd.EventVerificationApproved, Tenant: "public", Purpose: otpd.PurposeSignIn,
+		Channel: otpd.ChannelEmail, To: "ada@example.com", VerificationID: "ver_1", SubjectID: "cus_1", Locale: "fr",
+		Metadata: map[string]any{"cart": "c1"}, CreatedAt: now, ExpiresAt: now}
+	raw, _ := json.Marshal(webhook.NewPayload(ev))
+	var got struct {
+		Type string         `json:"type"`
+		Data map[string]any `json:"data"`
+	}
+	json.Unmarshal(raw, &got)
+	if got.Type != "verification.approved" || got.Data["verification_id"] != "ver_1" || got.Data["subject_id"] != "cus_1" ||
+		got.Data["locale"] != "fr" || got.Data["otp"] != "" || !reflect.DeepEqual(got.Data["metadata"], ev.Metadata) {
+		t.Fatalf("payload %s", raw)
+	}
+}
