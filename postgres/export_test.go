@@ -25,3 +25,11 @@ type Conn interface {
 
 // TxConn returns the connection of t, a transaction of a DB.
 func TxConn(t otpd.Tx) Conn { return t.(*tx).tx }
+
+// LookupByIDStatements are the statements that find one challenge by its
+// id, with their parameters' types, for the plan test.
+var LookupByIDStatements = map[string]string{
+	"FindChallenge":      sqlFindChallenge,
+	"AttemptChallengeID": sqlAttemptChallengeID,
+	"CancelChallenge":    sqlCancelChallenge,
+}
