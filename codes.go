@@ -173,6 +173,7 @@ func (f *Codes) prove(ctx context.Context, tx Tx, ch *Challenge, c Contact, acto
 	}
 	return withProvider(PrincipalFor(id, actorType, nil), ProviderOTP), nil
 }
+
 // RequestSignUp sends a sign-up code to r.Identifier, unless an account of
 // r's type has already proved that email or phone: then a decoy is recorded
 // instead, so the answer does not reveal that the account exists.
