@@ -251,13 +251,13 @@ func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, 
 	// the identity's sessions. Re-read both, so that neither lets this
 	// sign-in through and the principal carries the latest revocation.
 	err = f.Codes.Engine.Store.View(ctx, func(tx Tx) error {
-		now, err := tx.FindProviderIdentity(ctx, tenant, r.Provider, entity)
+		cur, err := tx.FindProviderIdentity(ctx, tenant, r.Provider, entity)
 		if ErrorCode(err) == ENOTFOUND {
 			return ErrInvalidCredentials
 		} else if err != nil {
 			return err
 		}
-		if h, _ := now.ProviderMetadata["password"].(string); h != stored || now.AuthIdentityID != pi.AuthIdentityID {
+		if h, _ := cur.ProviderMetadata["password"].(string); h != stored || cur.AuthIdentityID != pi.AuthIdentityID {
 			return ErrInvalidCredentials
 		}
 		id, err = tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
