@@ -431,9 +431,10 @@ SELECT (` + authIdentityOfActor(verifiedAccount(contact)) + `), (
 }
 
 // provedBy selects the accounts of tenant ?1 and type ?2 that proved
-// contact (column email or phone) ?3.
+// contact (column email or phone) ?3. Its predicate implies the partial unique
+// index's on verified contacts, which therefore serves it.
 func provedBy(contact string) string {
-	return `SELECT 1 FROM actors o WHERE o.tenant = ?1 AND o.type = ?2 AND o.` + contact + ` = ?3 AND o.has_account AND o.` + contact + `_verified`
+	return `SELECT 1 FROM actors o WHERE o.tenant = ?1 AND o.type = ?2 AND o.` + contact + ` = ?3 AND o.` + contact + ` <> '' AND o.has_account AND o.` + contact + `_verified`
 }
 
 // proveContact marks contact (column email or phone) ?3 of actor ?4 of
