@@ -66,7 +66,9 @@ type Challenge struct {
 	ChallengeKey
 	Channel Channel // "" for challenges that are never delivered
 
-	// SubjectID is the auth identity the code proves control of. It is empty
+	// SubjectID is the auth identity the code proves control of, or, for a
+	// sign-in code to an address registered with a password and not proved
+	// yet, that password provider identity ("provid_..."). It is empty
 	// for sign-up codes (no identity yet) and for decoys, which are recorded
 	// for identifiers with no account so that answers and limits do not reveal
 	// whether an account exists; a decoy's hash matches no code.

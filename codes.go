@@ -3,6 +3,7 @@ package otpd
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,12 @@ type Codes struct {
 	// FollowUpTTL is how long a redeemed sign-up code may be presented once
 	// more to sign in as the actor created meanwhile (default 60 s).
 	FollowUpTTL time.Duration
+
+	// KeepUnprovenPasswords keeps the passwords of an identity when a
+	// sign-in code first proves its account's address (see SignIn). By
+	// default they are disabled: whoever set a password before the address
+	// was proved may not be its owner.
+	KeepUnprovenPasswords bool
 }
 
 // request issues a code of purpose for r, delivered as d. lookup, run in
@@ -81,29 +88,90 @@ func subject(ctx context.Context, tx Tx, ch *Challenge) (*AuthIdentity, error) {
 }
 
 // RequestSignIn sends a sign-in code to the account of r's type whose
-// verified email or phone is r.Identifier. When there is no such account, or
-// it has no auth identity, nothing is sent but a decoy send is recorded, so
-// the answer and the limits are the same as for an existing account.
+// verified email or phone is r.Identifier. When no account has proved the
+// address, the code goes to the one account created with it by a password
+// registration (emailpass for an email, phonepass for a phone number) and
+// not proved since: the code is then for that password provider identity,
+// and redeeming it proves the address (see SignIn). Which account that is
+// never depends on addresses merely typed into a profile (they prove and
+// reserve nothing) and is never a guess: the provider identity of an
+// address is unique, and an account that proved the address always wins.
+// When there is no such account, or it has no auth identity, nothing is
+// sent but a decoy send is recorded, so the answer and the limits are the
+// same as for an existing account.
 func (f *Codes) RequestSignIn(ctx context.Context, r CodeRequest) error {
 	return f.request(ctx, r, PurposeSignIn, Policy{}, Delivery{Event: EventOTPGenerated}, func(ctx context.Context, tx Tx, key ChallengeKey, c Contact) (Subject, error) {
-		id, err := tx.FindAuthIdentityIDByContact(ctx, key.Tenant, key.ActorType, c)
-		if ErrorCode(err) == ENOTFOUND {
-			return Subject{Decoy: true}, nil
+		id, unproven, err := tx.FindSignInSubject(ctx, key.Tenant, key.ActorType, c, passwordProviderOf(c.Channel))
+		switch {
+		case err != nil:
+			return Subject{}, err
+		case id != "":
+			return Subject{ID: id}, nil
+		case unproven != "":
+			return Subject{ID: unproven}, nil
 		}
-		return Subject{ID: id}, err
+		return Subject{Decoy: true}, nil
 	})
 }
 
 // SignIn redeems a sign-in code and returns the principal it proves. Every
 // failure is ErrInvalidCode.
+//
+// A code sent to an address registered with a password but not proved yet
+// (see RequestSignIn) proves it, in the transaction that spends the code:
+// the account's email or phone is marked verified, every session of the
+// identity from before is revoked (its tokens and refresh tokens), and,
+// unless KeepUnprovenPasswords, every password of the identity is
+// disabled, since whoever set it had not shown they own the address (a
+// pre-account-hijacking defence). A password reset, whose token is
+// delivered to the address, sets a working one again. If another account
+// proved the address since the code was sent, the code is refused.
 func (f *Codes) SignIn(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
-	return f.redeem(ctx, r, PurposeSignIn, code, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
+	now := f.Engine.now()
+	return f.redeem(ctx, r, PurposeSignIn, code, func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
+		if strings.HasPrefix(ch.SubjectID, providerIdentityPrefix+"_") {
+			return f.prove(ctx, tx, ch, c, r.ActorType, now)
+		}
 		id, err := subject(ctx, tx, ch)
 		if err != nil {
 			return nil, err
 		}
-		return PrincipalFor(id, r.ActorType, nil), nil
+		return withProvider(PrincipalFor(id, r.ActorType, nil), ProviderOTP), nil
 	})
+}
+
+// prove redeems a sign-in code whose subject is the password provider
+// identity that registered c: it marks c proved on the identity's actor of
+// actorType and ends what was set before the proof (endUnproven).
+func (f *Codes) prove(ctx context.Context, tx Tx, ch *Challenge, c Contact, actorType string, now time.Time) (*Principal, error) {
+	pi, err := tx.FindProviderIdentity(ctx, ch.Tenant, passwordProviderOf(c.Channel), ch.Destination)
+	if ErrorCode(err) == ENOTFOUND || (err == nil && pi.ID != ch.SubjectID) {
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	id, err := tx.FindAuthIdentityByID(ctx, ch.Tenant, pi.AuthIdentityID)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	actorID := id.ActorIDs[actorType]
+	if actorID == "" {
+		return nil, ErrInvalidCode
+	}
+	proved, err := tx.ProveContact(ctx, ch.Tenant, actorType, actorID, c, now)
+	if ErrorCode(err) == ECONFLICT || (err == nil && !proved) {
+		// Another account proved the address since the code was sent (or
+		// the account no longer holds it): nothing to sign in to.
+		return nil, ErrInvalidCode
+	} else if err != nil {
+		return nil, err
+	}
+	if err := endUnproven(ctx, tx, id, !f.KeepUnprovenPasswords, now); err != nil {
+		return nil, err
+	}
+	return withProvider(PrincipalFor(id, actorType, nil), ProviderOTP), nil
 }
 
 // RequestSignUp sends a sign-up code to r.Identifier, unless an account of
@@ -134,7 +202,7 @@ func (f *Codes) SignUp(ctx context.Context, r CodeRequest, code string) (*Princi
 		if err := f.mintFollowUp(ctx, tx, ch, id.ID, code, now); err != nil {
 			return nil, err
 		}
-		return PrincipalFor(id, r.ActorType, nil), nil
+		return withProvider(PrincipalFor(id, r.ActorType, nil), ProviderOTP), nil
 	})
 }
 
@@ -173,6 +241,6 @@ func (f *Codes) SignInAfterSignUp(ctx context.Context, r CodeRequest, code strin
 			// follow-up stays usable once the client has created the actor.
 			return nil, ErrInvalidCode
 		}
-		return PrincipalFor(id, r.ActorType, nil), nil
+		return withProvider(PrincipalFor(id, r.ActorType, nil), ProviderOTP), nil
 	})
 }

@@ -46,6 +46,11 @@ const (
 	ProviderOTP = "otp"
 )
 
+// providerIdentityPrefix is the prefix of provider identity ids
+// ("provid_..."); a sign-in challenge whose subject has it proves the
+// address of that password provider identity (Codes.SignIn).
+const providerIdentityPrefix = "provid"
+
 // Actor is an account of one actor type: a customer, a user, or any type
 // the operator configures.
 type Actor struct {
@@ -85,6 +90,12 @@ type Principal struct {
 	AppMetadata    map[string]any // includes "<actor_type>_id" for every linked actor
 	UserMetadata   map[string]any
 
+	// Provider is the auth provider the principal authenticated with
+	// (ProviderOTP, ProviderEmailpass, ...); a refreshed principal keeps
+	// its token's. "" when unknown (a token minted before otpd recorded
+	// it).
+	Provider string
+
 	// IssuedAt is when the token the principal was read from was issued
 	// (zero for a principal just authenticated).
 	IssuedAt time.Time
@@ -92,6 +103,12 @@ type Principal struct {
 	// NotBefore is the identity's TokensValidAfter: a token minted for the
 	// principal must not be dated earlier, or it would be born revoked.
 	NotBefore time.Time
+}
+
+// withProvider sets p's Provider and returns p.
+func withProvider(p *Principal, provider string) *Principal {
+	p.Provider = provider
+	return p
 }
 
 // PrincipalFor builds the principal of identity acting as actorType.
@@ -140,7 +157,7 @@ func ensureIdentity(ctx context.Context, tx Tx, tenant string, c Contact, now ti
 func newIdentity(tenant, provider, entityID string, providerMetadata map[string]any, now time.Time) (*AuthIdentity, *ProviderIdentity) {
 	id := &AuthIdentity{ID: NewID("authid"), Tenant: tenant, ActorIDs: map[string]string{}, AppMetadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}
 	pi := &ProviderIdentity{
-		ID: NewID("provid"), Tenant: tenant, AuthIdentityID: id.ID, Provider: provider, EntityID: entityID,
+		ID: NewID(providerIdentityPrefix), Tenant: tenant, AuthIdentityID: id.ID, Provider: provider, EntityID: entityID,
 		UserMetadata: map[string]any{}, ProviderMetadata: providerMetadata, CreatedAt: now, UpdatedAt: now,
 	}
 	return id, pi

@@ -40,6 +40,67 @@ func PasswordChannel(provider string) (Channel, bool) {
 	return "", false
 }
 
+// passwordProviderOf is the password provider whose identifiers are of
+// channel ch: emailpass for emails, phonepass for phone numbers.
+func passwordProviderOf(ch Channel) string {
+	if ch == ChannelSMS {
+		return ProviderPhonepass
+	}
+	return ProviderEmailpass
+}
+
+// passwordDisabledKey is the provider_metadata member that records when a
+// password was disabled (RFC 3339), its "password" member removed: a
+// password set before its address was proved (Codes.SignIn). A reset sets
+// a password again and removes it.
+const passwordDisabledKey = "password_disabled_at"
+
+// endUnproven ends, inside the transaction that proves an address of
+// identity id, what was set up before the proof: with disable, every
+// password of the identity (disablePasswords); always, every session
+// (revokeAll). id's TokensValidAfter moves with the revocation, so a
+// principal built from it is not born revoked.
+func endUnproven(ctx context.Context, tx Tx, id *AuthIdentity, disable bool, now time.Time) error {
+	if disable {
+		if err := disablePasswords(ctx, tx, id, now); err != nil {
+			return err
+		}
+	}
+	t := revocationTime(now)
+	if err := revokeAll(ctx, tx, id.Tenant, id.ID, t, now); err != nil {
+		return err
+	}
+	if id.TokensValidAfter.Before(t) {
+		id.TokensValidAfter = t
+	}
+	return nil
+}
+
+// disablePasswords removes the password hash of every password provider
+// identity of id, recording when (passwordDisabledKey). Signing in with a
+// disabled password fails as a wrong one does.
+func disablePasswords(ctx context.Context, tx Tx, id *AuthIdentity, now time.Time) error {
+	pis, err := tx.FindProviderIdentities(ctx, id.Tenant, id.ID)
+	if err != nil {
+		return err
+	}
+	for _, pi := range pis {
+		if _, ok := PasswordChannel(pi.Provider); !ok {
+			continue
+		}
+		if _, ok := pi.ProviderMetadata["password"]; !ok {
+			continue
+		}
+		md := maps.Clone(pi.ProviderMetadata)
+		delete(md, "password")
+		md[passwordDisabledKey] = now.UTC().Format(time.RFC3339)
+		if err := tx.SetProviderMetadata(ctx, id.Tenant, pi.ID, md, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Passwords is the password flow: registration and sign-in with a password
 // provider, and password reset by a single-use token that carries a code of
 // the code flow.
@@ -127,7 +188,7 @@ func (f *Passwords) Register(ctx context.Context, r PasswordRequest) (*Principal
 	if err != nil {
 		return nil, err
 	}
-	return PrincipalFor(id, r.ActorType, nil), nil
+	return withProvider(PrincipalFor(id, r.ActorType, nil), r.Provider), nil
 }
 
 // SignIn checks r's password against the provider identity of r's
@@ -135,7 +196,10 @@ func (f *Passwords) Register(ctx context.Context, r PasswordRequest) (*Principal
 // sign in as any actor type; the token carries the actor of that type, if
 // any). Every failure to authenticate is ErrInvalidCredentials, and an
 // unknown identifier costs a password verification too, so that neither
-// the answer nor its time tells whether it is registered.
+// the answer nor its time tells whether it is registered. A disabled
+// password (see Codes.SignIn) fails the same way, after the same
+// verification. The hash is re-read after it is verified, so that a
+// password disabled or changed meanwhile does not sign in.
 func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, error) {
 	tenant, entity, err := f.resolve(r)
 	if errors.Is(err, ErrBadIdentifier) {
@@ -161,14 +225,17 @@ func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, 
 		return err
 	})
 	if ErrorCode(err) == ENOTFOUND {
-		if dummy, err := f.dummyPasswordHash(ctx); err == nil {
-			f.Hasher.Verify(ctx, r.Password, dummy)
-		}
+		f.verifyDummy(ctx, r.Password)
 		return nil, ErrInvalidCredentials
 	} else if err != nil {
 		return nil, err
 	}
 	stored, _ := pi.ProviderMetadata["password"].(string)
+	if stored == "" {
+		// Disabled: the same work and answer as for a wrong password.
+		f.verifyDummy(ctx, r.Password)
+		return nil, ErrInvalidCredentials
+	}
 	ok, err := f.Hasher.Verify(ctx, r.Password, stored)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -179,7 +246,38 @@ func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, 
 	if !ok {
 		return nil, ErrInvalidCredentials
 	}
-	return PrincipalFor(id, r.ActorType, pi.UserMetadata), nil
+	// The verification took a while (scrypt): a proof of the address or a
+	// reset may have disabled or changed the password since, and revoked
+	// the identity's sessions. Re-read both, so that neither lets this
+	// sign-in through and the principal carries the latest revocation.
+	err = f.Codes.Engine.Store.View(ctx, func(tx Tx) error {
+		cur, err := tx.FindProviderIdentity(ctx, tenant, r.Provider, entity)
+		if ErrorCode(err) == ENOTFOUND {
+			return ErrInvalidCredentials
+		} else if err != nil {
+			return err
+		}
+		if h, _ := cur.ProviderMetadata["password"].(string); h != stored || cur.AuthIdentityID != pi.AuthIdentityID {
+			return ErrInvalidCredentials
+		}
+		id, err = tx.FindAuthIdentityByID(ctx, tenant, pi.AuthIdentityID)
+		if ErrorCode(err) == ENOTFOUND {
+			return ErrInvalidCredentials
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return withProvider(PrincipalFor(id, r.ActorType, pi.UserMetadata), r.Provider), nil
+}
+
+// verifyDummy verifies password against the dummy hash: the work of a
+// sign-in that fails, whatever the reason.
+func (f *Passwords) verifyDummy(ctx context.Context, password string) {
+	if dummy, err := f.dummyPasswordHash(ctx); err == nil {
+		f.Hasher.Verify(ctx, password, dummy)
+	}
 }
 
 // dummyPasswordHash is a hash of a random password, made once, that sign-ins
@@ -280,7 +378,10 @@ var ErrInvalidResetToken = &Error{Code: EUNAUTHORIZED, Message: "Invalid token"}
 // token works once, and only while it is the newest of its identifier. The
 // new password must pass the rules (EINVALID naming "password"), checked
 // before the token is spent. Every session of the identity from before the
-// change is revoked with it.
+// change is revoked with it. The token was delivered to the address, so
+// spending it proves the address: the identity's accounts that hold it
+// unproved are marked verified (proveReset), and a password disabled when
+// a code first proved it works again, replaced by the new one.
 func (f *Passwords) Reset(ctx context.Context, g ResetGrant, password string, client netip.Addr) error {
 	if _, ok := PasswordChannel(g.Provider); !ok {
 		return ErrInvalidResetToken
@@ -316,7 +417,11 @@ func (f *Passwords) Reset(ctx context.Context, g ResetGrant, password string, cl
 			md = map[string]any{}
 		}
 		md["password"] = hash
+		delete(md, passwordDisabledKey)
 		if err := tx.SetProviderMetadata(ctx, ch.Tenant, pi.ID, md, now); err != nil {
+			return nil, err
+		}
+		if err := proveReset(ctx, tx, pi, now); err != nil {
 			return nil, err
 		}
 		return nil, revokeAll(ctx, tx, ch.Tenant, pi.AuthIdentityID, revocationTime(now), now)
@@ -325,4 +430,21 @@ func (f *Passwords) Reset(ctx context.Context, g ResetGrant, password string, cl
 		return ErrInvalidResetToken
 	}
 	return err
+}
+
+// proveReset marks pi's address verified on every account pi's identity
+// is linked to that holds it unproved, unless another account has proved
+// it: a spent reset token proves the address as a sign-in code does.
+func proveReset(ctx context.Context, tx Tx, pi *ProviderIdentity, now time.Time) error {
+	ch, _ := PasswordChannel(pi.Provider)
+	id, err := tx.FindAuthIdentityByID(ctx, pi.Tenant, pi.AuthIdentityID)
+	if err != nil {
+		return err
+	}
+	for actorType, actorID := range id.ActorIDs {
+		if _, err := tx.ProveContact(ctx, pi.Tenant, actorType, actorID, Contact{Channel: ch, Value: pi.EntityID}, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }

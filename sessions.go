@@ -106,7 +106,7 @@ func revokeAll(ctx context.Context, tx Tx, tenant, authIdentityID string, validA
 }
 
 // Refresh re-reads p's auth identity and returns a fresh principal for the
-// same actor type, so a token minted before the actor existed comes back
+// same actor type and auth provider, so a token minted before the actor existed comes back
 // with the actor id. Returns ErrUnauthorized if the identity is gone or has
 // revoked p's token.
 func (s *Sessions) Refresh(ctx context.Context, p *Principal) (*Principal, error) {
@@ -116,7 +116,7 @@ func (s *Sessions) Refresh(ctx context.Context, p *Principal) (*Principal, error
 		if err != nil {
 			return err
 		}
-		out = PrincipalFor(id, p.ActorType, p.UserMetadata)
+		out = withProvider(PrincipalFor(id, p.ActorType, p.UserMetadata), p.Provider)
 		return nil
 	})
 	return out, err

@@ -155,6 +155,29 @@ type IdentityTx interface {
 	// such account or no identity is linked to it.
 	FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType string, c Contact) (string, error)
 
+	// FindSignInSubject returns, in one statement, whom a sign-in code for
+	// c signs in to. AuthIdentityID is what FindAuthIdentityIDByContact
+	// returns (an account proved c). When no account of tenant and type has
+	// proved c, ProviderIdentityID is the provider identity of
+	// passwordProvider whose entity_id is c.Value, provided its auth
+	// identity is linked to an account (HasAccount) of the type that holds
+	// c.Value unverified, and exactly one provider identity qualifies: the
+	// address was registered with a password and the account was created
+	// with it, but no code has proved it yet. Unverified contacts that were
+	// merely typed (no password provider identity of that address linked to
+	// the account) never qualify. Both are "" when neither exists; that is
+	// not an error.
+	FindSignInSubject(ctx context.Context, tenant, actorType string, c Contact, passwordProvider string) (authIdentityID, providerIdentityID string, err error)
+
+	// ProveContact marks the email (ChannelEmail) or phone (ChannelSMS) of
+	// actor id verified, in one conditional statement, only if it is
+	// c.Value, unverified, the actor has an account, and no other account
+	// of the tenant and type has proved c.Value; it reports whether it
+	// did, and sets UpdatedAt to now when it did. Returns ECONFLICT when a
+	// concurrent transaction proved c.Value for another account first (the
+	// unique index on verified contacts).
+	ProveContact(ctx context.Context, tenant, actorType, id string, c Contact, now time.Time) (bool, error)
+
 	// CreateActor inserts an actor. Returns ECONFLICT if another actor of the
 	// same tenant and type with HasAccount has the same verified email or
 	// verified phone, this actor's being verified too. Unverified contacts

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/internal/sqlstore"
 )
@@ -168,6 +169,55 @@ func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType 
 		return "", mapError("find auth identity by contact", err)
 	}
 	return id, nil
+}
+
+// FindSignInSubject implements otpd.IdentityTx, in one statement.
+func (t *tx) FindSignInSubject(ctx context.Context, tenant, actorType string, c otpd.Contact, passwordProvider string) (string, string, error) {
+	var q string
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = sqlFindSignInSubjectByEmail
+	case otpd.ChannelSMS:
+		q = sqlFindSignInSubjectByPhone
+	default:
+		return "", "", nil
+	}
+	if c.Value == "" {
+		return "", "", nil
+	}
+	var auth, prov *string
+	if err := t.tx.QueryRow(ctx, q, tenant, actorType, c.Value, passwordProvider).Scan(&auth, &prov); err != nil {
+		return "", "", mapError("find sign-in subject", err)
+	}
+	if auth != nil {
+		return *auth, "", nil
+	}
+	if prov != nil {
+		return "", *prov, nil
+	}
+	return "", "", nil
+}
+
+// ProveContact implements otpd.IdentityTx, in one statement. A unique
+// violation (another account proved the contact concurrently) aborts the
+// transaction; it is ECONFLICT, and the caller rolls back.
+func (t *tx) ProveContact(ctx context.Context, tenant, actorType, id string, c otpd.Contact, now time.Time) (bool, error) {
+	var q string
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = sqlProveEmail
+	case otpd.ChannelSMS:
+		q = sqlProvePhone
+	default:
+		return false, nil
+	}
+	tag, err := t.tx.Exec(ctx, q, tenant, actorType, c.Value, id, sqlstore.MS(now))
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return false, otpd.Errorf(otpd.ECONFLICT, "An account has already proved this contact.")
+	} else if err != nil {
+		return false, mapError("prove contact", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // LinkActor implements otpd.IdentityTx, in one statement. It also sets the

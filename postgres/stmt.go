@@ -308,6 +308,50 @@ var (
 	sqlFindAuthIdentityIDByPhone = authIdentityOfActor(verifiedAccount("phone"))
 )
 
+// The sign-in subject lookups (the verified account's identity, and the
+// password provider identity $4 of an account holding $3 unverified) and
+// the proof of a contact.
+var (
+	sqlFindSignInSubjectByEmail = signInSubject("email")
+	sqlFindSignInSubjectByPhone = signInSubject("phone")
+	sqlProveEmail               = proveContact("email")
+	sqlProvePhone               = proveContact("phone")
+)
+
+// signInSubject selects, for tenant $1, actor type $2 and contact $3 in
+// column contact (email or phone): the auth identity of the account that
+// proved it, and the provider identity of provider $4 and entity $3 whose
+// identity is linked to the one account holding it unverified, when no
+// account proved it (NULL unless exactly one qualifies).
+func signInSubject(contact string) string {
+	return `
+SELECT (` + authIdentityOfActor(verifiedAccount(contact)) + `), (
+	SELECT CASE WHEN COUNT(*) = 1 THEN MIN(p.id) END
+	FROM provider_identities p
+	JOIN auth_identity_actors l ON l.auth_identity_id = p.auth_identity_id AND l.actor_type = $2
+	JOIN actors c ON c.id = l.actor_id
+	WHERE p.tenant = $1 AND p.provider = $4 AND p.entity_id = $3
+	AND c.tenant = $1 AND c.type = $2 AND c.` + contact + ` = $3 AND c.has_account AND NOT c.` + contact + `_verified
+	AND NOT EXISTS (` + provedBy(contact) + `))`
+}
+
+// provedBy selects the accounts of tenant $1 and type $2 that proved
+// contact (column email or phone) $3. Its predicate implies the partial unique
+// index's on verified contacts, which therefore serves it.
+func provedBy(contact string) string {
+	return `SELECT 1 FROM actors o WHERE o.tenant = $1 AND o.type = $2 AND o.` + contact + ` = $3 AND o.` + contact + ` <> '' AND o.has_account AND o.` + contact + `_verified`
+}
+
+// proveContact marks contact (column email or phone) $3 of actor $4 of
+// tenant $1 and type $2 verified at $5, if it is unverified and no other
+// account proved it.
+func proveContact(contact string) string {
+	return `
+UPDATE actors SET ` + contact + `_verified = TRUE, updated_at = $5
+WHERE tenant = $1 AND type = $2 AND id = $4 AND ` + contact + ` = $3 AND ` + contact + ` <> ''
+AND has_account AND NOT ` + contact + `_verified AND NOT EXISTS (` + provedBy(contact) + `)`
+}
+
 // authIdentityOfActor selects the oldest auth identity of tenant $1 linked
 // to the actor of type $2 whose id is the SQL expression actorID.
 func authIdentityOfActor(actorID string) string {

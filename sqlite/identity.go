@@ -169,6 +169,54 @@ func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType 
 	return id, nil
 }
 
+// FindSignInSubject implements otpd.IdentityTx, in one statement.
+func (t *tx) FindSignInSubject(ctx context.Context, tenant, actorType string, c otpd.Contact, passwordProvider string) (string, string, error) {
+	var q query
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = qFindSignInSubjectByEmail
+	case otpd.ChannelSMS:
+		q = qFindSignInSubjectByPhone
+	default:
+		return "", "", nil
+	}
+	if c.Value == "" {
+		return "", "", nil
+	}
+	var auth, prov sql.NullString
+	if err := t.queryRow(ctx, q, tenant, actorType, c.Value, passwordProvider).Scan(&auth, &prov); err != nil {
+		return "", "", mapError("find sign-in subject", err)
+	}
+	if auth.Valid {
+		return auth.String, "", nil
+	}
+	return "", prov.String, nil
+}
+
+// ProveContact implements otpd.IdentityTx, in one statement.
+func (t *tx) ProveContact(ctx context.Context, tenant, actorType, id string, c otpd.Contact, now time.Time) (bool, error) {
+	var q query
+	switch c.Channel {
+	case otpd.ChannelEmail:
+		q = qProveEmail
+	case otpd.ChannelSMS:
+		q = qProvePhone
+	default:
+		return false, nil
+	}
+	res, err := t.exec(ctx, q, tenant, actorType, c.Value, id, sqlstore.MS(now))
+	if isUniqueViolation(err) {
+		return false, otpd.Errorf(otpd.ECONFLICT, "An account has already proved this contact.")
+	} else if err != nil {
+		return false, mapError("prove contact", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, mapError("prove contact", err)
+	}
+	return n == 1, nil
+}
+
 // LinkActor implements otpd.IdentityTx. It also sets the identity's
 // UpdatedAt to now, as changing app_metadata does in Medusa.
 func (t *tx) LinkActor(ctx context.Context, tenant, authIdentityID, actorType, actorID string, now time.Time) error {

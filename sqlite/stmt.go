@@ -42,6 +42,10 @@ const (
 	qFindAuthIdentityIDByActor
 	qFindAuthIdentityIDByEmail
 	qFindAuthIdentityIDByPhone
+	qFindSignInSubjectByEmail
+	qFindSignInSubjectByPhone
+	qProveEmail
+	qProvePhone
 	qCreateActor
 	qFindActorByID
 	qFindActorByEmail
@@ -234,6 +238,17 @@ ORDER BY created_at, id`},
 	qFindAuthIdentityIDByActor: {sql: authIdentityOfActor("?3")},
 	qFindAuthIdentityIDByEmail: {sql: authIdentityOfActor(verifiedAccount("email"))},
 	qFindAuthIdentityIDByPhone: {sql: authIdentityOfActor(verifiedAccount("phone"))},
+
+	// FindSignInSubject: the verified account's identity, and the password
+	// provider identity (?4) of an account that holds ?3 unverified, in one
+	// statement.
+	qFindSignInSubjectByEmail: {sql: signInSubject("email")},
+	qFindSignInSubjectByPhone: {sql: signInSubject("phone")},
+
+	// ProveContact: zero rows changed means not proved (see
+	// otpd.IdentityTx.ProveContact).
+	qProveEmail: {write: true, sql: proveContact("email")},
+	qProvePhone: {write: true, sql: proveContact("phone")},
 
 	qCreateActor: {write: true, sql: `
 INSERT INTO actors (` + actorColumns + `)
@@ -457,4 +472,38 @@ func verifiedAccount(contact string) string {
 	return `(
 	SELECT c.id FROM actors c
 	WHERE c.tenant = ?1 AND c.type = ?2 AND c.` + contact + ` = ?3 AND c.has_account AND c.` + contact + `_verified AND c.` + contact + ` <> '')`
+}
+
+// signInSubject selects, for tenant ?1, actor type ?2 and contact ?3 in
+// column contact (email or phone): the auth identity of the account that
+// proved it, and the provider identity of provider ?4 and entity ?3 whose
+// identity is linked to the one account holding it unverified, when no
+// account proved it (NULL unless exactly one qualifies).
+func signInSubject(contact string) string {
+	return `
+SELECT (` + authIdentityOfActor(verifiedAccount(contact)) + `), (
+	SELECT CASE WHEN COUNT(*) = 1 THEN MIN(p.id) END
+	FROM provider_identities p
+	JOIN auth_identity_actors l ON l.auth_identity_id = p.auth_identity_id AND l.actor_type = ?2
+	JOIN actors c ON c.id = l.actor_id
+	WHERE p.tenant = ?1 AND p.provider = ?4 AND p.entity_id = ?3
+	AND c.tenant = ?1 AND c.type = ?2 AND c.` + contact + ` = ?3 AND c.has_account AND NOT c.` + contact + `_verified
+	AND NOT EXISTS (` + provedBy(contact) + `))`
+}
+
+// provedBy selects the accounts of tenant ?1 and type ?2 that proved
+// contact (column email or phone) ?3. Its predicate implies the partial unique
+// index's on verified contacts, which therefore serves it.
+func provedBy(contact string) string {
+	return `SELECT 1 FROM actors o WHERE o.tenant = ?1 AND o.type = ?2 AND o.` + contact + ` = ?3 AND o.` + contact + ` <> '' AND o.has_account AND o.` + contact + `_verified`
+}
+
+// proveContact marks contact (column email or phone) ?3 of actor ?4 of
+// tenant ?1 and type ?2 verified at ?5, if it is unverified and no other
+// account proved it.
+func proveContact(contact string) string {
+	return `
+UPDATE actors SET ` + contact + `_verified = TRUE, updated_at = ?5
+WHERE tenant = ?1 AND type = ?2 AND id = ?4 AND ` + contact + ` = ?3 AND ` + contact + ` <> ''
+AND has_account AND NOT ` + contact + `_verified AND NOT EXISTS (` + provedBy(contact) + `)`
 }

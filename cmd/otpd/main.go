@@ -192,7 +192,7 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 	for _, t := range cfg.ActorTypes {
 		actors.Types = append(actors.Types, otpd.ActorType{Name: t.Name, IDPrefix: t.IDPrefix})
 	}
-	codes := &otpd.Codes{Engine: engine, Actors: actors, Throttler: throttler}
+	codes := &otpd.Codes{Engine: engine, Actors: actors, Throttler: throttler, KeepUnprovenPasswords: cfg.Medusa.KeepUnprovenPasswords}
 	sessions := &otpd.Sessions{
 		Store: engine.Store, Keys: engine.Keys, Now: engine.Now, Logger: log,
 		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,

@@ -23,6 +23,10 @@ type MedusaConfig struct {
 	// /store routes (Medusa's http.authCors and http.storeCors).
 	AuthCORS  []string `yaml:"auth_cors"`
 	StoreCORS []string `yaml:"store_cors"`
+	// KeepUnprovenPasswords keeps a password set before its address was
+	// proved when a sign-in code first proves it (otpd.Codes); by default
+	// such passwords are disabled (docs/security.md).
+	KeepUnprovenPasswords bool `yaml:"keep_unproven_passwords"`
 }
 
 // SessionsConfig configures the Medusa dialect's sessions: logout, password
@@ -58,6 +62,7 @@ var medusaEnv = []envVar{
 	{"OTPD_PUBLISHABLE_KEYS", envList(func(c *Config) *[]string { return &c.Medusa.PublishableKeys })},
 	{"OTPD_AUTH_CORS", envList(func(c *Config) *[]string { return &c.Medusa.AuthCORS })},
 	{"OTPD_STORE_CORS", envList(func(c *Config) *[]string { return &c.Medusa.StoreCORS })},
+	{"OTPD_MEDUSA_KEEP_UNPROVEN_PASSWORDS", envBool(func(c *Config) *bool { return &c.Medusa.KeepUnprovenPasswords })},
 	{"OTPD_REVOKE_ON_LOGOUT", envBool(func(c *Config) *bool { return &c.Sessions.RevokeOnLogout })},
 	{"OTPD_RESET_TOKEN_TTL", envDuration(func(c *Config) *Duration { return &c.Sessions.ResetTokenTTL })},
 	{"OTPD_SESSION_COOKIE_NAME", envString(func(c *Config) *string { return &c.Sessions.Cookie.Name })},

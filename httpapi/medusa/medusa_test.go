@@ -525,7 +525,7 @@ func TestTokens(t *testing.T) {
 	}
 	// Claims in Medusa's order.
 	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(login, ".")[1])
-	order := []string{`"actor_id"`, `"actor_type"`, `"auth_identity_id"`, `"app_metadata"`, `"user_metadata"`, `"iat"`, `"exp"`}
+	order := []string{`"actor_id"`, `"actor_type"`, `"auth_identity_id"`, `"app_metadata"`, `"user_metadata"`, `"auth_provider":"otp"`, `"mfa_enabled":false`, `"iat"`, `"exp"`}
 	last := -1
 	for _, k := range order {
 		i := bytes.Index(payload, []byte(k))

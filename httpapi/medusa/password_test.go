@@ -34,7 +34,7 @@ func TestEmailpass(t *testing.T) {
 
 	r = e.do("POST", "/auth/customer/emailpass", map[string]any{"email": " ADA@example.com", "password": "correct horse battery"})
 	e.expect(r, 200, "")
-	if got := claims(t, r.json(t)["token"].(string)); got["auth_identity_id"] != authID {
+	if got := claims(t, r.json(t)["token"].(string)); got["auth_identity_id"] != authID || got["auth_provider"] != "emailpass" || got["mfa_enabled"] != false {
 		t.Fatalf("login token for %v, want %v", got["auth_identity_id"], authID)
 	}
 	// The same identity may sign in as another actor type (an admin who is
@@ -73,7 +73,7 @@ func TestPhonepass(t *testing.T) {
 		401, `{"type":"unauthorized","message":"Identity with phone already exists"}`)
 	r = e.do("POST", "/auth/customer/phonepass", map[string]any{"phone": "+1 202-555-0142", "password": "correct horse battery"})
 	e.expect(r, 200, "")
-	if got := claims(t, token(t, r)); got["auth_identity_id"] != c["auth_identity_id"] {
+	if got := claims(t, token(t, r)); got["auth_identity_id"] != c["auth_identity_id"] || got["auth_provider"] != "phonepass" || got["mfa_enabled"] != false {
 		t.Fatalf("login as %v, want %v", got["auth_identity_id"], c["auth_identity_id"])
 	}
 	invalid := `{"type":"unauthorized","message":"Invalid phone or password"}`

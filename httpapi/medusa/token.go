@@ -10,7 +10,8 @@ import (
 )
 
 // Tokens signs and verifies Medusa session tokens: HS256 JWTs whose claims
-// are exactly those Medusa's auth module issues, so a Medusa backend sharing
+// are exactly those Medusa's auth module issues (2.21's, with
+// auth_provider and mfa_enabled), so a Medusa backend sharing
 // the secret accepts them unchanged.
 type Tokens struct {
 	Secret []byte
@@ -25,6 +26,13 @@ type claims struct {
 	AuthIdentityID string         `json:"auth_identity_id"`
 	AppMetadata    map[string]any `json:"app_metadata"`
 	UserMetadata   map[string]any `json:"user_metadata"`
+	// AuthProvider is the provider the token's holder authenticated with
+	// ("otp", "emailpass", "phonepass"), and MFAEnabled whether a second
+	// factor was required (never, in otpd), as Medusa 2.21 issues them. A
+	// refreshed token keeps its predecessor's provider; one minted before
+	// otpd recorded it has none.
+	AuthProvider string `json:"auth_provider,omitempty"`
+	MFAEnabled   bool   `json:"mfa_enabled"`
 	// Tenant is otpd's addition, present only outside the default tenant.
 	Tenant    string           `json:"tenant,omitempty"`
 	IssuedAt  *jwt.NumericDate `json:"iat"`
@@ -78,6 +86,7 @@ func (t *Tokens) Sign(p *otpd.Principal) (string, error) {
 		AuthIdentityID: p.AuthIdentityID,
 		AppMetadata:    app,
 		UserMetadata:   user,
+		AuthProvider:   p.Provider,
 		IssuedAt:       jwt.NewNumericDate(now),
 		ExpiresAt:      jwt.NewNumericDate(now.Add(ttl)),
 	}
@@ -109,6 +118,7 @@ func (t *Tokens) parse(token string) (*otpd.Principal, *claims, error) {
 		ActorID:        c.ActorID,
 		AppMetadata:    c.AppMetadata,
 		UserMetadata:   c.UserMetadata,
+		Provider:       c.AuthProvider,
 		IssuedAt:       c.IssuedAt.Time,
 	}, &c, nil
 }

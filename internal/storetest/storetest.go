@@ -45,6 +45,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"SendStats", sendStatsTests},
 		{"Identities", identityTests},
 		{"Actors", actorTests},
+		{"Proofs", proofTests},
 		{"Outbox", outboxTests},
 		{"RefreshTokens", refreshTests},
 		{"ChallengeByID", challengeByIDTests},
