@@ -149,15 +149,10 @@ type IdentityTx interface {
 	// later one. Returns ENOTFOUND if the identity does not exist in tenant.
 	RevokeTokens(ctx context.Context, tenant, authIdentityID string, t time.Time) error
 
-	// FindAuthIdentityIDByContact returns the id of the oldest auth identity
-	// linked to the account FindActorByContact would return: the subject of
-	// a sign-in code for c, in one step. Returns ENOTFOUND if there is no
-	// such account or no identity is linked to it.
-	FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType string, c Contact) (string, error)
-
 	// FindSignInSubject returns, in one statement, whom a sign-in code for
-	// c signs in to. AuthIdentityID is what FindAuthIdentityIDByContact
-	// returns (an account proved c). When no account of tenant and type has
+	// c signs in to. AuthIdentityID is the oldest auth identity linked to
+	// the account FindActorByContact would return (an account proved c).
+	// When no account of tenant and type has
 	// proved c, ProviderIdentityID is the provider identity of
 	// passwordProvider whose entity_id is c.Value, provided its auth
 	// identity is linked to an account (HasAccount) of the type that holds

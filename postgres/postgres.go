@@ -78,7 +78,7 @@
 // connection has prepared them, an HTTP request costs these round trips:
 //
 //   - a sign-in code request (RequestSignIn, with send limits): BEGIN with
-//     FindAuthIdentityIDByContact; the destination lock with SendStats; the
+//     FindSignInSubject; the destination lock with SendStats; the
 //     key lock with IssueChallenge; COMMIT: 4, decoy or not (6 before the
 //     deferred BEGIN and IssueChallenge). Without send limits, 3. Each
 //     durable notifier's outbox message adds 1.

@@ -304,8 +304,6 @@ var _ otpd.Tx = (*tx)(nil)
 // type: 9 ms instead of 0.1 ms at 18k accounts.
 var (
 	sqlFindAuthIdentityIDByActor = authIdentityOfActor("$3")
-	sqlFindAuthIdentityIDByEmail = authIdentityOfActor(verifiedAccount("email"))
-	sqlFindAuthIdentityIDByPhone = authIdentityOfActor(verifiedAccount("phone"))
 )
 
 // The sign-in subject lookups (the verified account's identity, and the

@@ -148,27 +148,6 @@ func (t *tx) FindAuthIdentityByActor(ctx context.Context, tenant, actorType, act
 	return t.FindAuthIdentityByID(ctx, tenant, id)
 }
 
-// FindAuthIdentityIDByContact implements otpd.IdentityTx.
-func (t *tx) FindAuthIdentityIDByContact(ctx context.Context, tenant, actorType string, c otpd.Contact) (string, error) {
-	var q query
-	switch c.Channel {
-	case otpd.ChannelEmail:
-		q = qFindAuthIdentityIDByEmail
-	case otpd.ChannelSMS:
-		q = qFindAuthIdentityIDByPhone
-	default:
-		return "", otpd.Errorf(otpd.ENOTFOUND, "No account has this contact.")
-	}
-	var id string
-	err := t.queryRow(ctx, q, tenant, actorType, c.Value).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", otpd.Errorf(otpd.ENOTFOUND, "No account has this contact.")
-	} else if err != nil {
-		return "", mapError("find auth identity by contact", err)
-	}
-	return id, nil
-}
-
 // FindSignInSubject implements otpd.IdentityTx, in one statement.
 func (t *tx) FindSignInSubject(ctx context.Context, tenant, actorType string, c otpd.Contact, passwordProvider string) (string, string, error) {
 	var q query

@@ -40,8 +40,6 @@ const (
 	qFindProviderIdentity
 	qFindProviderIdentities
 	qFindAuthIdentityIDByActor
-	qFindAuthIdentityIDByEmail
-	qFindAuthIdentityIDByPhone
 	qFindSignInSubjectByEmail
 	qFindSignInSubjectByPhone
 	qProveEmail
@@ -236,8 +234,6 @@ ORDER BY created_at, id`},
 	// given by id or, for sign-in, as the one account whose verified
 	// contact is ?3 (its unique partial index), in a scalar subquery.
 	qFindAuthIdentityIDByActor: {sql: authIdentityOfActor("?3")},
-	qFindAuthIdentityIDByEmail: {sql: authIdentityOfActor(verifiedAccount("email"))},
-	qFindAuthIdentityIDByPhone: {sql: authIdentityOfActor(verifiedAccount("phone"))},
 
 	// FindSignInSubject: the verified account's identity, and the password
 	// provider identity (?4) of an account that holds ?3 unverified, in one

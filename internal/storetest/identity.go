@@ -21,7 +21,7 @@ var identityTests = []subtest{
 	{"LinkActorConflict", testLinkActorConflict},
 	{"LinkActorNotFound", testLinkActorNotFound},
 	{"FindAuthIdentityByActor", testFindAuthIdentityByActor},
-	{"FindAuthIdentityIDByContact", testFindAuthIdentityIDByContact},
+	{"FindSignInSubjectProved", testFindSignInSubjectProved},
 	{"RevokeTokens", testRevokeTokens},
 	{"RevokeTokensNeverMovesBack", testRevokeTokensNeverMovesBack},
 	{"RevokeTokensNotFound", testRevokeTokensNotFound},
@@ -380,9 +380,10 @@ func testFindAuthIdentityByActor(t *testing.T, s otpd.Store) {
 	})
 }
 
-// testFindAuthIdentityIDByContact: the one-step sign-in lookup agrees with
-// FindActorByContact followed by FindAuthIdentityByActor, in every case.
-func testFindAuthIdentityIDByContact(t *testing.T, s otpd.Store) {
+// testFindSignInSubjectProved: the one-step sign-in lookup of an account
+// that proved the address agrees with FindActorByContact followed by
+// FindAuthIdentityByActor, in every case.
+func testFindSignInSubjectProved(t *testing.T, s otpd.Store) {
 	account := newActor(otpd.DefaultTenant, "customer", "alice@example.com", "+15550100", true, t0)
 	unverified := newActor(otpd.DefaultTenant, "customer", "bob@example.com", "+15550101", true, t0)
 	unverified.EmailVerified = false
@@ -413,7 +414,7 @@ func testFindAuthIdentityIDByContact(t *testing.T, s otpd.Store) {
 		tenant  string
 		typ     string
 		contact otpd.Contact
-		want    string // "" means ENOTFOUND
+		want    string // "" means none
 	}{
 		{"verified email, oldest identity", otpd.DefaultTenant, "customer", email("alice@example.com"), older.ID},
 		{"verified phone", otpd.DefaultTenant, "customer", phone("+15550100"), older.ID},
@@ -428,7 +429,7 @@ func testFindAuthIdentityIDByContact(t *testing.T, s otpd.Store) {
 	MustView(t, s, func(tx otpd.Tx) error {
 		ctx := t.Context()
 		for _, tt := range tests {
-			got, err := tx.FindAuthIdentityIDByContact(ctx, tt.tenant, tt.typ, tt.contact)
+			got, prov, err := tx.FindSignInSubject(ctx, tt.tenant, tt.typ, tt.contact, otpd.ProviderEmailpass)
 			// The composition of the two general lookups, for comparison.
 			var composed string
 			if a, err := tx.FindActorByContact(ctx, tt.tenant, tt.typ, tt.contact); err == nil {
@@ -436,10 +437,8 @@ func testFindAuthIdentityIDByContact(t *testing.T, s otpd.Store) {
 					composed = id.ID
 				}
 			}
-			if tt.want == "" {
-				wantCode(t, "FindAuthIdentityIDByContact "+tt.name, err, otpd.ENOTFOUND)
-			} else if err != nil || got != tt.want {
-				t.Errorf("FindAuthIdentityIDByContact %s = %q, %v; want %q", tt.name, got, err, tt.want)
+			if err != nil || got != tt.want || prov != "" {
+				t.Errorf("FindSignInSubject %s = %q, %q, %v; want %q, \"\"", tt.name, got, prov, err, tt.want)
 			}
 			if composed != tt.want {
 				t.Errorf("%s: the composed lookup gives %q, want %q", tt.name, composed, tt.want)
