@@ -413,7 +413,7 @@ func shape(w http.ResponseWriter, p httpapi.Problem) {
 		otpd.EUNAUTHORIZED: "unauthorized",
 		otpd.EFORBIDDEN:    "forbidden",
 		otpd.ENOTFOUND:     "not_found",
-		otpd.ECONFLICT:     "conflict",
+		otpd.ECONFLICT:     "idempotency_conflict", // the only conflict the API has
 		otpd.ERATELIMIT:    "rate_limited",
 		otpd.EUNAVAILABLE:  "unavailable",
 	}[p.Code]
