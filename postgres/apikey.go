@@ -45,15 +45,8 @@ func (t *tx) ListAPIKeys(ctx context.Context) ([]*otpd.APIKey, error) {
 		return nil, mapError("list API keys", err)
 	}
 	defer rows.Close()
-	out := []*otpd.APIKey{}
-	for rows.Next() {
-		k, err := sqlstore.ScanAPIKey(rows)
-		if err != nil {
-			return nil, mapError("list API keys", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanAPIKey)
+	if err != nil {
 		return nil, mapError("list API keys", err)
 	}
 	return out, nil

@@ -41,15 +41,8 @@ func (t *tx) ClaimMessages(ctx context.Context, owner string, now, leaseUntil ti
 		return nil, mapError("claim messages", err)
 	}
 	defer rows.Close()
-	var out []*otpd.OutboxMessage
-	for rows.Next() {
-		m, err := sqlstore.ScanMessage(rows)
-		if err != nil {
-			return nil, mapError("claim messages", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanMessage)
+	if err != nil {
 		return nil, mapError("claim messages", err)
 	}
 	sqlstore.SortClaimed(out)

@@ -36,15 +36,11 @@ func (t *tx) SendStats(ctx context.Context, key otpd.ChallengeKey, since time.Ti
 
 // RetireChallenges implements otpd.ChallengeTx.
 func (t *tx) RetireChallenges(ctx context.Context, key otpd.ChallengeKey, now time.Time) (int, error) {
-	res, err := t.exec(ctx, qRetireChallenges, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, sqlstore.MS(now))
+	n, err := t.execCount(ctx, "retire challenges", qRetireChallenges, key.Tenant, key.ActorType, string(key.Purpose), key.Destination, sqlstore.MS(now))
 	if err != nil {
-		return 0, mapError("retire challenges", err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, mapError("retire challenges", err)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // CreateChallenge implements otpd.ChallengeTx.
@@ -77,15 +73,11 @@ func (t *tx) IssueChallenge(ctx context.Context, c *otpd.Challenge, now time.Tim
 	if err := t.CreateChallenge(ctx, c); err != nil {
 		return 0, err
 	}
-	res, err := t.exec(ctx, qRetireOtherChallenges, c.Tenant, c.ActorType, string(c.Purpose), c.Destination, sqlstore.MS(now), c.ID)
+	n, err := t.execCount(ctx, "issue challenge: retire", qRetireOtherChallenges, c.Tenant, c.ActorType, string(c.Purpose), c.Destination, sqlstore.MS(now), c.ID)
 	if err != nil {
-		return 0, mapError("issue challenge: retire", err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, mapError("issue challenge: retire", err)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // AttemptChallenge implements otpd.ChallengeTx with one UPDATE ... RETURNING.
@@ -115,13 +107,9 @@ func (t *tx) LatestChallenge(ctx context.Context, key otpd.ChallengeKey) (*otpd.
 // ConsumeChallenge implements otpd.ChallengeTx: exactly one affected row is
 // success; anything else is ECONFLICT.
 func (t *tx) ConsumeChallenge(ctx context.Context, id string, now time.Time) error {
-	res, err := t.exec(ctx, qConsumeChallenge, id, sqlstore.MS(now))
+	n, err := t.execCount(ctx, "consume challenge", qConsumeChallenge, id, sqlstore.MS(now))
 	if err != nil {
-		return mapError("consume challenge", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return mapError("consume challenge", err)
+		return err
 	}
 	if n != 1 {
 		return otpd.Errorf(otpd.ECONFLICT, "The challenge is no longer live.")
@@ -131,15 +119,11 @@ func (t *tx) ConsumeChallenge(ctx context.Context, id string, now time.Time) err
 
 // DeleteChallengesBefore implements otpd.ChallengeTx.
 func (t *tx) DeleteChallengesBefore(ctx context.Context, before time.Time) (int, error) {
-	res, err := t.exec(ctx, qDeleteChallengesBefore, sqlstore.MS(before))
+	n, err := t.execCount(ctx, "delete challenges", qDeleteChallengesBefore, sqlstore.MS(before))
 	if err != nil {
-		return 0, mapError("delete challenges", err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, mapError("delete challenges", err)
-	}
-	return int(n), nil
+	return n, nil
 }
 
 // wrapf adds context to a non-database error (e.g. JSON) in the same form as
@@ -172,13 +156,9 @@ func (t *tx) AttemptChallengeID(ctx context.Context, tenant, actorType, id strin
 
 // CancelChallenge implements otpd.ChallengeTx.
 func (t *tx) CancelChallenge(ctx context.Context, tenant, id string, now time.Time) (bool, error) {
-	res, err := t.exec(ctx, qCancelChallenge, tenant, id, sqlstore.MS(now))
+	n, err := t.execCount(ctx, "cancel challenge", qCancelChallenge, tenant, id, sqlstore.MS(now))
 	if err != nil {
-		return false, mapError("cancel challenge", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, mapError("cancel challenge", err)
+		return false, err
 	}
 	return n == 1, nil
 }

@@ -44,13 +44,9 @@ func (t *tx) FindResponse(ctx context.Context, tenant, scope, key string, since 
 
 // DeleteResponsesBefore implements otpd.IdempotencyTx.
 func (t *tx) DeleteResponsesBefore(ctx context.Context, before time.Time) (int, error) {
-	res, err := t.exec(ctx, qDeleteResponsesBefore, sqlstore.MS(before))
+	n, err := t.execCount(ctx, "delete responses", qDeleteResponsesBefore, sqlstore.MS(before))
 	if err != nil {
-		return 0, mapError("delete responses", err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, mapError("delete responses", err)
-	}
-	return int(n), nil
+	return n, nil
 }

@@ -122,15 +122,8 @@ func (t *tx) FindProviderIdentities(ctx context.Context, tenant, authIdentityID 
 		return nil, mapError("find provider identities", err)
 	}
 	defer rows.Close()
-	out := []*otpd.ProviderIdentity{}
-	for rows.Next() {
-		p, err := sqlstore.ScanProviderIdentity(rows)
-		if err != nil {
-			return nil, mapError("find provider identities", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanProviderIdentity)
+	if err != nil {
 		return nil, mapError("find provider identities", err)
 	}
 	return out, nil

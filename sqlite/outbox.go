@@ -40,15 +40,8 @@ func (t *tx) ClaimMessages(ctx context.Context, owner string, now, leaseUntil ti
 		return nil, mapError("claim messages", err)
 	}
 	defer rows.Close()
-	var out []*otpd.OutboxMessage
-	for rows.Next() {
-		m, err := sqlstore.ScanMessage(rows)
-		if err != nil {
-			return nil, mapError("claim messages", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanMessage)
+	if err != nil {
 		return nil, mapError("claim messages", err)
 	}
 	sqlstore.SortClaimed(out)
@@ -76,15 +69,8 @@ func (t *tx) RenewLeases(ctx context.Context, owner string, ids []string, leaseU
 		return nil, mapError("renew leases", err)
 	}
 	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, mapError("renew leases", err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, sqlstore.ScanString)
+	if err != nil {
 		return nil, mapError("renew leases", err)
 	}
 	return out, nil

@@ -75,16 +75,3 @@ func (t *tx) RefreshFamilyLive(ctx context.Context, tenant, familyID string, now
 func (t *tx) DeleteRefreshTokensBefore(ctx context.Context, before time.Time) (int, error) {
 	return t.execCount(ctx, "delete refresh tokens", qDeleteRefreshTokensBefore, sqlstore.MS(before))
 }
-
-// execCount runs q and returns how many rows it changed.
-func (t *tx) execCount(ctx context.Context, op string, q query, args ...any) (int, error) {
-	res, err := t.exec(ctx, q, args...)
-	if err != nil {
-		return 0, mapError(op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, mapError(op, err)
-	}
-	return int(n), nil
-}

@@ -503,3 +503,16 @@ UPDATE actors SET ` + contact + `_verified = TRUE, updated_at = ?5
 WHERE tenant = ?1 AND type = ?2 AND id = ?4 AND ` + contact + ` = ?3 AND ` + contact + ` <> ''
 AND has_account AND NOT ` + contact + `_verified AND NOT EXISTS (` + provedBy(contact) + `)`
 }
+
+// execCount runs q and returns how many rows it changed.
+func (t *tx) execCount(ctx context.Context, op string, q query, args ...any) (int, error) {
+	res, err := t.exec(ctx, q, args...)
+	if err != nil {
+		return 0, mapError(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, mapError(op, err)
+	}
+	return int(n), nil
+}

@@ -298,3 +298,31 @@ func Migrations(fsys fs.FS, dir string) ([]Migration, error) {
 	}
 	return out, nil
 }
+
+// Rows is what both drivers' result sets offer: *sql.Rows and pgx.Rows.
+type Rows interface {
+	Scanner
+	Next() bool
+	Err() error
+}
+
+// Collect reads every row of rows with scan, in order; an empty result is
+// an empty, non-nil slice. The caller closes rows.
+func Collect[T any](rows Rows, scan func(Scanner) (T, error)) ([]T, error) {
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// ScanString reads a row of one text column.
+func ScanString(s Scanner) (string, error) {
+	var v string
+	err := s.Scan(&v)
+	return v, err
+}

@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -66,5 +67,34 @@ func TestJSONAndTimes(t *testing.T) {
 	}
 	if got := sqlstore.FromZeroMS(sqlstore.ZeroMS(now)); !got.Equal(now) || got.Location() != time.UTC {
 		t.Fatalf("FromZeroMS(ZeroMS(t)) = %v, want %v in UTC", got, now)
+	}
+}
+
+// fakeRows yields vals, then err.
+type fakeRows struct {
+	vals []string
+	i    int
+	err  error
+}
+
+func (r *fakeRows) Next() bool { r.i++; return r.i <= len(r.vals) }
+func (r *fakeRows) Err() error { return r.err }
+func (r *fakeRows) Scan(dest ...any) error {
+	*dest[0].(*string) = r.vals[r.i-1]
+	return nil
+}
+
+func TestCollect(t *testing.T) {
+	got, err := sqlstore.Collect(&fakeRows{vals: []string{"a", "b"}}, sqlstore.ScanString)
+	if err != nil || len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Fatalf("Collect = %q, %v", got, err)
+	}
+	got, err = sqlstore.Collect(&fakeRows{}, sqlstore.ScanString)
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("Collect of no rows = %#v, %v; want an empty, non-nil slice", got, err)
+	}
+	broken := errors.New("connection lost")
+	if _, err := sqlstore.Collect(&fakeRows{vals: []string{"a"}, err: broken}, sqlstore.ScanString); !errors.Is(err, broken) {
+		t.Fatalf("Collect with a failed iteration: %v", err)
 	}
 }
