@@ -52,7 +52,15 @@ const (
 const MaxSubjectLength = 255
 
 // subjectScope is the challenge key's actor type of a server API code.
-func subjectScope(subject string) string { return "api:" + subject }
+func subjectScope(subject string) string { return scopePrefix + subject }
+
+const scopePrefix = "api:"
+
+// subjectOf returns the subject of a challenge of the server API, and
+// false for a challenge of another flow.
+func subjectOf(c *Challenge) (string, bool) {
+	return strings.CutPrefix(c.ActorType, scopePrefix)
+}
 
 // VerificationRequest asks for a code.
 type VerificationRequest struct {
@@ -223,13 +231,14 @@ func checkSubject(s string) error {
 
 // view is the verification c as the server API shows it at now.
 func (f *Verifications) view(c *Challenge, now time.Time) *Verification {
+	subject, _ := subjectOf(c)
 	left := c.MaxAttempts - c.Attempts
 	if left < 0 {
 		left = 0
 	}
 	v := &Verification{
 		ID: c.ID, Status: statusOf(c, now), To: c.Destination, Channel: c.Channel, Purpose: c.Purpose,
-		Subject: strings.TrimPrefix(c.ActorType, "api:"), AttemptsLeft: left,
+		Subject: subject, AttemptsLeft: left,
 		ExpiresAt: c.ExpiresAt, ResendAfter: c.CreatedAt.Add(max(f.Engine.Limits.Cooldown, 0)),
 	}
 	return v
@@ -403,9 +412,10 @@ func (f *Verifications) Check(ctx context.Context, r CheckRequest) (*Verificatio
 
 // outcomeEvent is the event of a verification's outcome: no code.
 func (f *Verifications) outcomeEvent(c *Challenge, name string, now time.Time) *Event {
+	subject, _ := subjectOf(c)
 	return &Event{
 		ID: NewID("evt"), Name: name, Tenant: c.Tenant, Purpose: c.Purpose, Channel: c.Channel,
-		To: c.Destination, VerificationID: c.ID, SubjectID: strings.TrimPrefix(c.ActorType, "api:"),
+		To: c.Destination, VerificationID: c.ID, SubjectID: subject,
 		CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
 	}
 }
@@ -428,7 +438,12 @@ func (f *Verifications) Get(ctx context.Context, tenant, id string) (*Verificati
 		c, err = tx.FindChallenge(ctx, tenantOr(tenant), id)
 		return err
 	})
-	if ErrorCode(err) == ENOTFOUND || (err == nil && !strings.HasPrefix(c.ActorType, "api:")) {
+	if err == nil {
+		if _, ok := subjectOf(c); !ok {
+			return nil, ErrVerificationNotFound
+		}
+	}
+	if ErrorCode(err) == ENOTFOUND {
 		return nil, ErrVerificationNotFound
 	} else if err != nil {
 		return nil, err
@@ -447,7 +462,7 @@ func (f *Verifications) Cancel(ctx context.Context, tenant, id string) (*Verific
 		if c, err = tx.FindChallenge(ctx, tenantOr(tenant), id); err != nil {
 			return err
 		}
-		if !strings.HasPrefix(c.ActorType, "api:") {
+		if _, ok := subjectOf(c); !ok {
 			return ErrVerificationNotFound
 		}
 		now := f.Engine.now()

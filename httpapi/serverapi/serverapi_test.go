@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -412,7 +413,7 @@ func TestDecoyShapeAndNeverApproved(t *testing.T) {
 	real := e.create(keyReturn, map[string]any{"to": "real@example.com", "subject": "s"})
 	decoy := e.create(keyReturn, map[string]any{"to": "decoy@example.com", "subject": "s", "deliver": false})
 	wantStatus(t, decoy, 201)
-	if !slices.Equal(keys(real.json(t)), keys(decoy.json(t))) {
+	if !slices.Equal(slices.Sorted(maps.Keys(real.json(t))), slices.Sorted(maps.Keys(decoy.json(t)))) {
 		t.Fatalf("shapes differ:\nreal  %s\ndecoy %s", real.body, decoy.body)
 	}
 	if e.codes.Count("decoy@example.com") != 0 {
@@ -436,15 +437,6 @@ func TestDecoyShapeAndNeverApproved(t *testing.T) {
 	// A decoy counts against the cooldown like a real send.
 	r := e.create(keyPlain, map[string]any{"to": "decoy@example.com", "subject": "s", "deliver": false})
 	wantError(t, r, 429, "rate_limited", "")
-}
-
-func keys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // --- delivery return and permissions ---
@@ -841,12 +833,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	served := serverapi.Routes()
-	sortRoutes := func(rs []serverapi.Route) {
-		slices.SortFunc(rs, func(a, b serverapi.Route) int { return strings.Compare(a.Method+a.Path, b.Method+b.Path) })
-	}
-	sortRoutes(documented)
-	sortRoutes(served)
-	if !slices.Equal(documented, served) {
+	if !sameRoutes(documented, served) {
 		t.Fatalf("documented routes %v\nserved routes %v", documented, served)
 	}
 	// Every documented route is served: with a key, none answers the
@@ -916,10 +903,16 @@ func TestDocsCoverEveryRoute(t *testing.T) {
 		}
 	}
 	served := serverapi.Routes()
-	cmp := func(a, b serverapi.Route) int { return strings.Compare(a.Method+a.Path, b.Method+b.Path) }
-	slices.SortFunc(documented, cmp)
-	slices.SortFunc(served, cmp)
-	if !slices.Equal(documented, served) {
+	if !sameRoutes(documented, served) {
 		t.Fatalf("docs/server-api.md sections %v\nroutes %v", documented, served)
 	}
+}
+
+// sameRoutes reports whether a and b hold the same routes, in any order;
+// it sorts both.
+func sameRoutes(a, b []serverapi.Route) bool {
+	cmp := func(x, y serverapi.Route) int { return strings.Compare(x.Method+" "+x.Path, y.Method+" "+y.Path) }
+	slices.SortFunc(a, cmp)
+	slices.SortFunc(b, cmp)
+	return slices.Equal(a, b)
 }
