@@ -77,6 +77,7 @@ type env struct {
 	disp   *outbox.Dispatcher
 	store  otpd.Store
 	path   string
+	flows  *flowtest.Flows
 }
 
 func sqliteStore(t *testing.T) (otpd.Store, string) {
@@ -137,7 +138,7 @@ func newEnvOn(t *testing.T, db otpd.Store, path string) *env {
 	h := &serverapi.Handler{Verifications: f.Verifications, Authenticate: authenticate}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Options{Dialects: []httpapi.Dialect{h}}))
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, clock: clk, codes: codes, events: events, disp: disp, store: db, path: path}
+	return &env{t: t, srv: srv, clock: clk, codes: codes, events: events, disp: disp, store: db, path: path, flows: f}
 }
 
 type response struct {
@@ -915,4 +916,54 @@ func sameRoutes(a, b []serverapi.Route) bool {
 	slices.SortFunc(a, cmp)
 	slices.SortFunc(b, cmp)
 	return slices.Equal(a, b)
+}
+
+// TestIdempotencyKeepsOnlySuccess: a request refused by a limit stores no
+// answer under its Idempotency-Key (the refusal rolls back with the
+// transaction that would have issued), so its retry after the wait acts.
+func TestIdempotencyKeepsOnlySuccess(t *testing.T) {
+	e := newEnv(t)
+	wantStatus(t, e.create(keyPlain, map[string]any{"to": "wait@example.com"}), 201)
+	body := map[string]any{"to": "wait@example.com"}
+	wantError(t, e.create(keyPlain, body, "Idempotency-Key", "retry-me"), 429, "rate_limited", "")
+	e.clock.Add(otpd.DefaultSendLimits.Cooldown)
+	r := e.create(keyPlain, body, "Idempotency-Key", "retry-me")
+	wantStatus(t, r, 201)
+	if n := e.codes.Count("wait@example.com"); n != 2 {
+		t.Fatalf("%d codes sent, want 2", n)
+	}
+	if again := e.create(keyPlain, body, "Idempotency-Key", "retry-me"); !bytes.Equal(again.body, r.body) {
+		t.Fatalf("the successful answer is not replayed: %s vs %s", again.body, r.body)
+	}
+}
+
+// downLimiter is a limiter that cannot be reached.
+type downLimiter struct{}
+
+func (downLimiter) Allow(context.Context, ...otpd.Limit) (otpd.Decision, error) {
+	return otpd.Decision{}, otpd.Errorf(otpd.EUNAVAILABLE, "redis: connection refused")
+}
+func (downLimiter) Ping(context.Context) error { return otpd.Errorf(otpd.EUNAVAILABLE, "down") }
+
+// TestLimiterDown: with the shared limiter unreachable, creates and checks
+// answer 503 with Retry-After, send nothing and count no guess.
+func TestLimiterDown(t *testing.T) {
+	e := newEnv(t)
+	r := e.create(keyReturn, map[string]any{"to": "down@example.com", "delivery": "return"})
+	id, code := field(t, r, "id"), field(t, r, "code")
+	e.flows.Throttler.Throttles = otpd.DefaultThrottles
+	e.flows.Throttler.Limiter = downLimiter{}
+	r = e.create(keyPlain, map[string]any{"to": "down2@example.com"})
+	wantError(t, r, 503, "unavailable", "")
+	if r.header.Get("Retry-After") == "" || strings.Contains(string(r.body), "redis") {
+		t.Fatalf("503: %v %s", r.header, r.body)
+	}
+	wantError(t, e.check(map[string]any{"id": id, "code": code}), 503, "unavailable", "")
+	if e.codes.Count("down2@example.com") != 0 {
+		t.Fatal("a code was sent while the limiter was down")
+	}
+	e.flows.Throttler.Limiter = nil
+	if r := e.check(map[string]any{"id": id, "code": code}); field(t, r, "status") != "approved" || field(t, r, "attempts_left") != 4.0 {
+		t.Fatalf("after the limiter came back: %s", r.body)
+	}
 }
