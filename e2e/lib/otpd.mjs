@@ -19,7 +19,7 @@ export const PUBLISHABLE_KEY = "pk_test_sdk";
 // `go build` however many otpd instances a suite starts.
 let builtBin;
 
-function otpdBinary() {
+export function otpdBinary() {
   if (process.env.OTPD_BIN) return process.env.OTPD_BIN;
   if (!builtBin) {
     const dir = mkdtempSync(join(tmpdir(), "otpd-bin-"));
@@ -38,10 +38,15 @@ function otpdBinary() {
 
 // startOtpd runs `otpd serve --dev` on a loopback port with a SQLite database
 // in a new temporary directory and resolves once it listens. env holds extra
-// OTPD_* variables; they override the defaults below.
-export async function startOtpd({ env: extraEnv = {} } = {}) {
+// OTPD_* variables; they override the defaults below. With dir, the database
+// lives there and outlives stop (for a restart); with addr, otpd listens on
+// that address instead of a free port.
+export async function startOtpd({ env: extraEnv = {}, dir: keepDir, addr: listen = "127.0.0.1:0" } = {}) {
   const bin = otpdBinary();
-  const dir = mkdtempSync(join(tmpdir(), "otpd-e2e-"));
+  const dir = keepDir ?? mkdtempSync(join(tmpdir(), "otpd-e2e-"));
+  const removeDir = () => {
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
+  };
 
   // The parent's OTPD_* variables (a developer's shell, CI) must not change
   // the server under test.
@@ -56,7 +61,7 @@ export async function startOtpd({ env: extraEnv = {} } = {}) {
   });
   Object.assign(env, extraEnv);
 
-  const child = spawn(bin, ["serve", "--dev", "--addr", "127.0.0.1:0"], {
+  const child = spawn(bin, ["serve", "--dev", "--addr", listen], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -66,7 +71,7 @@ export async function startOtpd({ env: extraEnv = {} } = {}) {
   const killOnExit = () => child.kill("SIGKILL");
   const killOnSignal = (signal) => {
     child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+    removeDir();
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
   const forget = () => {
@@ -105,7 +110,7 @@ export async function startOtpd({ env: extraEnv = {} } = {}) {
   } catch (err) {
     child.kill("SIGKILL");
     forget();
-    rmSync(dir, { recursive: true, force: true });
+    removeDir();
     throw err;
   }
 
@@ -125,7 +130,7 @@ export async function startOtpd({ env: extraEnv = {} } = {}) {
         clearTimeout(kill);
       }
       forget();
-      rmSync(dir, { recursive: true, force: true });
+      removeDir();
     },
   };
 }

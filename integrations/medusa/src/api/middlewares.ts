@@ -1,0 +1,27 @@
+import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
+import { withShopper } from "../lib/http"
+import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
+
+export default defineMiddlewares({
+  routes: [
+    {
+      matcher: "/auth/:actor_type/otp/generate",
+      method: "POST",
+      middlewares: [validateAndTransformBody(IdentifierBody)],
+    },
+    {
+      matcher: "/auth/:actor_type/otp/pre-register",
+      method: "POST",
+      middlewares: [validateAndTransformBody(IdentifierBody)],
+    },
+    {
+      matcher: "/auth/:actor_type/otp/verify",
+      method: "POST",
+      middlewares: [validateAndTransformBody(VerifyBody)],
+    },
+    // Medusa's own sign-in and sign-up routes for the provider: keep the
+    // shopper's address for the provider's calls to otpd.
+    { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [withShopper] },
+    { matcher: "/auth/:actor_type/otp/register", method: "POST", middlewares: [withShopper] },
+  ],
+})

@@ -1,0 +1,98 @@
+// What the plugin's routes share: the shopper's address, and the answers
+// for otpd's limits and outages.
+import { AsyncLocalStorage } from "node:async_hooks"
+import type { MedusaNextFunction, MedusaRequest, MedusaResponse } from "@medusajs/framework/http"
+import { ContainerRegistrationKeys } from "@medusajs/framework/utils"
+import { PLUGIN_NAME } from "./options"
+import { type Client, OtpdRefused, OtpdUnavailable } from "./otpd"
+
+const MAX_USER_AGENT = 512
+
+// shopperOf is the shopper's address as Medusa sees it (req.ip honours
+// Medusa's trust-proxy setting) and user agent: otpd's per-address limits
+// count shoppers, not the backend.
+export function shopperOf(req: MedusaRequest): Client {
+  const ua = req.get("user-agent")
+  return {
+    ip: req.ip || undefined,
+    user_agent: ua ? ua.slice(0, MAX_USER_AGENT) : undefined,
+  }
+}
+
+// The auth provider is called by Medusa's own routes (POST
+// /auth/{actor_type}/otp and /otp/register) with neither the request nor,
+// for register, the actor type, and any error it raises becomes a 401. A
+// middleware on those routes keeps what the provider needs here, and the
+// provider leaves here an otpd failure, which the middleware then answers as
+// the plugin's routes do (429, 503) instead of Medusa's 401.
+export type ProviderCall = {
+  client: Client
+  actorType: string
+  failure?: unknown
+}
+
+const providerCalls = new AsyncLocalStorage<ProviderCall>()
+
+export function providerCall(): ProviderCall | undefined {
+  return providerCalls.getStore()
+}
+
+export function withShopper(req: MedusaRequest, res: MedusaResponse, next: MedusaNextFunction) {
+  const call: ProviderCall = { client: shopperOf(req), actorType: req.params.actor_type }
+  const json = res.json.bind(res)
+  res.json = (body?: unknown) => {
+    if (call.failure !== undefined && res.statusCode === 401) {
+      const failure = call.failure
+      call.failure = undefined
+      const a = failureAnswer(req, failure)
+      if (a) {
+        res.setHeader("Retry-After", String(a.retryAfter))
+        res.status(a.status)
+        return json(a.body)
+      }
+    }
+    return json(body)
+  }
+  providerCalls.run(call, next)
+}
+
+// auth-otp's answers, word for word.
+export const GENERATE_MESSAGE = "If an account exists with this identifier, an OTP will be sent."
+export const PRE_REGISTER_MESSAGE = "Please validate the OTP to continue with the registration process."
+
+export const UNAVAILABLE_MESSAGE = "The service is temporarily unavailable. Try again shortly."
+
+type FailureAnswer = { status: number; retryAfter: number; body: Record<string, string> }
+
+// failureAnswer words a call to otpd that did not succeed: its 429 as
+// Medusa's 429 with Retry-After; an outage, or a key otpd refused, as 503
+// (logged for the operator, without the key). Anything else is not otpd's
+// failure: null.
+function failureAnswer(req: MedusaRequest, err: unknown): FailureAnswer | null {
+  if (err instanceof OtpdRefused && err.status === 429) {
+    return { status: 429, retryAfter: err.retryAfter ?? 1, body: { type: "not_allowed", message: err.message } }
+  }
+  if (err instanceof OtpdUnavailable || err instanceof OtpdRefused) {
+    const logger = req.scope.resolve(ContainerRegistrationKeys.LOGGER)
+    const why =
+      err instanceof OtpdRefused
+        ? `otpd refused the request (${err.status} ${err.code}: ${err.message}); check the plugin's apiKey and its permissions`
+        : err.message
+    logger.error(`${PLUGIN_NAME}: ${why}`)
+    return {
+      status: 503,
+      retryAfter: 1,
+      body: { code: "service_unavailable", type: "unexpected_state", message: UNAVAILABLE_MESSAGE },
+    }
+  }
+  return null
+}
+
+// answerOtpdFailure answers for a failed call to otpd, or rethrows an error
+// that is not otpd's to Medusa's error handler.
+export function answerOtpdFailure(req: MedusaRequest, res: MedusaResponse, err: unknown): void {
+  const a = failureAnswer(req, err)
+  if (!a) throw err
+  res.setHeader("Retry-After", String(a.retryAfter))
+  res.status(a.status).json(a.body)
+}

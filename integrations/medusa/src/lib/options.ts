@@ -1,0 +1,105 @@
+// The plugin's options, checked once, with auth-otp's defaults where auth-otp
+// has the same option.
+import { OtpdClient } from "./otpd"
+
+export const PLUGIN_NAME = "@otpd/medusa"
+
+export type ActorAccessors = {
+  // The actor's field(s) an identifier is matched against (auth-otp's
+  // `accessor`); the first that matches wins.
+  accessor: string | string[]
+  // The actor's field that names its auth identities (the provider
+  // identity's entity_id).
+  entityIdAccessor: string
+}
+
+export type OtpdMedusaOptions = {
+  // otpd's base URL, e.g. http://127.0.0.1:8080.
+  url: string
+  // An otpd API key (`otpd keys create`); delivery "medusa" needs one made
+  // with --return-codes.
+  apiKey: string
+  accessorsPerActor?: Record<string, ActorAccessors>
+  // "medusa" (default): otpd returns the code and the plugin emits auth-otp's
+  // events, so a shop's subscriber sends it. "otpd": otpd's channels send it
+  // and Medusa never sees it.
+  delivery?: "medusa" | "otpd"
+  // How long a call to otpd may take before the shopper gets a 503.
+  timeoutMs?: number
+}
+
+export type ResolvedOptions = Required<OtpdMedusaOptions> & { client: OtpdClient }
+
+export const DEFAULT_ACCESSORS: Record<string, ActorAccessors> = {
+  customer: { accessor: "email", entityIdAccessor: "email" },
+  user: { accessor: "email", entityIdAccessor: "email" },
+}
+
+const FIELD_RE = /^[a-z_][a-z0-9_]*$/
+
+// resolveOptions checks the options a shop wrote in medusa-config and fills
+// in defaults. A mistake is an Error naming the option, raised when Medusa
+// loads the plugin's first route or the provider, never a request-time 500
+// with an unclear cause.
+export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptions {
+  const o = (raw ?? {}) as Partial<OtpdMedusaOptions>
+  const fail = (msg: string): never => {
+    throw new Error(`${where}: ${msg}`)
+  }
+  if (typeof o.url !== "string" || o.url === "") fail("option `url` (otpd's base URL) is required")
+  let u: URL
+  try {
+    u = new URL(o.url as string)
+  } catch {
+    return fail("option `url` is not a URL")
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") fail("option `url` must be http or https")
+  if (typeof o.apiKey !== "string" || !o.apiKey.startsWith("otpd_sk_")) {
+    fail("option `apiKey` is required: a key made by `otpd keys create` (otpd_sk_...)")
+  }
+  const delivery = o.delivery ?? "medusa"
+  if (delivery !== "medusa" && delivery !== "otpd") fail('option `delivery` must be "medusa" or "otpd"')
+  const timeoutMs = o.timeoutMs ?? 5000
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60000) {
+    fail("option `timeoutMs` must be an integer from 100 to 60000")
+  }
+  const accessorsPerActor = { ...DEFAULT_ACCESSORS, ...(o.accessorsPerActor ?? {}) }
+  for (const [actor, a] of Object.entries(accessorsPerActor)) {
+    const fields = Array.isArray(a?.accessor) ? a.accessor : [a?.accessor]
+    if (fields.length === 0 || !fields.every((f) => typeof f === "string" && FIELD_RE.test(f))) {
+      fail(`accessorsPerActor.${actor}.accessor must be a field name or a list of them`)
+    }
+    if (typeof a.entityIdAccessor !== "string" || !FIELD_RE.test(a.entityIdAccessor)) {
+      fail(`accessorsPerActor.${actor}.entityIdAccessor must be a field name`)
+    }
+  }
+  const url = o.url as string
+  const apiKey = o.apiKey as string
+  return {
+    url,
+    apiKey,
+    accessorsPerActor,
+    delivery,
+    timeoutMs,
+    client: new OtpdClient({ url, apiKey, timeoutMs }),
+  }
+}
+
+type ConfigModule = { plugins?: Array<string | { resolve: string; options?: unknown }> }
+
+const cache = new WeakMap<object, ResolvedOptions>()
+
+// pluginOptions reads this plugin's entry in medusa-config's `plugins`.
+export function pluginOptions(configModule: ConfigModule): ResolvedOptions {
+  const hit = cache.get(configModule)
+  if (hit) return hit
+  const entry = (configModule.plugins ?? []).find(
+    (p) => typeof p !== "string" && p.resolve === PLUGIN_NAME
+  )
+  if (!entry || typeof entry === "string") {
+    throw new Error(`${PLUGIN_NAME}: add { resolve: "${PLUGIN_NAME}", options: { url, apiKey } } to plugins in medusa-config`)
+  }
+  const resolved = resolveOptions(entry.options)
+  cache.set(configModule, resolved)
+  return resolved
+}

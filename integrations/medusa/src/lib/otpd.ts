@@ -1,0 +1,178 @@
+// A small client for otpd's server API (/v1): the two calls the plugin makes,
+// create a verification and check a code. Nothing here logs; errors carry no
+// secret (the API key is only ever in the Authorization header).
+
+export type Purpose = "sign_in" | "sign_up"
+
+export type Verification = {
+  id: string
+  status:
+    | "pending"
+    | "approved"
+    | "max_attempts_reached"
+    | "expired"
+    | "canceled"
+    | "not_found"
+  to?: string
+  channel?: string
+  purpose?: string
+  subject?: string
+  attempts_left?: number
+  expires_at?: string
+  resend_after?: string
+  // Only with delivery "return".
+  code?: string
+}
+
+export type Client = { ip?: string; user_agent?: string }
+
+export type CreateInput = {
+  to: string
+  purpose: Purpose
+  subject: string
+  // false makes a decoy: counted against every limit, answered in the same
+  // shape, no code made or sent.
+  deliver: boolean
+  // "return": otpd sends nothing and answers with the code.
+  delivery: "otpd" | "return"
+  client?: Client
+  locale?: string
+}
+
+export type CheckInput = {
+  to: string
+  purpose: Purpose
+  subject: string
+  code: string
+  client?: Client
+}
+
+// OtpdRefused is an answer of otpd's that is not a success and not an outage:
+// a limit (429, with retryAfter), or a request otpd would not take (400 with
+// the field, 401/403 for a key that is wrong or lacks a permission).
+export class OtpdRefused extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+    readonly retryAfter?: number
+  ) {
+    super(message)
+    this.name = "OtpdRefused"
+  }
+}
+
+// OtpdUnavailable: otpd could not be reached, did not answer in time, or
+// answered that its database or limiter is down (503), or answered nonsense.
+export class OtpdUnavailable extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = "OtpdUnavailable"
+  }
+}
+
+export type ClientOptions = {
+  url: string
+  apiKey: string
+  timeoutMs: number
+  fetch?: typeof fetch
+}
+
+export class OtpdClient {
+  private readonly base: string
+  private readonly auth: string
+  private readonly timeoutMs: number
+  private readonly fetch_: typeof fetch
+
+  constructor(opts: ClientOptions) {
+    this.base = opts.url.replace(/\/+$/, "")
+    this.auth = `Bearer ${opts.apiKey}`
+    this.timeoutMs = opts.timeoutMs
+    this.fetch_ = opts.fetch ?? fetch
+  }
+
+  createVerification(input: CreateInput): Promise<Verification> {
+    const body: Record<string, unknown> = {
+      to: input.to,
+      purpose: input.purpose,
+      subject: input.subject,
+      deliver: input.deliver,
+    }
+    if (input.delivery === "return") body.delivery = "return"
+    if (input.client && clientPresent(input.client)) body.client = input.client
+    if (input.locale) body.locale = input.locale
+    return this.post("/v1/verifications", body, 201)
+  }
+
+  check(input: CheckInput): Promise<Verification> {
+    const body: Record<string, unknown> = {
+      to: input.to,
+      purpose: input.purpose,
+      subject: input.subject,
+      code: input.code,
+    }
+    if (input.client && clientPresent(input.client)) body.client = input.client
+    return this.post("/v1/verifications/check", body, 200)
+  }
+
+  private async post(path: string, body: unknown, want: number): Promise<Verification> {
+    let res: Response
+    try {
+      res = await this.fetch_(this.base + path, {
+        method: "POST",
+        headers: {
+          authorization: this.auth,
+          "content-type": "application/json",
+          accept: "application/json",
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      })
+    } catch (err) {
+      const e = err as Error
+      const why = e.name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : causeOf(e)
+      throw new OtpdUnavailable(`otpd at ${this.base} is unreachable: ${why}`)
+    }
+    let payload: any
+    try {
+      payload = await res.json()
+    } catch {
+      throw new OtpdUnavailable(`otpd answered ${res.status} without a JSON body`)
+    }
+    if (res.status === want) {
+      if (!payload || typeof payload.status !== "string") {
+        throw new OtpdUnavailable(`otpd answered ${res.status} without a verification status`)
+      }
+      return payload as Verification
+    }
+    const err = payload?.error ?? {}
+    if (res.status === 503 || res.status >= 500) {
+      throw new OtpdUnavailable(`otpd answered ${res.status}: ${err.message ?? "unavailable"}`)
+    }
+    let retryAfter: number | undefined
+    if (res.status === 429) {
+      const fromHeader = Number(res.headers.get("retry-after"))
+      retryAfter = Number.isFinite(fromHeader) && fromHeader > 0 ? Math.ceil(fromHeader) : err.retry_after
+      if (!retryAfter || retryAfter < 1) retryAfter = 1
+    }
+    throw new OtpdRefused(
+      res.status,
+      String(err.code ?? "error"),
+      String(err.message ?? `otpd answered ${res.status}`),
+      err.field,
+      retryAfter
+    )
+  }
+}
+
+function clientPresent(c: Client): boolean {
+  return Boolean(c.ip || c.user_agent)
+}
+
+// causeOf names why fetch failed (ECONNREFUSED, ENOTFOUND...) without the
+// request, which would carry the key.
+function causeOf(e: Error): string {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause
+  return cause?.code ?? cause?.message ?? e.message
+}
