@@ -17,6 +17,8 @@ test("defaults: delivery by Medusa's events, auth-otp's accessors, a 5 s timeout
   const phone = resolveOptions({ ...good, accessorsPerActor: { customer: { accessor: ["email", "phone"], entityIdAccessor: "email" } } });
   assert.deepEqual(phone.accessorsPerActor.customer.accessor, ["email", "phone"]);
   assert.deepEqual(phone.accessorsPerActor.user, DEFAULT_ACCESSORS.user, "merged per actor, as auth-otp");
+  const noAdmins = resolveOptions({ ...good, accessorsPerActor: { user: null } });
+  assert.deepEqual(Object.keys(noAdmins.accessorsPerActor), ["customer"], "null turns an actor type off");
 });
 
 test("each mistake is an error naming the option, and never echoes the key", () => {

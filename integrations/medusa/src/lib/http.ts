@@ -3,7 +3,8 @@
 import { AsyncLocalStorage } from "node:async_hooks"
 import type { MedusaNextFunction, MedusaRequest, MedusaResponse } from "@medusajs/framework/http"
 import { ContainerRegistrationKeys } from "@medusajs/framework/utils"
-import { PLUGIN_NAME } from "./options"
+import type { Send } from "./codes"
+import { PLUGIN_NAME, pluginOptions } from "./options"
 import { type Client, OtpdRefused, OtpdUnavailable } from "./otpd"
 
 const MAX_USER_AGENT = 512
@@ -95,4 +96,24 @@ export function answerOtpdFailure(req: MedusaRequest, res: MedusaResponse, err: 
   if (!a) throw err
   res.setHeader("Retry-After", String(a.retryAfter))
   res.status(a.status).json(a.body)
+}
+
+// sendCodeRoute is a route that asks otpd for a code (generate, pre-register)
+// and answers auth-otp's message whether or not one was made.
+export function sendCodeRoute(send: (s: Send) => Promise<void>, message: string) {
+  return async (req: MedusaRequest<{ identifier: string }>, res: MedusaResponse) => {
+    const opts = pluginOptions(req.scope.resolve(ContainerRegistrationKeys.CONFIG_MODULE))
+    try {
+      await send({
+        container: req.scope,
+        opts,
+        actorType: req.params.actor_type,
+        identifier: req.validatedBody.identifier,
+        client: shopperOf(req),
+      })
+    } catch (err) {
+      return answerOtpdFailure(req, res, err)
+    }
+    res.status(200).json({ message })
+  }
 }

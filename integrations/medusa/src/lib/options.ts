@@ -19,7 +19,7 @@ export type OtpdMedusaOptions = {
   // An otpd API key (`otpd keys create`); delivery "medusa" needs one made
   // with --return-codes.
   apiKey: string
-  accessorsPerActor?: Record<string, ActorAccessors>
+  accessorsPerActor?: Record<string, ActorAccessors | null>
   // "medusa" (default): otpd returns the code and the plugin emits auth-otp's
   // events, so a shop's subscriber sends it. "otpd": otpd's channels send it
   // and Medusa never sees it.
@@ -63,7 +63,12 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
   if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60000) {
     fail("option `timeoutMs` must be an integer from 100 to 60000")
   }
-  const accessorsPerActor = { ...DEFAULT_ACCESSORS, ...(o.accessorsPerActor ?? {}) }
+  // Merged per actor type over the defaults; null turns an actor type off
+  // (e.g. `user: null`: admin users never sign in by code).
+  const accessorsPerActor: Record<string, ActorAccessors> = {}
+  for (const [actor, a] of Object.entries({ ...DEFAULT_ACCESSORS, ...(o.accessorsPerActor ?? {}) })) {
+    if (a !== null) accessorsPerActor[actor] = a
+  }
   for (const [actor, a] of Object.entries(accessorsPerActor)) {
     const fields = Array.isArray(a?.accessor) ? a.accessor : [a?.accessor]
     if (fields.length === 0 || !fields.every((f) => typeof f === "string" && FIELD_RE.test(f))) {

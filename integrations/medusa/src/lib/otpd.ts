@@ -100,9 +100,8 @@ export class OtpdClient {
       deliver: input.deliver,
     }
     if (input.delivery === "return") body.delivery = "return"
-    if (input.client && clientPresent(input.client)) body.client = input.client
     if (input.locale) body.locale = input.locale
-    return this.post("/v1/verifications", body, 201)
+    return this.post("/v1/verifications", withClient(body, input.client), 201)
   }
 
   check(input: CheckInput): Promise<Verification> {
@@ -112,8 +111,7 @@ export class OtpdClient {
       subject: input.subject,
       code: input.code,
     }
-    if (input.client && clientPresent(input.client)) body.client = input.client
-    return this.post("/v1/verifications/check", body, 200)
+    return this.post("/v1/verifications/check", withClient(body, input.client), 200)
   }
 
   private async post(path: string, body: unknown, want: number): Promise<Verification> {
@@ -166,8 +164,10 @@ export class OtpdClient {
   }
 }
 
-function clientPresent(c: Client): boolean {
-  return Boolean(c.ip || c.user_agent)
+// withClient adds the end user's address and agent when there are any.
+function withClient(body: Record<string, unknown>, c?: Client): Record<string, unknown> {
+  if (c && (c.ip || c.user_agent)) body.client = c
+  return body
 }
 
 // causeOf names why fetch failed (ECONNREFUSED, ENOTFOUND...) without the
