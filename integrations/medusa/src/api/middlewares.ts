@@ -1,5 +1,5 @@
 import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
-import { withShopper } from "../lib/http"
+import { requireJson, withShopper } from "../lib/http"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
 
 export default defineMiddlewares({
@@ -7,21 +7,21 @@ export default defineMiddlewares({
     {
       matcher: "/auth/:actor_type/otp/generate",
       method: "POST",
-      middlewares: [validateAndTransformBody(IdentifierBody)],
+      middlewares: [requireJson, validateAndTransformBody(IdentifierBody)],
     },
     {
       matcher: "/auth/:actor_type/otp/pre-register",
       method: "POST",
-      middlewares: [validateAndTransformBody(IdentifierBody)],
+      middlewares: [requireJson, validateAndTransformBody(IdentifierBody)],
     },
     {
       matcher: "/auth/:actor_type/otp/verify",
       method: "POST",
-      middlewares: [validateAndTransformBody(VerifyBody)],
+      middlewares: [requireJson, validateAndTransformBody(VerifyBody)],
     },
     // Medusa's own sign-in and sign-up routes for the provider: keep the
     // shopper's address for the provider's calls to otpd.
-    { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [withShopper] },
-    { matcher: "/auth/:actor_type/otp/register", method: "POST", middlewares: [withShopper] },
+    { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [requireJson, withShopper] },
+    { matcher: "/auth/:actor_type/otp/register", method: "POST", middlewares: [requireJson, withShopper] },
   ],
 })

@@ -20,6 +20,19 @@ export function shopperOf(req: MedusaRequest): Client {
   }
 }
 
+// requireJson refuses a body that is not JSON. Medusa also parses forms, which
+// any page on another site can make a visitor's browser send without a CORS
+// preflight: a cross-site form could then make shoppers' browsers request
+// codes. A JSON body needs the preflight that Medusa's authCors answers.
+export function requireJson(req: MedusaRequest, res: MedusaResponse, next: MedusaNextFunction) {
+  const hasBody = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined
+  if (hasBody && !req.is("application/json")) {
+    res.status(400).json({ type: "invalid_data", message: "Content-Type must be 'application/json'" })
+    return
+  }
+  next()
+}
+
 // The auth provider is called by Medusa's own routes (POST
 // /auth/{actor_type}/otp and /otp/register) with neither the request nor,
 // for register, the actor type, and any error it raises becomes a 401. A
