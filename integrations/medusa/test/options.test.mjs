@@ -12,6 +12,8 @@ test("defaults: delivery by Medusa's events, auth-otp's accessors, a 5 s timeout
   const o = resolveOptions(good);
   assert.equal(o.delivery, "medusa");
   assert.equal(o.timeoutMs, 5000);
+  assert.equal(o.minResponseMs, 50);
+  assert.equal(resolveOptions({ ...good, minResponseMs: 0 }).minResponseMs, 0);
   assert.deepEqual(o.accessorsPerActor, DEFAULT_ACCESSORS);
   assert.deepEqual(o.accessorsPerActor.customer, { accessor: "email", entityIdAccessor: "email" });
   const phone = resolveOptions({ ...good, accessorsPerActor: { customer: { accessor: ["email", "phone"], entityIdAccessor: "email" } } });
@@ -30,6 +32,8 @@ test("each mistake is an error naming the option, and never echoes the key", () 
     [{ ...good, apiKey: "sk_live_secret" }, /option `apiKey`/],
     [{ ...good, delivery: "sms" }, /option `delivery`/],
     [{ ...good, timeoutMs: 0 }, /option `timeoutMs`/],
+    [{ ...good, minResponseMs: -1 }, /option `minResponseMs`/],
+    [{ ...good, minResponseMs: 2.5 }, /option `minResponseMs`/],
     [{ ...good, accessorsPerActor: { seller: { accessor: "e mail", entityIdAccessor: "email" } } }, /accessorsPerActor\.seller\.accessor/],
     [{ ...good, accessorsPerActor: { seller: { accessor: "email" } } }, /accessorsPerActor\.seller\.entityIdAccessor/],
   ];

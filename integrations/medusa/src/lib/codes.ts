@@ -46,6 +46,15 @@ export function actorAccessors(opts: ResolvedOptions, actorType: string): ActorA
   return a
 }
 
+// actorFilter is Query's filter for the actors whose accessor field(s) hold
+// the identifier exactly (as typed, trimmed, or normalised).
+function actorFilter(identifier: string, accessors: ActorAccessors) {
+  const fields = Array.isArray(accessors.accessor) ? accessors.accessor : [accessors.accessor]
+  const values = candidates(identifier)
+  const filters = fields.length === 1 ? { [fields[0]]: values } : { $or: fields.map((f) => ({ [f]: values })) }
+  return { fields, values, filters }
+}
+
 export type Actor = {
   id: string
   // The stored value the identifier matched: where codes go.
@@ -69,26 +78,23 @@ export async function findActor(
   identifier: string,
   accessors: ActorAccessors
 ): Promise<Actor | null> {
-  const fields = Array.isArray(accessors.accessor) ? accessors.accessor : [accessors.accessor]
-  const values = candidates(identifier)
+  const { fields, values, filters } = actorFilter(identifier, accessors)
   if (values[0] === "") return null
   const query = container.resolve(ContainerRegistrationKeys.QUERY)
-  const filters = fields.length === 1 ? { [fields[0]]: values } : { $or: fields.map((f) => ({ [f]: values })) }
   const { data } = await query.graph({
     entity: actorType,
     fields: ["id", ...new Set([...fields, accessors.entityIdAccessor])],
     filters,
   })
   const actors = (data as Record<string, unknown>[]).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)))
+  const auth = container.resolve(Modules.AUTH)
+  const identitiesOf = (entityId: string) =>
+    auth.listAuthIdentities({ provider_identities: { entity_id: entityId } }, { relations: ["provider_identities"] })
   for (const actor of actors) {
     const field = fields.find((f) => values.includes(actor[f] as string))
     const entityId = actor[accessors.entityIdAccessor]
     if (!field || typeof entityId !== "string" || entityId === "") continue
-    const auth = container.resolve(Modules.AUTH)
-    const identities = await auth.listAuthIdentities(
-      { provider_identities: { entity_id: entityId } },
-      { relations: ["provider_identities"] }
-    )
+    const identities = await identitiesOf(entityId)
     const key = `${actorType}_id`
     const linked = identities
       .filter((i) => i.app_metadata?.[key] === actor.id)
@@ -107,6 +113,9 @@ export async function findActor(
       authProvider: providers.includes(OTP_PROVIDER) ? OTP_PROVIDER : providers[0] ?? OTP_PROVIDER,
     }
   }
+  // No actor: the identity lookup a known address costs is made anyway (its
+  // answer unused), so that the time of the answer does not tell.
+  if (actors.length === 0) await identitiesOf(values[values.length - 1])
   return null
 }
 
@@ -118,10 +127,8 @@ export async function actorExists(
   identifier: string,
   accessors: ActorAccessors
 ): Promise<boolean> {
-  const fields = Array.isArray(accessors.accessor) ? accessors.accessor : [accessors.accessor]
-  const values = candidates(identifier)
+  const { filters } = actorFilter(identifier, accessors)
   const query = container.resolve(ContainerRegistrationKeys.QUERY)
-  const filters = fields.length === 1 ? { [fields[0]]: values } : { $or: fields.map((f) => ({ [f]: values })) }
   const { data } = await query.graph({ entity: actorType, fields: ["id"], filters })
   return data.length > 0
 }
@@ -131,7 +138,7 @@ export async function actorExists(
 // subject no real code has.
 export const signInSubject = (authIdentityId: string) => authIdentityId
 export const signUpSubject = (actorType: string) => `register:${actorType}`
-const decoySubject = (actorType: string) => `unknown:${actorType}`
+export const decoySubject = (actorType: string) => `unknown:${actorType}`
 
 export type Send = {
   container: MedusaContainer

@@ -1,6 +1,8 @@
 // What the plugin's routes share: the shopper's address, and the answers
 // for otpd's limits and outages.
 import { AsyncLocalStorage } from "node:async_hooks"
+import { performance } from "node:perf_hooks"
+import { setTimeout as sleep } from "node:timers/promises"
 import type { MedusaNextFunction, MedusaRequest, MedusaResponse } from "@medusajs/framework/http"
 import { ContainerRegistrationKeys } from "@medusajs/framework/utils"
 import type { Send } from "./codes"
@@ -111,22 +113,38 @@ export function answerOtpdFailure(req: MedusaRequest, res: MedusaResponse, err: 
   res.status(a.status).json(a.body)
 }
 
+// noSoonerThan runs work and hands its outcome (result or error) over no
+// sooner than floorMs after start: the option minResponseMs.
+export async function noSoonerThan<T>(floorMs: number, work: () => Promise<T>): Promise<T> {
+  const start = performance.now()
+  try {
+    return await work()
+  } finally {
+    const wait = start + floorMs - performance.now()
+    if (wait > 0) await sleep(wait)
+  }
+}
+
 // sendCodeRoute is a route that asks otpd for a code (generate, pre-register)
 // and answers auth-otp's message whether or not one was made.
 export function sendCodeRoute(send: (s: Send) => Promise<void>, message: string) {
   return async (req: MedusaRequest<{ identifier: string }>, res: MedusaResponse) => {
     const opts = pluginOptions(req.scope.resolve(ContainerRegistrationKeys.CONFIG_MODULE))
-    try {
-      await send({
-        container: req.scope,
-        opts,
-        actorType: req.params.actor_type,
-        identifier: req.validatedBody.identifier,
-        client: shopperOf(req),
-      })
-    } catch (err) {
-      return answerOtpdFailure(req, res, err)
-    }
+    const failure = await noSoonerThan(opts.minResponseMs, async () => {
+      try {
+        await send({
+          container: req.scope,
+          opts,
+          actorType: req.params.actor_type,
+          identifier: req.validatedBody.identifier,
+          client: shopperOf(req),
+        })
+        return undefined
+      } catch (err) {
+        return { err }
+      }
+    })
+    if (failure) return answerOtpdFailure(req, res, failure.err)
     res.status(200).json({ message })
   }
 }

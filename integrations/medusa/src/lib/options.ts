@@ -26,6 +26,11 @@ export type OtpdMedusaOptions = {
   delivery?: "medusa" | "otpd"
   // How long a call to otpd may take before the shopper gets a 503.
   timeoutMs?: number
+  // No answer about a code (generate, pre-register, verify, the provider's
+  // register and sign-in) leaves sooner than this after its request came:
+  // the work for a known and an unknown address differs by a few
+  // milliseconds in Medusa, and the floor hides it. 0 turns it off.
+  minResponseMs?: number
 }
 
 export type ResolvedOptions = Required<OtpdMedusaOptions> & { client: OtpdClient }
@@ -65,6 +70,10 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
   }
   // Merged per actor type over the defaults; null turns an actor type off
   // (e.g. `user: null`: admin users never sign in by code).
+  const minResponseMs = o.minResponseMs ?? 50
+  if (!Number.isInteger(minResponseMs) || minResponseMs < 0 || minResponseMs > 5000) {
+    fail("option `minResponseMs` must be an integer from 0 to 5000")
+  }
   const accessorsPerActor: Record<string, ActorAccessors> = {}
   for (const [actor, a] of Object.entries({ ...DEFAULT_ACCESSORS, ...(o.accessorsPerActor ?? {}) })) {
     if (a !== null) accessorsPerActor[actor] = a
@@ -86,6 +95,7 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
     accessorsPerActor,
     delivery,
     timeoutMs,
+    minResponseMs,
     client: new OtpdClient({ url, apiKey, timeoutMs }),
   }
 }

@@ -6,8 +6,16 @@ import type {
   AuthIdentityProviderService,
 } from "@medusajs/framework/types"
 import { AbstractAuthModuleProvider } from "@medusajs/framework/utils"
-import { type Check, checkCode, checkSignUpCode, normalizeIdentifier, OTP_PROVIDER, signInSubject } from "../../lib/codes"
-import { providerCall } from "../../lib/http"
+import {
+  type Check,
+  checkCode,
+  checkSignUpCode,
+  decoySubject,
+  normalizeIdentifier,
+  OTP_PROVIDER,
+  signInSubject,
+} from "../../lib/codes"
+import { noSoonerThan, providerCall } from "../../lib/http"
 import { type OtpdMedusaOptions, PLUGIN_NAME, type ResolvedOptions, resolveOptions } from "../../lib/options"
 
 const INVALID = "Invalid OTP"
@@ -50,7 +58,18 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
   }
 
   // register: POST /auth/{actor_type}/otp/register {identifier, otp}.
-  async register(data: AuthenticationInput, identities: AuthIdentityProviderService): Promise<AuthenticationResponse> {
+  register(data: AuthenticationInput, identities: AuthIdentityProviderService): Promise<AuthenticationResponse> {
+    return noSoonerThan(this.opts.minResponseMs, () => this.register_(data, identities))
+  }
+
+  // authenticate: POST /auth/{actor_type}/otp {identifier, otp}, with a code
+  // from /otp/generate, or once, within REGISTRATION_GRACE_MS, the code just
+  // used to register.
+  authenticate(data: AuthenticationInput, identities: AuthIdentityProviderService): Promise<AuthenticationResponse> {
+    return noSoonerThan(this.opts.minResponseMs, () => this.authenticate_(data, identities))
+  }
+
+  private async register_(data: AuthenticationInput, identities: AuthIdentityProviderService): Promise<AuthenticationResponse> {
     const body = data.body ?? {}
     const identifier = typeof body.identifier === "string" ? normalizeIdentifier(body.identifier) : ""
     if (!identifier) return { success: false, error: "Identifier is required" }
@@ -76,10 +95,10 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
     return { success: true, authIdentity: identity }
   }
 
-  // authenticate: POST /auth/{actor_type}/otp {identifier, otp}, with a code
-  // from /otp/generate, or once, within REGISTRATION_GRACE_MS, the code just
-  // used to register.
-  async authenticate(data: AuthenticationInput, identities: AuthIdentityProviderService): Promise<AuthenticationResponse> {
+  private async authenticate_(
+    data: AuthenticationInput,
+    identities: AuthIdentityProviderService
+  ): Promise<AuthenticationResponse> {
     const body = data.body ?? {}
     const identifier = typeof body.identifier === "string" ? normalizeIdentifier(body.identifier) : ""
     if (!identifier) return { success: false, error: "Identifier is required" }
@@ -110,7 +129,7 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
         this.check(actorType, identifier, otp),
         "sign_in",
         identifier,
-        identity ? signInSubject(identity.id) : `unknown:${actorType}`
+        identity ? signInSubject(identity.id) : decoySubject(actorType)
       )
     } catch (err) {
       return this.failed(err)
