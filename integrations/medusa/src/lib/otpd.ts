@@ -93,25 +93,14 @@ export class OtpdClient {
   }
 
   createVerification(input: CreateInput): Promise<Verification> {
-    const body: Record<string, unknown> = {
-      to: input.to,
-      purpose: input.purpose,
-      subject: input.subject,
-      deliver: input.deliver,
-    }
+    const body = { ...slotOf(input), deliver: input.deliver, client: clientOf(input.client) } as Record<string, unknown>
     if (input.delivery === "return") body.delivery = "return"
     if (input.locale) body.locale = input.locale
-    return this.post("/v1/verifications", withClient(body, input.client), 201)
+    return this.post("/v1/verifications", body, 201)
   }
 
   check(input: CheckInput): Promise<Verification> {
-    const body: Record<string, unknown> = {
-      to: input.to,
-      purpose: input.purpose,
-      subject: input.subject,
-      code: input.code,
-    }
-    return this.post("/v1/verifications/check", withClient(body, input.client), 200)
+    return this.post("/v1/verifications/check", { ...slotOf(input), code: input.code, client: clientOf(input.client) }, 200)
   }
 
   private async post(path: string, body: unknown, want: number): Promise<Verification> {
@@ -164,10 +153,15 @@ export class OtpdClient {
   }
 }
 
-// withClient adds the end user's address and agent when there are any.
-function withClient(body: Record<string, unknown>, c?: Client): Record<string, unknown> {
-  if (c && (c.ip || c.user_agent)) body.client = c
-  return body
+// slotOf is what names a code's slot in otpd: address, purpose, subject.
+function slotOf(input: { to: string; purpose: Purpose; subject: string }) {
+  return { to: input.to, purpose: input.purpose, subject: input.subject }
+}
+
+// clientOf is the end user's address and agent, or nothing (JSON.stringify
+// leaves an undefined member out).
+function clientOf(c?: Client): Client | undefined {
+  return c && (c.ip || c.user_agent) ? c : undefined
 }
 
 // causeOf names why fetch failed (ECONNREFUSED, ENOTFOUND...) without the
