@@ -1,5 +1,5 @@
 import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
-import { requireJson, withShopper } from "../lib/http"
+import { otpAllowedForActor, requireJson, withShopper } from "../lib/http"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
 
 export default defineMiddlewares({
@@ -7,17 +7,17 @@ export default defineMiddlewares({
     {
       matcher: "/auth/:actor_type/otp/generate",
       method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(IdentifierBody)],
+      middlewares: [requireJson, otpAllowedForActor, validateAndTransformBody(IdentifierBody)],
     },
     {
       matcher: "/auth/:actor_type/otp/pre-register",
       method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(IdentifierBody)],
+      middlewares: [requireJson, otpAllowedForActor, validateAndTransformBody(IdentifierBody)],
     },
     {
       matcher: "/auth/:actor_type/otp/verify",
       method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(VerifyBody)],
+      middlewares: [requireJson, otpAllowedForActor, validateAndTransformBody(VerifyBody)],
     },
     // Medusa's own sign-in and sign-up routes for the provider: keep the
     // shopper's address for the provider's calls to otpd.

@@ -133,10 +133,11 @@ export async function actorExists(
   return data.length > 0
 }
 
-// Subjects bind each code in otpd: a sign-in code to the auth identity it
-// signs into, a sign-up code to the actor type it registers. Decoys get a
-// subject no real code has.
-export const signInSubject = (authIdentityId: string) => authIdentityId
+// Subjects bind each code in otpd: a sign-in code to the actor type and the
+// auth identity it signs into (one identity may serve several actor types:
+// a customer's code must not make a user's token), a sign-up code to the
+// actor type it registers. Decoys get a subject no real code has.
+export const signInSubject = (actorType: string, authIdentityId: string) => `${actorType}:${authIdentityId}`
 export const signUpSubject = (actorType: string) => `register:${actorType}`
 export const decoySubject = (actorType: string) => `unknown:${actorType}`
 
@@ -153,7 +154,13 @@ export type Send = {
 // answer to the shopper, no code and no event.
 export async function sendSignInCode(s: Send): Promise<void> {
   const actor = await findActor(s.container, s.actorType, s.identifier, actorAccessors(s.opts, s.actorType))
-  await send(s, "sign_in", actor ? actor.address : null, actor ? signInSubject(actor.authIdentity.id) : null, SIGN_IN_EVENT)
+  await send(
+    s,
+    "sign_in",
+    actor ? actor.address : null,
+    actor ? signInSubject(s.actorType, actor.authIdentity.id) : null,
+    SIGN_IN_EVENT
+  )
 }
 
 // sendSignUpCode makes a sign-up code for an identifier no actor has, or a
@@ -209,7 +216,7 @@ export async function checkSignInCode(c: Check): Promise<Actor | null> {
     c,
     "sign_in",
     actor ? actor.address : normalizeIdentifier(c.identifier),
-    actor ? signInSubject(actor.authIdentity.id) : decoySubject(c.actorType)
+    actor ? signInSubject(c.actorType, actor.authIdentity.id) : decoySubject(c.actorType)
   )
   return ok && actor ? actor : null
 }

@@ -4,8 +4,9 @@ import { AsyncLocalStorage } from "node:async_hooks"
 import { performance } from "node:perf_hooks"
 import { setTimeout as sleep } from "node:timers/promises"
 import type { MedusaNextFunction, MedusaRequest, MedusaResponse } from "@medusajs/framework/http"
-import { ContainerRegistrationKeys } from "@medusajs/framework/utils"
-import type { Send } from "./codes"
+import { ContainerRegistrationKeys, MedusaError } from "@medusajs/framework/utils"
+import { isAuthProviderAllowedForActor } from "@medusajs/medusa/api/auth/utils/auth-methods-per-actor"
+import { OTP_PROVIDER, type Send } from "./codes"
 import { PLUGIN_NAME, pluginOptions } from "./options"
 import { type Client, OtpdRefused, OtpdUnavailable } from "./otpd"
 
@@ -31,6 +32,22 @@ export function requireJson(req: MedusaRequest, res: MedusaResponse, next: Medus
   if (hasBody && !req.is("application/json")) {
     res.status(400).json({ type: "invalid_data", message: "Content-Type must be 'application/json'" })
     return
+  }
+  next()
+}
+
+// otpAllowedForActor applies Medusa's http.authMethodsPerActor to the
+// plugin's routes as Medusa applies it to its own: by default Medusa 2.21
+// lets admin users (actor type user) sign in with emailpass only, and
+// /auth/user/otp/verify must not be a way around that.
+export function otpAllowedForActor(req: MedusaRequest, _res: MedusaResponse, next: MedusaNextFunction) {
+  const actorType = req.params.actor_type
+  const config = req.scope.resolve(ContainerRegistrationKeys.CONFIG_MODULE)
+  if (!isAuthProviderAllowedForActor(config, actorType, OTP_PROVIDER)) {
+    throw new MedusaError(
+      MedusaError.Types.NOT_ALLOWED,
+      `The actor type ${actorType} is not allowed to use the auth provider ${OTP_PROVIDER}`
+    )
   }
   next()
 }

@@ -31,8 +31,10 @@ const MARK = "otpd_registration"
 
 type Mark = { code_sha256: string; until: number }
 
-function digest(entityId: string, otp: string): string {
-  return createHash("sha256").update(`${entityId}\n${otp}`).digest("hex")
+// digest binds the follow-up to the actor type registered, the identity and
+// the code.
+function digest(actorType: string, entityId: string, otp: string): string {
+  return createHash("sha256").update(`${actorType}\n${entityId}\n${otp}`).digest("hex")
 }
 
 // OtpdAuthProvider is the auth provider `otp`: sign-up (register) with a code
@@ -83,7 +85,7 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
       return this.failed(err)
     }
     if (!ok) return { success: false, error: INVALID }
-    const mark: Mark = { code_sha256: digest(identifier, body.otp), until: Date.now() + REGISTRATION_GRACE_MS }
+    const mark: Mark = { code_sha256: digest(actorType, identifier, body.otp), until: Date.now() + REGISTRATION_GRACE_MS }
     let identity = await this.retrieve(identities, identifier)
     if (!identity) {
       identity = await identities.create({ entity_id: identifier, provider_metadata: { [MARK]: mark } })
@@ -116,7 +118,7 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
       // provider_metadata on update: the mark is overwritten, not dropped.)
       await identities.update(identifier, { provider_metadata: { ...meta, [MARK]: null } })
       const want = Buffer.from(mark.code_sha256, "hex")
-      const got = Buffer.from(digest(identifier, otp), "hex")
+      const got = Buffer.from(digest(actorType, identifier, otp), "hex")
       if (mark.until > Date.now() && want.length === got.length && timingSafeEqual(want, got)) {
         return { success: true, authIdentity: identity }
       }
@@ -129,7 +131,7 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
         this.check(actorType, identifier, otp),
         "sign_in",
         identifier,
-        identity ? signInSubject(identity.id) : decoySubject(actorType)
+        identity ? signInSubject(actorType, identity.id) : decoySubject(actorType)
       )
     } catch (err) {
       return this.failed(err)
