@@ -36,6 +36,23 @@ export function otpdBinary() {
   return builtBin;
 }
 
+// envWithoutOtpd is this process's environment without its OTPD_* variables:
+// a developer's shell or CI must not change the server under test.
+export function envWithoutOtpd() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTPD_")));
+}
+
+// createApiKey makes an API key with `otpd keys create args...` in the
+// database of an otpd started with {dir}, as an operator does on the host,
+// and returns the key.
+export function createApiKey(dir, args) {
+  const env = { ...envWithoutOtpd(), OTPD_DATABASE_URL: `sqlite://${join(dir, "otpd.db")}` };
+  const out = execFileSync(otpdBinary(), ["keys", "create", ...args], { env }).toString();
+  const key = out.split("\n")[0].trim();
+  if (!key.startsWith("otpd_sk_")) throw new Error(`otpd keys create printed no key: ${out}`);
+  return key;
+}
+
 // startOtpd runs `otpd serve --dev` on a loopback port with a SQLite database
 // in a new temporary directory and resolves once it listens. env holds extra
 // OTPD_* variables; they override the defaults below. With dir, the database
@@ -48,9 +65,7 @@ export async function startOtpd({ env: extraEnv = {}, dir: keepDir, addr: listen
     if (!keepDir) rmSync(dir, { recursive: true, force: true });
   };
 
-  // The parent's OTPD_* variables (a developer's shell, CI) must not change
-  // the server under test.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTPD_")));
+  const env = envWithoutOtpd();
   Object.assign(env, {
     OTPD_DATABASE_URL: `sqlite://${join(dir, "otpd.db")}`,
     OTPD_PUBLISHABLE_KEYS: PUBLISHABLE_KEY,

@@ -1,14 +1,13 @@
 // The plugin's otpd client against a real otpd; a fake server only for what
 // a real otpd does not do (never answer, answer a proxy's HTML error page).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { otpdBinary, startOtpd } from "../../../e2e/lib/otpd.mjs";
+import { createApiKey, startOtpd } from "../../../e2e/lib/otpd.mjs";
 
 const require = createRequire(import.meta.url);
 const { OtpdClient, OtpdRefused, OtpdUnavailable } = require("../.medusa/server/src/lib/otpd.js");
@@ -18,16 +17,10 @@ let dir;
 let key;
 let plainKey;
 
-function makeKey(args) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTPD_")));
-  env.OTPD_DATABASE_URL = `sqlite://${join(dir, "otpd.db")}`;
-  return execFileSync(otpdBinary(), ["keys", "create", ...args], { env }).toString().split("\n")[0].trim();
-}
-
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "otpd-medusa-client-"));
-  key = makeKey(["--name", "with-codes", "--return-codes"]);
-  plainKey = makeKey(["--name", "plain"]);
+  key = createApiKey(dir, ["--name", "with-codes", "--return-codes"]);
+  plainKey = createApiKey(dir, ["--name", "plain"]);
   otpd = await startOtpd({ dir });
 });
 

@@ -154,32 +154,28 @@ export type Send = {
 // answer to the shopper, no code and no event.
 export async function sendSignInCode(s: Send): Promise<void> {
   const actor = await findActor(s.container, s.actorType, s.identifier, actorAccessors(s.opts, s.actorType))
-  await send(
-    s,
-    "sign_in",
-    actor ? actor.address : null,
-    actor ? signInSubject(s.actorType, actor.authIdentity.id) : null,
-    SIGN_IN_EVENT
-  )
+  const target = actor && { to: actor.address, subject: signInSubject(s.actorType, actor.authIdentity.id) }
+  await send(s, "sign_in", target, SIGN_IN_EVENT)
 }
 
 // sendSignUpCode makes a sign-up code for an identifier no actor has, or a
 // decoy when one has it.
 export async function sendSignUpCode(s: Send): Promise<void> {
   const exists = await actorExists(s.container, s.actorType, s.identifier, actorAccessors(s.opts, s.actorType))
-  const to = normalizeIdentifier(s.identifier)
-  await send(s, "sign_up", exists ? null : to, exists ? null : signUpSubject(s.actorType), SIGN_UP_EVENT)
+  const target = exists ? null : { to: normalizeIdentifier(s.identifier), subject: signUpSubject(s.actorType) }
+  await send(s, "sign_up", target, SIGN_UP_EVENT)
 }
 
-async function send(s: Send, purpose: Purpose, to: string | null, subject: string | null, event: string) {
-  const real = to !== null && subject !== null
+// send asks otpd for a code for target, or, with no target, for a decoy of
+// the identifier; with delivery "medusa" a real code goes out as event.
+async function send(s: Send, purpose: Purpose, target: { to: string; subject: string } | null, event: string) {
   let v
   try {
     v = await s.opts.client.createVerification({
-      to: real ? to : normalizeIdentifier(s.identifier),
+      to: target ? target.to : normalizeIdentifier(s.identifier),
       purpose,
-      subject: real ? subject : decoySubject(s.actorType),
-      deliver: real,
+      subject: target ? target.subject : decoySubject(s.actorType),
+      deliver: target !== null,
       delivery: s.opts.delivery === "medusa" ? "return" : "otpd",
       client: s.client,
     })
@@ -187,7 +183,7 @@ async function send(s: Send, purpose: Purpose, to: string | null, subject: strin
     // An identifier otpd cannot send to (not an email address or a phone
     // number) gets the answer every identifier gets; nothing was sent.
     if (err instanceof OtpdRefused && err.status === 400 && err.field === "to") {
-      if (real) {
+      if (target) {
         s.container
           .resolve(ContainerRegistrationKeys.LOGGER)
           .warn(`${PLUGIN_NAME}: ${s.actorType} ${purpose} code not sent: otpd refused the address (${err.message})`)
@@ -196,12 +192,12 @@ async function send(s: Send, purpose: Purpose, to: string | null, subject: strin
     }
     throw err
   }
-  if (real && s.opts.delivery === "medusa") {
+  if (target && s.opts.delivery === "medusa") {
     if (!v.code) {
       throw new Error(`${PLUGIN_NAME}: otpd returned no code for delivery "return"`)
     }
     const bus = s.container.resolve(Modules.EVENT_BUS)
-    await bus.emit({ name: event, data: { identifier: to, otp: v.code } })
+    await bus.emit({ name: event, data: { identifier: target.to, otp: v.code } })
   }
 }
 

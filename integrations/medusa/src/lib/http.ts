@@ -142,26 +142,32 @@ export async function noSoonerThan<T>(floorMs: number, work: () => Promise<T>): 
   }
 }
 
+// outcome settles p into its value or its error, for a route that answers
+// either only after the floor.
+export function outcome<T>(p: Promise<T>): Promise<{ value: T } | { err: unknown }> {
+  return p.then(
+    (value) => ({ value }),
+    (err) => ({ err })
+  )
+}
+
 // sendCodeRoute is a route that asks otpd for a code (generate, pre-register)
 // and answers auth-otp's message whether or not one was made.
 export function sendCodeRoute(send: (s: Send) => Promise<void>, message: string) {
   return async (req: MedusaRequest<{ identifier: string }>, res: MedusaResponse) => {
     const opts = pluginOptions(req.scope.resolve(ContainerRegistrationKeys.CONFIG_MODULE))
-    const failure = await noSoonerThan(opts.minResponseMs, async () => {
-      try {
-        await send({
+    const out = await noSoonerThan(opts.minResponseMs, () =>
+      outcome(
+        send({
           container: req.scope,
           opts,
           actorType: req.params.actor_type,
           identifier: req.validatedBody.identifier,
           client: shopperOf(req),
         })
-        return undefined
-      } catch (err) {
-        return { err }
-      }
-    })
-    if (failure) return answerOtpdFailure(req, res, failure.err)
+      )
+    )
+    if ("err" in out) return answerOtpdFailure(req, res, out.err)
     res.status(200).json({ message })
   }
 }

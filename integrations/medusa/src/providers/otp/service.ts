@@ -76,8 +76,11 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
     const identifier = typeof body.identifier === "string" ? normalizeIdentifier(body.identifier) : ""
     if (!identifier) return { success: false, error: "Identifier is required" }
     if (typeof body.otp !== "string" || body.otp === "") return { success: false, error: "OTP is required" }
-    const call = providerCall()
-    const actorType = call?.actorType ?? "customer"
+    // Medusa does not tell register the actor type; the plugin's middleware
+    // on /auth/:actor_type/otp/register does. Without it (the provider
+    // registered under an id other than "otp"), no guess: refused.
+    const actorType = providerCall()?.actorType
+    if (!actorType) return { success: false, error: "Authentication failed" }
     let ok: boolean
     try {
       ok = await checkSignUpCode(this.check(actorType, identifier, body.otp))
@@ -108,8 +111,8 @@ export class OtpdAuthProvider extends AbstractAuthModuleProvider {
       return { success: false, error: "OTP is required for authentication" }
     }
     const otp = body.otp
-    const call = providerCall()
-    const actorType = (data as { actor_type?: string }).actor_type ?? call?.actorType ?? "customer"
+    const actorType = (data as { actor_type?: string }).actor_type ?? providerCall()?.actorType
+    if (!actorType) return { success: false, error: "Authentication failed" }
     const identity = await this.retrieve(identities, identifier)
     const meta = identity ? this.metadata(identity, identifier) : {}
     const mark = meta[MARK] as Mark | null | undefined

@@ -2,7 +2,7 @@ import type { MedusaRequest, MedusaResponse } from "@medusajs/framework/http"
 import { ContainerRegistrationKeys, MedusaError } from "@medusajs/framework/utils"
 import { generateJwtTokenForAuthIdentity } from "@medusajs/medusa/api/auth/utils/generate-jwt-token"
 import { checkSignInCode } from "../../../../../lib/codes"
-import { answerOtpdFailure, noSoonerThan, shopperOf } from "../../../../../lib/http"
+import { answerOtpdFailure, noSoonerThan, outcome, shopperOf } from "../../../../../lib/http"
 import { pluginOptions } from "../../../../../lib/options"
 import type { VerifyBody } from "../validators"
 
@@ -13,9 +13,9 @@ export const POST = async (req: MedusaRequest<VerifyBody>, res: MedusaResponse) 
   const config = req.scope.resolve(ContainerRegistrationKeys.CONFIG_MODULE)
   const opts = pluginOptions(config)
   const actorType = req.params.actor_type
-  const outcome = await noSoonerThan(opts.minResponseMs, async () => {
-    try {
-      const actor = await checkSignInCode({
+  const out = await noSoonerThan(opts.minResponseMs, () =>
+    outcome(
+      checkSignInCode({
         container: req.scope,
         opts,
         actorType,
@@ -23,13 +23,10 @@ export const POST = async (req: MedusaRequest<VerifyBody>, res: MedusaResponse) 
         otp: req.validatedBody.otp,
         client: shopperOf(req),
       })
-      return { actor }
-    } catch (err) {
-      return { err }
-    }
-  })
-  if ("err" in outcome) return answerOtpdFailure(req, res, outcome.err)
-  const { actor } = outcome
+    )
+  )
+  if ("err" in out) return answerOtpdFailure(req, res, out.err)
+  const actor = out.value
   if (!actor) {
     throw new MedusaError(MedusaError.Types.INVALID_DATA, "Invalid OTP")
   }
