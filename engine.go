@@ -200,7 +200,7 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		msgs []*OutboxMessage
 	)
 	if req.Delivery.Event != "" {
-		if ev, err = e.event(ch, req, code, pol); err != nil {
+		if ev, err = e.event(ctx, ch, req, code, pol); err != nil {
 			return nil, err
 		}
 	}
@@ -267,8 +267,11 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 
 // event builds the event of a code about to be issued, its message
 // rendered.
-func (e *Engine) event(ch *Challenge, req IssueRequest, code string, pol Policy) (*Event, error) {
+func (e *Engine) event(ctx context.Context, ch *Challenge, req IssueRequest, code string, pol Policy) (*Event, error) {
 	d := req.Delivery
+	if d.Locale == "" {
+		d.Locale = LocaleFrom(ctx) // the request's Accept-Language
+	}
 	ev := &Event{
 		ID:         NewID("evt"),
 		Name:       d.Event,

@@ -19,6 +19,10 @@ const (
 	EventVerificationFailed   = "verification.failed"   // the last guess allowed was wrong
 )
 
+// CodeEvents are the events that carry a code, a link or a token to a
+// person: what mail and SMS notifiers deliver.
+var CodeEvents = []string{EventOTPGenerated, EventPreRegisterOTPGenerated, EventPasswordReset, EventPasswordlessLogin}
+
 // Event is one message to deliver: every code issued becomes one. Notifiers
 // receive it after the transaction that issued the code has committed. Its
 // JSON form is what the outbox table stores (sealed): the tags are a storage

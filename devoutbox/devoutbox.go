@@ -36,6 +36,21 @@ type Item struct {
 	Subject   string       `json:"subject"`
 	Text      string       `json:"text"`
 	CreatedAt time.Time    `json:"created_at"`
+
+	// Delivery is what a mail or SMS provider did with the message, when
+	// otpd sends it through one (absent otherwise, or until it is known).
+	Delivery *Delivery `json:"delivery,omitempty"`
+}
+
+// Delivery is the outcome of a message's latest delivery by a provider.
+type Delivery struct {
+	Status     string       `json:"status"` // "sent" or "failed"
+	Channel    otpd.Channel `json:"channel"`
+	Provider   string       `json:"provider,omitempty"`
+	Attempt    int          `json:"attempt"`
+	ErrorClass string       `json:"error_class,omitempty"`
+	Fallback   string       `json:"fallback,omitempty"` // the channel tried next, after a failure
+	At         time.Time    `json:"at"`
 }
 
 // Outbox is an otpd.Notifier that keeps the newest events in memory. It is
@@ -108,6 +123,34 @@ func (o *Outbox) Notify(_ context.Context, ev *otpd.Event) error {
 	}
 	o.index[it.To] = list
 	return nil
+}
+
+// Status records a message.sent or message.failed event on the item of the
+// event it is about (outbox.Dispatcher.OnStatus). Other events, and events
+// about items no longer held, are ignored.
+func (o *Outbox) Status(ev *otpd.Event) {
+	status := ""
+	switch ev.Name {
+	case otpd.EventMessageSent:
+		status = "sent"
+	case otpd.EventMessageFailed:
+		status = "failed"
+	default:
+		return
+	}
+	str := func(k string) string { s, _ := ev.Metadata[k].(string); return s }
+	attempt, _ := ev.Metadata["attempt"].(int)
+	d := &Delivery{Status: status, Channel: ev.Channel, Provider: str("provider"), Attempt: attempt,
+		ErrorClass: str("error_class"), Fallback: str("fallback"), At: ev.CreatedAt}
+	id := str("event_id")
+
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, it := range o.index[ev.To] {
+		if it.ID == id {
+			it.Delivery = d // replaced, never changed in place: List hands out copies
+		}
+	}
 }
 
 // evictOldest removes the oldest item from the ring and from the index.

@@ -410,3 +410,24 @@ func TestOutbox_LoopbackHostOnly(t *testing.T) {
 		}
 	}
 }
+
+// A provider's outcome shows on the item of the code it delivered.
+func TestOutbox_Status(t *testing.T) {
+	o := devoutbox.New(10)
+	ev := &otpd.Event{ID: "evt_1", Name: otpd.EventOTPGenerated, Channel: otpd.ChannelSMS, To: "+33612345678", Code: "123456"}
+	o.Notify(context.Background(), ev)
+	o.Status(&otpd.Event{Name: otpd.EventMessageFailed, Channel: otpd.ChannelWhatsApp, To: ev.To, Metadata: map[string]any{
+		"event_id": "evt_1", "provider": "twilio", "attempt": 1, "error_class": otpd.DeliveryRejected, "fallback": "sms"}})
+	got := o.List(ev.To, 1)[0].Delivery
+	if got == nil || got.Status != "failed" || got.Provider != "twilio" || got.Fallback != "sms" || got.Attempt != 1 {
+		t.Fatalf("delivery %+v", got)
+	}
+	o.Status(&otpd.Event{Name: otpd.EventMessageSent, Channel: otpd.ChannelSMS, To: ev.To, Metadata: map[string]any{"event_id": "evt_1", "provider": "vonage", "attempt": 1}})
+	if got := o.List(ev.To, 1)[0].Delivery; got.Status != "sent" || got.Provider != "vonage" || got.Channel != otpd.ChannelSMS {
+		t.Fatalf("delivery %+v", got)
+	}
+	o.Status(&otpd.Event{Name: otpd.EventOTPGenerated, To: ev.To, Metadata: map[string]any{"event_id": "evt_1"}})
+	if got := o.List(ev.To, 1)[0].Delivery; got.Status != "sent" {
+		t.Fatalf("a code event changed the status: %+v", got)
+	}
+}

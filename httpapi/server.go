@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/otpd/otpd"
 )
 
 // DefaultMaxBodyBytes is the largest request body accepted: 100 KiB, as
@@ -50,6 +52,11 @@ type Options struct {
 	// CORS lists which browser origins may call which routes (see
 	// CORSRule); none means no CORS headers at all.
 	CORS []CORSRule
+
+	// MatchLocale, when set, turns a request's Accept-Language header into
+	// the locale of the messages it causes (templates.Set.Match); the flows
+	// find it with otpd.LocaleFrom.
+	MatchLocale func(acceptLanguage string) string
 }
 
 // NewHandler returns the server's root handler.
@@ -85,7 +92,7 @@ func NewHandler(o Options) http.Handler {
 	internal := func(w http.ResponseWriter) {
 		WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal", "message": internalMessage})
 	}
-	return withRequestID(Recover(o.Logger, internal, withClientAddr(o.TrustedProxies, withCORS(o.CORS, mux))))
+	return withRequestID(Recover(o.Logger, internal, withClientAddr(o.TrustedProxies, withCORS(o.CORS, withLocale(o.MatchLocale, mux)))))
 }
 
 type ctxKey int
@@ -108,6 +115,20 @@ func withRequestID(next http.Handler) http.Handler {
 		id := hex.EncodeToString(b[:])
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+// withLocale puts the locale matching the request's Accept-Language in its
+// context.
+func withLocale(match func(string) string, next http.Handler) http.Handler {
+	if match == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if al := r.Header.Get("Accept-Language"); al != "" {
+			r = r.WithContext(otpd.WithLocale(r.Context(), match(al)))
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

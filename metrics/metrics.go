@@ -17,6 +17,7 @@ type Metrics struct {
 	issued    *prometheus.CounterVec
 	verified  *prometheus.CounterVec
 	throttled *prometheus.CounterVec
+	messages  *prometheus.CounterVec
 }
 
 var (
@@ -42,7 +43,11 @@ func New() *Metrics {
 			Help: "Requests refused by a coarse limit (ip_send, ip_verify, destination, phone_prefix, global_sms, global_email). A rising global_sms means the SMS budget is being spent.",
 		}, []string{"limit"}),
 	}
-	m.registry.MustRegister(m.issued, m.verified, m.throttled, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "otpd_messages_total",
+		Help: "Messages handed to mail and SMS providers, by channel, provider and outcome: sent (the provider accepted it), retry (a temporary failure; tried again later), failed (given up on that channel: a permanent failure, a second ambiguous timeout, or attempts exhausted).",
+	}, []string{"channel", "provider", "outcome"})
+	m.registry.MustRegister(m.issued, m.verified, m.throttled, m.messages, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -59,6 +64,11 @@ func (m *Metrics) CodeVerified(p otpd.Purpose, outcome otpd.VerifyOutcome) {
 // Throttled implements otpd.ThrottleMetrics.
 func (m *Metrics) Throttled(limit string) {
 	m.throttled.WithLabelValues(limit).Inc()
+}
+
+// MessageDelivered implements outbox.Metrics.
+func (m *Metrics) MessageDelivered(ch otpd.Channel, provider, outcome string) {
+	m.messages.WithLabelValues(string(ch), provider, outcome).Inc()
 }
 
 // Handler serves the registry in Prometheus' text format.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -117,6 +118,21 @@ type Dispatcher struct {
 	// the code expires or attempts run out.
 	Notifiers []Notifier
 
+	// Routes gives, per purpose, the channels to try in order (whatsapp,
+	// then sms). A message goes first to the route's first channel of the
+	// destination's kind that a Sender takes; when a Sender gives up on it,
+	// the next one is queued. Channels reach the same destination, so a
+	// route moves between WhatsApp and SMS for a phone number, never from
+	// a phone to an email address: the code is bound to its destination.
+	// Purposes without a route use the event's own channel.
+	Routes map[otpd.Purpose][]otpd.Channel
+
+	// Metrics counts the outcomes of Senders' deliveries; nil counts none.
+	Metrics Metrics
+	// OnStatus, when set, sees each message.sent and message.failed event
+	// as it is made (the dev outbox shows them).
+	OnStatus func(ev *otpd.Event)
+
 	Now    otpd.Clock   // the clock for schedules and expiry: the engine's
 	Logger *slog.Logger // discards if nil
 
@@ -142,24 +158,55 @@ type Dispatcher struct {
 }
 
 // Notifier is a durable notifier: it names itself in the outbox and
-// declares the events it takes.
+// declares the events it takes. A Notifier that is also an otpd.Sender (mail,
+// SMS) has its outcomes reported as message.sent and message.failed events to
+// the other notifiers (webhooks), counted in Metrics, and routed (Routes).
 type Notifier interface {
 	otpd.Notifier
 	Subscription() otpd.Subscription
 }
 
+// Metrics counts what Senders did with messages: outcome is "sent",
+// "retry" (a temporary failure, tried again later) or "failed" (given up on
+// that channel).
+type Metrics interface {
+	MessageDelivered(ch otpd.Channel, provider, outcome string)
+}
+
+// StatusTTL is how long a message.sent or message.failed event may wait in
+// the outbox for its receivers.
+const StatusTTL = 24 * time.Hour
+
+// ambiguousMark starts the stored last error of a message that a provider
+// may have delivered already (a timeout after the request was written). Such
+// a message is retried at most once more after an ambiguous failure: a
+// provider without idempotency keys may then deliver it twice, never more.
+const ambiguousMark = "[ambiguous] "
+
 var _ otpd.Queue = (*Dispatcher)(nil)
 
 // Messages returns ev sealed for each notifier whose subscription takes it:
 // the messages the engine queues in the transaction that issues the code.
-// The payload is sealed under the server key, bound to the message id.
+// The payload is sealed under the server key, bound to the message id. With
+// a route for ev's purpose, the event goes out on the route's first channel
+// that a Sender takes.
 func (d *Dispatcher) Messages(ev *otpd.Event) ([]*otpd.OutboxMessage, error) {
+	if route := d.route(ev); len(route) > 0 && route[0] != ev.Channel {
+		routed := *ev
+		routed.Channel = route[0]
+		ev = &routed
+	}
+	return d.messages(ev, func(Notifier) bool { return true })
+}
+
+// messages seals ev for each notifier that takes it and passes keep.
+func (d *Dispatcher) messages(ev *otpd.Event, keep func(Notifier) bool) ([]*otpd.OutboxMessage, error) {
 	var (
 		payload []byte
 		msgs    []*otpd.OutboxMessage
 	)
 	for _, n := range d.Notifiers {
-		if !n.Subscription().Takes(ev) {
+		if !keep(n) || !n.Subscription().Takes(ev) {
 			continue
 		}
 		if payload == nil {
@@ -180,6 +227,29 @@ func (d *Dispatcher) Messages(ev *otpd.Event) ([]*otpd.OutboxMessage, error) {
 	}
 	return msgs, nil
 }
+
+// route returns the channels ev may go out on, in order: those of its
+// purpose's route that reach its destination's kind and that some Sender
+// takes. It is nil when the purpose has no such route.
+func (d *Dispatcher) route(ev *otpd.Event) []otpd.Channel {
+	var out []otpd.Channel
+	for _, ch := range d.Routes[ev.Purpose] {
+		if phone(ch) != phone(ev.Channel) || slices.Contains(out, ch) {
+			continue
+		}
+		probe := *ev
+		probe.Channel = ch
+		for _, n := range d.Notifiers {
+			if _, ok := n.(otpd.Sender); ok && n.Subscription().Takes(&probe) {
+				out = append(out, ch)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func phone(ch otpd.Channel) bool { return ch == otpd.ChannelSMS || ch == otpd.ChannelWhatsApp }
 
 // notifier returns the notifier called name.
 func (d *Dispatcher) notifier(name string) (Notifier, bool) {
@@ -285,6 +355,7 @@ type outcome struct {
 	attempts  int
 	next      time.Time
 	lastError string
+	follow    []*otpd.OutboxMessage // queued with the outcome: status events, a fallback
 }
 
 func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err error) {
@@ -343,6 +414,12 @@ func (d *Dispatcher) round(ctx context.Context) (delivered, claimed int, err err
 			}
 			n, err := d.record(ctx, batch)
 			delivered += n
+			for _, o := range batch {
+				if len(o.follow) > 0 && err == nil {
+					d.Kick() // status events and fallbacks are due now
+					break
+				}
+			}
 			if err != nil && recordErr == nil {
 				recordErr = err
 			}
@@ -574,6 +651,11 @@ func (d *Dispatcher) record(ctx context.Context, batch []outcome) (delivered int
 	defer cancel()
 	err = d.Store.Update(ctx, func(tx otpd.Tx) error {
 		for _, o := range batch {
+			if len(o.follow) > 0 {
+				if err := tx.EnqueueMessages(ctx, o.follow); err != nil {
+					return err
+				}
+			}
 			if o.act == actDelete {
 				if err := tx.DeleteMessage(ctx, o.msg.ID); err != nil {
 					return err
@@ -634,16 +716,33 @@ func (d *Dispatcher) deliver(ctx context.Context, m *otpd.OutboxMessage) (out ou
 
 	nctx, cancel := context.WithTimeout(ctx, d.timeout())
 	defer cancel()
+	sender, isSender := n.(otpd.Sender)
+	var receipt otpd.Receipt
 	err = func() (err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				err = errors.New("notifier panicked")
 			}
 		}()
+		if isSender {
+			receipt, err = sender.Send(nctx, &ev)
+			return err
+		}
 		return n.Notify(nctx, &ev)
 	}()
 	if err == nil {
-		return outcome{msg: m, act: actDelete, delivered: true}
+		out := outcome{msg: m, act: actDelete, delivered: true}
+		if isSender {
+			if receipt.Channel == "" {
+				receipt.Channel = ev.Channel
+			}
+			d.count(receipt.Channel, receipt.Provider, "sent")
+			out.follow = d.status(log, m, &ev, otpd.EventMessageSent, map[string]any{
+				"provider":            receipt.Provider,
+				"provider_message_id": receipt.MessageID,
+			})
+		}
+		return out
 	}
 	if ctx.Err() != nil {
 		// Shutting down: the receiver is not at fault, so the attempt does
@@ -654,16 +753,115 @@ func (d *Dispatcher) deliver(ctx context.Context, m *otpd.OutboxMessage) (out ou
 }
 
 // failed counts a failed attempt: it schedules the next one, or gives up.
+// A Sender's message is given up at once on a permanent failure, and after
+// a second ambiguous one; giving up on it reports message.failed and queues
+// the event on the next channel of its route.
 func (d *Dispatcher) failed(log *slog.Logger, m *otpd.OutboxMessage, ev *otpd.Event, err error, level slog.Level) outcome {
 	attempts := m.Attempts + 1
-	text := redact(err.Error(), ev.Code)
-	if attempts >= d.maxAttempts() {
-		log.Error("outbox delivery failed; giving up", "attempts", attempts, "err", text)
-		return outcome{msg: m, act: actDelete}
+	text := redact(err.Error(), ev)
+	de := otpd.DeliveryErrorOf(err)
+	wasAmbiguous := strings.HasPrefix(m.LastError, ambiguousMark)
+	_, isSender := d.notifierSender(m.Notifier)
+	giveUp := attempts >= d.maxAttempts() || de.Permanent || (de.Ambiguous && wasAmbiguous)
+	if !giveUp {
+		if de.Ambiguous || wasAmbiguous {
+			text = ambiguousMark + text
+		}
+		next := d.now().Add(d.backoff(attempts))
+		log.Log(context.Background(), level, "outbox delivery failed; will retry", "attempts", attempts, "retry_at", next, "err", text)
+		if isSender {
+			d.count(ev.Channel, de.Provider, "retry")
+		}
+		return outcome{msg: m, act: actReschedule, attempts: attempts, next: next, lastError: redact(text, ev)}
 	}
-	next := d.now().Add(d.backoff(attempts))
-	log.Log(context.Background(), level, "outbox delivery failed; will retry", "attempts", attempts, "retry_at", next, "err", text)
-	return outcome{msg: m, act: actReschedule, attempts: attempts, next: next, lastError: text}
+	log.Error("outbox delivery failed; giving up", "attempts", attempts, "permanent", de.Permanent, "err", text)
+	out := outcome{msg: m, act: actDelete}
+	if !isSender {
+		return out
+	}
+	d.count(ev.Channel, de.Provider, "failed")
+	info := map[string]any{"provider": de.Provider, "error_class": de.Class, "error": text}
+	var fallback []*otpd.OutboxMessage
+	if next, ok := d.fallback(ev); ok {
+		info["fallback"] = string(next.Channel)
+		var ferr error
+		if fallback, ferr = d.messages(next, isSenderNotifier); ferr != nil {
+			log.Error("outbox fallback cannot be queued", "err", ferr)
+		}
+	}
+	out.follow = append(d.status(log, m, ev, otpd.EventMessageFailed, info), fallback...)
+	return out
+}
+
+// fallback returns ev on the channel that follows its own in its route.
+func (d *Dispatcher) fallback(ev *otpd.Event) (*otpd.Event, bool) {
+	route := d.route(ev)
+	i := slices.Index(route, ev.Channel)
+	if i < 0 || i+1 >= len(route) {
+		return nil, false
+	}
+	next := *ev
+	next.Channel = route[i+1]
+	return &next, true
+}
+
+// status returns the messages of a message.sent or message.failed event
+// about ev's delivery through m, for the notifiers that take it and are not
+// Senders. It carries no code, token or link. Its id is derived from the
+// message and the attempt, so that a status recorded twice (a lost lease)
+// reaches receivers with one id.
+func (d *Dispatcher) status(log *slog.Logger, m *otpd.OutboxMessage, ev *otpd.Event, name string, info map[string]any) []*otpd.OutboxMessage {
+	now := d.now()
+	meta := map[string]any{"event_id": ev.ID, "notifier": m.Notifier, "attempt": m.Attempts + 1}
+	for k, v := range info {
+		if v != "" {
+			meta[k] = v
+		}
+	}
+	st := &otpd.Event{
+		ID:             fmt.Sprintf("evt_%s_%d", strings.TrimPrefix(m.ID, "msg_"), m.Attempts+1),
+		Name:           name,
+		Tenant:         ev.Tenant,
+		ActorType:      ev.ActorType,
+		Purpose:        ev.Purpose,
+		Channel:        ev.Channel,
+		To:             ev.To,
+		Identifier:     ev.Identifier,
+		Metadata:       meta,
+		VerificationID: ev.VerificationID,
+		SubjectID:      ev.SubjectID,
+		Locale:         ev.Locale,
+		CreatedAt:      now,
+		ExpiresAt:      now.Add(StatusTTL),
+	}
+	if d.OnStatus != nil {
+		d.OnStatus(st)
+	}
+	msgs, err := d.messages(st, func(n Notifier) bool { return !isSenderNotifier(n) })
+	if err != nil {
+		log.Error("outbox status event cannot be queued", "err", err)
+	}
+	return msgs
+}
+
+func isSenderNotifier(n Notifier) bool {
+	_, ok := n.(otpd.Sender)
+	return ok
+}
+
+// notifierSender returns the notifier called name and whether it is a Sender.
+func (d *Dispatcher) notifierSender(name string) (Notifier, bool) {
+	n, ok := d.notifier(name)
+	return n, ok && isSenderNotifier(n)
+}
+
+func (d *Dispatcher) count(ch otpd.Channel, provider, outcome string) {
+	if d.Metrics != nil {
+		if provider == "" {
+			provider = "unknown"
+		}
+		d.Metrics.MessageDelivered(ch, provider, outcome)
+	}
 }
 
 // backoff returns the wait after the attempts-th failed attempt.
@@ -680,11 +878,14 @@ func expired(at, now time.Time) bool {
 	return !at.IsZero() && !now.Before(at)
 }
 
-// redact makes an error fit to log and to store with the message: the code
-// removed (a notifier may quote its request) and the length bounded.
-func redact(text, code string) string {
-	if code != "" {
-		text = strings.ReplaceAll(text, code, "[redacted]")
+// redact makes an error fit to log and to store with the message: the code,
+// token and link removed (a notifier may quote its request) and the length
+// bounded.
+func redact(text string, ev *otpd.Event) string {
+	for _, secret := range []string{ev.Link, ev.Token, ev.Code} {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, "[redacted]")
+		}
 	}
 	if len(text) > maxLastError {
 		text = strings.ToValidUTF8(text[:maxLastError], "")

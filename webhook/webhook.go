@@ -218,6 +218,11 @@ func NewPayload(ev *otpd.Event) Payload {
 		p.Data.VerificationID, p.Data.SubjectID, p.Data.Locale = ev.VerificationID, ev.SubjectID, ev.Locale
 		p.Data.Metadata = ev.Metadata
 	}
+	if ev.Name == otpd.EventMessageSent || ev.Name == otpd.EventMessageFailed {
+		// A delivery's outcome: the event it is about, the provider, the
+		// attempt, the error class (outbox.Dispatcher.status).
+		p.Data.Metadata = ev.Metadata
+	}
 	return p
 }
 
