@@ -48,6 +48,13 @@ import (
 //go:embed builtin
 var builtin embed.FS
 
+// purposes are those whose codes are sent: the configurable ones, and the
+// sign-in-up of the SuperTokens dialect.
+var purposes = append(slices.Clone(otpd.Purposes), otpd.PurposeSignInUp)
+
+// Purposes returns the purposes there are templates for.
+func Purposes() []otpd.Purpose { return slices.Clone(purposes) }
+
 // Options configure a Set.
 type Options struct {
 	AppName       string // the product's name, in every message ("Shop")
@@ -129,7 +136,7 @@ func Load(o Options) (*Set, error) {
 	for i, l := range locales {
 		tags[i] = language.MustParse(l)
 		s.sets[l] = map[otpd.Purpose]*set{}
-		for _, p := range otpd.Purposes {
+		for _, p := range purposes {
 			ps, err := parse(builtinFS, override, l, p)
 			if err != nil {
 				return nil, err
@@ -208,7 +215,7 @@ func parse(builtinFS, override fs.FS, l string, p otpd.Purpose) (*set, error) {
 // check renders every template with sample data: a code, a link, a token.
 func (s *Set) check() error {
 	for _, l := range s.locales {
-		for _, p := range otpd.Purposes {
+		for _, p := range purposes {
 			for _, sample := range []otpd.Event{
 				{Code: "123456"},
 				{Code: "123456", Link: "https://shop.example/verify?code=abc"},

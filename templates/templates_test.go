@@ -31,7 +31,7 @@ func event(p otpd.Purpose, locale string) *otpd.Event {
 func TestRender_EveryPurposeAndLocale(t *testing.T) {
 	s := load(t, templates.Options{AppName: "Shop", Domain: "shop.example"})
 	for _, locale := range []string{"en", "fr"} {
-		for _, p := range otpd.Purposes {
+		for _, p := range templates.Purposes() {
 			m, err := s.Render(event(p, locale))
 			if err != nil {
 				t.Fatalf("%s/%s: %v", locale, p, err)
@@ -134,7 +134,7 @@ func TestLoad_Overrides(t *testing.T) {
 	write("en/sign_in.tmpl", `{{define "sms"}}Code {{.Code}} for {{.AppName}}{{end}}`)
 	write("de/layout.txt", `{{define "text"}}Ihr Code: {{.Code}}{{end}}{{define "sms"}}{{.Code}} ist Ihr Code{{end}}{{define "subject"}}Ihr Code{{end}}{{define "lead"}}Ihr Code{{end}}{{define "button"}}Weiter{{end}}`)
 	write("de/layout.html", `{{define "html"}}<p>{{.Code}}</p>{{end}}`)
-	for _, p := range otpd.Purposes {
+	for _, p := range templates.Purposes() {
 		write("de/"+string(p)+".tmpl", `{{define "what"}}Code{{end}}`)
 	}
 	s := load(t, templates.Options{AppName: "Shop", Domain: "shop.example", Dir: dir})

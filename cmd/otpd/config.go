@@ -84,6 +84,13 @@ type Config struct {
 	// use; actor types not listed may use every provider.
 	AuthMethodsPerActor map[string][]string `yaml:"auth_methods_per_actor"`
 
+	// Delivery: templates, mail and SMS providers, and the channels tried
+	// per purpose (cmd/otpd/delivery.go).
+	Templates TemplatesConfig     `yaml:"templates"`
+	Email     EmailConfig         `yaml:"email"`
+	SMS       SMSConfig           `yaml:"sms"`
+	Routes    map[string][]string `yaml:"routes"`
+
 	Sessions SessionsConfig `yaml:"sessions"`
 	Medusa   MedusaConfig   `yaml:"medusa"`
 
@@ -206,6 +213,7 @@ func DefaultConfig() Config {
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
 	c.Metrics = true
+	defaultDelivery(&c)
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	c.ShutdownTimeout = Duration(20 * time.Second)
@@ -356,7 +364,7 @@ var knownProviders = []string{otpd.ProviderOTP, otpd.ProviderEmailpass, otpd.Pro
 
 // ApplyEnv applies the OTPD_* variables that are set (by lookup).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv) {
+	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv, deliveryEnv) {
 		v, ok := lookup(e.name)
 		if !ok {
 			continue
@@ -423,6 +431,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateSuperTokens(); err != nil {
+		return err
+	}
+	if err := c.validateDelivery(); err != nil {
 		return err
 	}
 	if _, err := c.policy(c.Codes.PolicyConfig, otpd.Policy{}); err != nil {

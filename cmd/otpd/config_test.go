@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otpd/otpd"
 )
 
 func TestParseRate(t *testing.T) {
@@ -140,5 +142,50 @@ func TestAuthConfig(t *testing.T) {
 		return "customer", k == "OTPD_AUTH_METHODS_PER_ACTOR"
 	}); err == nil || !strings.Contains(err.Error(), "OTPD_AUTH_METHODS_PER_ACTOR") {
 		t.Fatalf("malformed env: %v", err)
+	}
+}
+
+// Delivery settings: routes from the environment, and each bad value named
+// by its key; provider constructors refuse incomplete credentials at start.
+func TestDeliveryConfig(t *testing.T) {
+	c := DefaultConfig()
+	env := map[string]string{"OTPD_ROUTES": "sign_in=whatsapp, sms; sign_up=sms", "OTPD_SMS_PROVIDER": "vonage"}
+	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.routes(); !slices.Equal(r[otpd.PurposeSignIn], []otpd.Channel{otpd.ChannelWhatsApp, otpd.ChannelSMS}) || len(r) != 2 {
+		t.Fatalf("routes %v", r)
+	}
+	if _, err := c.senders(nil); err == nil || !strings.Contains(err.Error(), "sms.vonage.api_key") {
+		t.Fatalf("vonage without a key: %v", err)
+	}
+
+	path := filepath.Join(t.TempDir(), "otpd.yaml")
+	for _, tc := range []struct{ yaml, want string }{
+		{"sms:\n  provider: sinch\n", "sms.provider"},
+		{"routes:\n  sign_in: [pigeon]\n", `routes.sign_in: unknown channel "pigeon"`},
+		{"routes:\n  log_in: [sms]\n", "routes.log_in: unknown purpose"},
+		{"routes:\n  sign_in: []\n", "routes.sign_in: name at least one channel"},
+		{"email:\n  smtp:\n    url: smtp://u:secret-pw@mail.example:587\n", "email.from"},
+		{"email:\n  from: a@b.c\n  smtp:\n    url: http://u:secret-pw@mail.example\n", "email.smtp.url"},
+		{"email:\n  smtp:\n    tls: maybe\n", "email.smtp.tls"},
+		{"templates:\n  default_locale: de\n", "no templates for the default locale de"},
+		{"templates:\n  dir: /nonexistent/otpd\n", "templates"},
+	} {
+		d := DefaultConfig()
+		os.WriteFile(path, []byte(tc.yaml), 0o600)
+		if err := d.ReadConfigFile(path); err != nil {
+			t.Fatal(err)
+		}
+		err := d.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret-pw") {
+			t.Errorf("%q: the error shows the password: %v", tc.yaml, err)
+		}
 	}
 }

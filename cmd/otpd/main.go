@@ -130,7 +130,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "otpd %s %s\n", otpd.Version, otpd.Commit)
 		},
 	}
-	root.AddCommand(serve, migrate, newKeysCommand(), version)
+	root.AddCommand(serve, migrate, newKeysCommand(), newTemplatesCommand(), version)
 	return root
 }
 
@@ -275,7 +275,18 @@ func (m *Main) Open(ctx context.Context) error {
 		devOutbox = devoutbox.New(10000)
 		engine.Immediate = append(engine.Immediate, devOutbox)
 	}
-	var notifiers []outbox.Notifier
+	// Messages: templates per purpose and locale render what mail and SMS
+	// carry, and the subject and text every event stores.
+	tpl, err := cfg.loadTemplates()
+	if err != nil {
+		return fmt.Errorf("config templates: %w", err)
+	}
+	engine.Render = tpl.RenderText
+	notifiers, err := cfg.senders(tpl)
+	if err != nil {
+		return err
+	}
+	senders := len(notifiers)
 	for i, u := range cfg.Webhooks.URLs {
 		n, err := webhook.New(fmt.Sprintf("webhook-%d", i+1), u, cfg.Webhooks.Secret, webhook.WithTimeout(time.Duration(cfg.Webhooks.Timeout)))
 		if err != nil {
@@ -291,6 +302,13 @@ func (m *Main) Open(ctx context.Context) error {
 		Logger:      log,
 		MaxAttempts: cfg.Webhooks.MaxAttempts,
 		Timeout:     time.Duration(cfg.Webhooks.Timeout),
+		Routes:      cfg.routes(),
+	}
+	if met != nil {
+		dispatcher.Metrics = met
+	}
+	if devOutbox != nil {
+		dispatcher.OnStatus = devOutbox.Status
 	}
 	if len(notifiers) > 0 {
 		engine.Outbox = dispatcher
@@ -322,8 +340,9 @@ func (m *Main) Open(ctx context.Context) error {
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.DB.Ping(ctx), m.Limiter.Ping(ctx))
 		},
-		Dialects: []httpapi.Dialect{md, m.serverAPI(f, log)},
-		CORS:     cfg.medusaCORS(),
+		Dialects:    []httpapi.Dialect{md, m.serverAPI(f, log, tpl.Locales()[0])},
+		CORS:        cfg.medusaCORS(),
+		MatchLocale: tpl.Match,
 	}
 	if cfg.SuperTokens.Enabled {
 		st, err := cfg.superTokensHandler(f, jwtSecret)
@@ -372,7 +391,7 @@ func (m *Main) Open(ctx context.Context) error {
 	go func() {
 		defer close(m.done)
 		if err := dispatcher.Run(bg); err != nil {
-			log.Error("outbox dispatcher stopped: webhooks are not delivered", "err", err)
+			log.Error("outbox dispatcher stopped: mail, SMS and webhooks are not delivered", "err", err)
 		}
 	}()
 	go m.janitor(bg)
@@ -382,7 +401,7 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}()
 
-	log.Info("otpd listening", "addr", m.Addr.String(), "version", otpd.Version, "dev", cfg.Dev, "database", redactURL(cfg.DatabaseURL), "redis", redactURL(cfg.RedisURL), "webhooks", len(notifiers))
+	log.Info("otpd listening", "addr", m.Addr.String(), "version", otpd.Version, "dev", cfg.Dev, "database", redactURL(cfg.DatabaseURL), "redis", redactURL(cfg.RedisURL), "senders", senders, "webhooks", len(notifiers)-senders, "locales", tpl.Locales())
 	if cfg.Dev {
 		log.Info("dev mode: codes are kept in memory, read them at http://" + m.Addr.String() + "/dev/outbox")
 	}

@@ -9,14 +9,15 @@ import (
 )
 
 // serverAPI builds the server API (/v1) on f's Verifications, with the API
-// keys of m's database.
-func (m *Main) serverAPI(f *flows, log *slog.Logger) *serverapi.Handler {
+// keys of m's database; a verification that names no locale gets
+// defaultLocale.
+func (m *Main) serverAPI(f *flows, log *slog.Logger, defaultLocale string) *serverapi.Handler {
 	m.apiKeys = &otpd.APIKeys{Store: m.DB, Now: f.verifications.Engine.Now, Logger: log}
 	keys := m.apiKeys
 	return &serverapi.Handler{
 		Verifications: f.verifications,
 		Logger:        log,
-		DefaultLocale: "en",
+		DefaultLocale: defaultLocale,
 		Authenticate: func(ctx context.Context, secret string) (serverapi.Caller, error) {
 			k, err := keys.Authenticate(ctx, secret)
 			if err != nil {
