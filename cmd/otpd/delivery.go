@@ -130,7 +130,7 @@ func (c *Config) validateDelivery() error {
 	e := c.Email
 	if e.SMTP.URL != "" {
 		u, err := url.Parse(e.SMTP.URL)
-		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+		if err != nil || u.Scheme != "smtp" || u.Hostname() == "" {
 			return fmt.Errorf("config email.smtp.url (OTPD_SMTP_URL): %q must be smtp://user:password@host:587", redactURL(e.SMTP.URL))
 		}
 		if e.From == "" {

@@ -165,6 +165,7 @@ type Main struct {
 	httpServer *http.Server
 	janitorJob *otpd.Janitor
 	apiKeys    *otpd.APIKeys
+	notifiers  []outbox.Notifier // closed (SMTP connections) once the dispatcher stopped
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -287,6 +288,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	senders := len(notifiers)
+	m.notifiers = notifiers
 	for i, u := range cfg.Webhooks.URLs {
 		n, err := webhook.New(fmt.Sprintf("webhook-%d", i+1), u, cfg.Webhooks.Secret, webhook.WithTimeout(time.Duration(cfg.Webhooks.Timeout)))
 		if err != nil {
@@ -473,6 +475,11 @@ func (m *Main) Close() error {
 	}
 	if m.apiKeys != nil {
 		m.apiKeys.Wait() // last-use writes in flight
+	}
+	for _, n := range m.notifiers {
+		if c, ok := n.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
 	}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())

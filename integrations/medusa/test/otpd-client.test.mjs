@@ -130,3 +130,14 @@ describe("when otpd is not there", () => {
     for (const e of [refused, bad]) assert.ok(!e.message.includes(key), "the key in an error");
   });
 });
+
+test("localeOf: the shopper's most preferred language, or nothing", () => {
+  const { localeOf } = require("../.medusa/server/src/lib/otpd.js");
+  assert.equal(localeOf("fr-CA,fr;q=0.9,en;q=0.5"), "fr-CA");
+  assert.equal(localeOf("en;q=0.2, de;q=0.8"), "de");
+  assert.equal(localeOf("*"), undefined);
+  assert.equal(localeOf("en;q=0"), undefined);
+  assert.equal(localeOf(undefined), undefined);
+  assert.equal(localeOf("<script>, fr"), "fr");
+  assert.equal(localeOf("x".repeat(5000)), undefined);
+});

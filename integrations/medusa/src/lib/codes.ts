@@ -147,6 +147,7 @@ export type Send = {
   actorType: string
   identifier: string
   client?: Client
+  locale?: string // the shopper's language, for the messages otpd sends
 }
 
 // sendSignInCode makes a sign-in code for the actor behind identifier, or a
@@ -169,16 +170,26 @@ export async function sendSignUpCode(s: Send): Promise<void> {
 // send asks otpd for a code for target, or, with no target, for a decoy of
 // the identifier; with delivery "medusa" a real code goes out as event.
 async function send(s: Send, purpose: Purpose, target: { to: string; subject: string } | null, event: string) {
-  let v
-  try {
-    v = await s.opts.client.createVerification({
+  const create = (locale: string | undefined) =>
+    s.opts.client.createVerification({
       to: target ? target.to : normalizeIdentifier(s.identifier),
       purpose,
       subject: target ? target.subject : decoySubject(s.actorType),
       deliver: target !== null,
       delivery: s.opts.delivery === "medusa" ? "return" : "otpd",
       client: s.client,
+      locale,
     })
+  let v
+  try {
+    try {
+      v = await create(s.locale)
+    } catch (err) {
+      // A language tag otpd does not know ("qq"): nothing was made, so ask
+      // again in otpd's default language, for real addresses and decoys alike.
+      if (!(s.locale && err instanceof OtpdRefused && err.status === 400 && err.field === "locale")) throw err
+      v = await create(undefined)
+    }
   } catch (err) {
     // An identifier otpd cannot send to (not an email address or a phone
     // number) gets the answer every identifier gets; nothing was sent.

@@ -8,7 +8,7 @@ import { ContainerRegistrationKeys, MedusaError } from "@medusajs/framework/util
 import { isAuthProviderAllowedForActor } from "@medusajs/medusa/api/auth/utils/auth-methods-per-actor"
 import { OTP_PROVIDER, type Send } from "./codes"
 import { PLUGIN_NAME, pluginOptions } from "./options"
-import { type Client, OtpdRefused, OtpdUnavailable } from "./otpd"
+import { type Client, localeOf, OtpdRefused, OtpdUnavailable } from "./otpd"
 
 const MAX_USER_AGENT = 512
 
@@ -164,6 +164,7 @@ export function sendCodeRoute(send: (s: Send) => Promise<void>, message: string)
           actorType: req.params.actor_type,
           identifier: req.validatedBody.identifier,
           client: shopperOf(req),
+          locale: localeOf(req.get("accept-language")),
         })
       )
     )

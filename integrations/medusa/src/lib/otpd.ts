@@ -170,3 +170,26 @@ function causeOf(e: Error): string {
   const cause = (e as { cause?: { code?: string; message?: string } }).cause
   return cause?.code ?? cause?.message ?? e.message
 }
+
+const LANGUAGE_TAG = /^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$/
+
+// localeOf is the language a shopper's browser prefers most, from its
+// Accept-Language header ("fr-CA,fr;q=0.9,en;q=0.5" gives "fr-CA"), for the
+// messages otpd sends; otpd matches it to the languages it has templates
+// for. Anything unreadable gives undefined: otpd's default language.
+export function localeOf(acceptLanguage: string | undefined): string | undefined {
+  if (!acceptLanguage) return undefined
+  let best: { tag: string; q: number } | undefined
+  for (const part of acceptLanguage.slice(0, 256).split(",")) {
+    const [range, ...params] = part.trim().split(";")
+    const tag = range.trim()
+    if (!LANGUAGE_TAG.test(tag) || tag.length > 35) continue
+    let q = 1
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([01](\.\d{0,3})?)\s*$/.exec(p)
+      if (m) q = Number(m[1])
+    }
+    if (q > 0 && (!best || q > best.q)) best = { tag, q }
+  }
+  return best?.tag
+}
