@@ -267,6 +267,12 @@ func (s *Set) Match(pref string) string {
 
 // Render renders ev's message in the locale that best fits ev.Locale.
 func (s *Set) Render(ev *otpd.Event) (*otpd.Message, error) {
+	return s.render(ev, true)
+}
+
+// render renders the subject and text of ev's message and, when all is
+// set, its SMS text and HTML part too.
+func (s *Set) render(ev *otpd.Event, all bool) (*otpd.Message, error) {
 	l := s.Match(ev.Locale)
 	ps := s.sets[l][ev.Purpose]
 	if ps == nil {
@@ -293,10 +299,12 @@ func (s *Set) Render(ev *otpd.Event) (*otpd.Message, error) {
 	if m.Text, err = execText(ps.text, "text", d); err != nil {
 		return nil, err
 	}
+	if !all {
+		return m, nil
+	}
 	if m.SMS, err = execText(ps.text, "sms", d); err != nil {
 		return nil, err
 	}
-	m.SMS = strings.TrimSpace(m.SMS)
 	if ev.Link != "" && ev.Code == "" {
 		m.SMS = strings.TrimSpace(m.SMS + " " + ev.Link)
 	}
@@ -323,7 +331,7 @@ func execText(t *texttemplate.Template, name string, d Data) (string, error) {
 // body stored with each event (what webhooks receive), in the event's
 // locale. If the templates fail, it falls back to otpd.RenderText.
 func (s *Set) RenderText(ev *otpd.Event, ttl time.Duration) (subject, text string) {
-	m, err := s.Render(ev)
+	m, err := s.render(ev, false)
 	if err != nil {
 		return otpd.RenderText(ev, ttl)
 	}

@@ -395,3 +395,39 @@ func TestE2E_DeliveryRouteFallback(t *testing.T) {
 		t.Fatalf("message.failed %v", failed)
 	}
 }
+
+// TestE2E_DeliveryAmbiguousTimeout: Twilio takes no idempotency key, so
+// when it keeps a request without answering (it may have sent the SMS),
+// otpd tries once more and then gives up: the person gets the code at most
+// twice, and the webhook hears message.failed with class timeout.
+func TestE2E_DeliveryAmbiguousTimeout(t *testing.T) {
+	rcv, hook := newReceiver(t, 0)
+	p := newDeliveryPeers(t, "OTPD_WEBHOOK_URLS="+hook.URL, "OTPD_WEBHOOK_SECRET="+rcv.secret)
+	s := startServer(t, t.TempDir(), p.env...)
+	defer s.stop()
+
+	p.twilio.Hang(100) // every request is taken, and never answered
+	if st := s.call("POST", "/auth/customer/otp/pre-register", "", map[string]string{"identifier": "+33655555555"}, nil); st != 200 {
+		t.Fatalf("pre-register: %d", st)
+	}
+	var failed map[string]any
+	for deadline := time.Now().Add(60 * time.Second); failed == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		rcv.mu.Lock()
+		for _, ev := range rcv.events {
+			if ev["type"] == "message.failed" {
+				failed = eventData(ev)
+			}
+		}
+		rcv.mu.Unlock()
+	}
+	if failed == nil {
+		t.Fatal("no message.failed within 60s")
+	}
+	if meta := failed["metadata"].(map[string]any); meta["error_class"] != "timeout" || meta["attempt"] != float64(2) {
+		t.Fatalf("message.failed metadata %v", meta)
+	}
+	time.Sleep(3 * time.Second) // a third attempt would come within the backoff
+	if n := p.twilio.Requests(); n != 2 {
+		t.Fatalf("Twilio received %d requests for one code, want 2 (one retry after an ambiguous timeout)", n)
+	}
+}
