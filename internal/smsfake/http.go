@@ -2,13 +2,11 @@ package smsfake
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"mime"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/otpd/otpd/sms"
 )
@@ -29,9 +27,9 @@ type HTTPMessage struct {
 // New messages are answered 200 {"id":"hm_…"}.
 type HTTP struct {
 	base
-	journal journal[HTTPMessage]
-	token   string
-	seen    map[string]HTTPMessage // by idempotency key; guarded by base.mu
+	Journal[HTTPMessage]
+	token string
+	seen  map[string]HTTPMessage // by idempotency key; guarded by base.mu
 }
 
 // NewHTTP starts a fake gateway requiring token ("" requires none), closed
@@ -45,19 +43,6 @@ func NewHTTP(t testing.TB, token string) *HTTP {
 
 // URL returns the gateway's endpoint.
 func (f *HTTP) URL() string { return f.srv.URL + "/messages" }
-
-// Messages returns the messages accepted so far, in order.
-func (f *HTTP) Messages() []HTTPMessage { return f.journal.all() }
-
-// Wait blocks until at least n messages were accepted and returns them, or
-// returns ctx's error.
-func (f *HTTP) Wait(ctx context.Context, n int) ([]HTTPMessage, error) { return f.journal.wait(ctx, n) }
-
-// WaitFor is Wait with a timeout; it fails t when the messages do not come.
-func (f *HTTP) WaitFor(t testing.TB, n int, timeout time.Duration) []HTTPMessage {
-	t.Helper()
-	return f.journal.waitFor(t, n, timeout)
-}
 
 // FailNext makes the next n requests answer status, with an empty body.
 func (f *HTTP) FailNext(n, status int) { f.failNext(n, fault{status: status}) }
@@ -126,7 +111,7 @@ func (f *HTTP) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"id": prev.MessageID})
 		return
 	}
-	f.journal.add(m)
+	f.add(m)
 	if f.held() {
 		f.hold(r)
 		return

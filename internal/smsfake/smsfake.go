@@ -124,16 +124,17 @@ func (b *base) hold(r *http.Request) {
 	}
 }
 
-// journal records the messages a fake accepted, of type M.
-type journal[M any] struct {
-	mu      sync.Mutex
+// Journal records the messages a fake accepted, of type M; each fake embeds
+// one, which gives it Messages, Wait and WaitFor.
+type Journal[M any] struct {
+	jmu     sync.Mutex
 	msgs    []M
 	changed chan struct{} // closed and replaced when a message is added
 }
 
-func (j *journal[M]) add(m M) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
+func (j *Journal[M]) add(m M) {
+	j.jmu.Lock()
+	defer j.jmu.Unlock()
 	j.msgs = append(j.msgs, m)
 	if j.changed != nil {
 		close(j.changed)
@@ -141,20 +142,23 @@ func (j *journal[M]) add(m M) {
 	j.changed = make(chan struct{})
 }
 
-func (j *journal[M]) all() []M {
-	j.mu.Lock()
-	defer j.mu.Unlock()
+// Messages returns the messages accepted so far, in order.
+func (j *Journal[M]) Messages() []M {
+	j.jmu.Lock()
+	defer j.jmu.Unlock()
 	return slices.Clone(j.msgs)
 }
 
-func (j *journal[M]) wait(ctx context.Context, n int) ([]M, error) {
+// Wait blocks until at least n messages were accepted and returns them, or
+// returns ctx's error.
+func (j *Journal[M]) Wait(ctx context.Context, n int) ([]M, error) {
 	for {
-		j.mu.Lock()
+		j.jmu.Lock()
 		if j.changed == nil {
 			j.changed = make(chan struct{})
 		}
 		msgs, changed := slices.Clone(j.msgs), j.changed
-		j.mu.Unlock()
+		j.jmu.Unlock()
 		if len(msgs) >= n {
 			return msgs, nil
 		}
@@ -166,11 +170,12 @@ func (j *journal[M]) wait(ctx context.Context, n int) ([]M, error) {
 	}
 }
 
-func (j *journal[M]) waitFor(t testing.TB, n int, timeout time.Duration) []M {
+// WaitFor is Wait with a timeout; it fails t when the messages do not come.
+func (j *Journal[M]) WaitFor(t testing.TB, n int, timeout time.Duration) []M {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	msgs, err := j.wait(ctx, n)
+	msgs, err := j.Wait(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}

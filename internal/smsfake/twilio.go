@@ -1,7 +1,6 @@
 package smsfake
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -36,7 +35,7 @@ type TwilioMessage struct {
 // …0008 → 21611.
 type Twilio struct {
 	base
-	journal               journal[TwilioMessage]
+	Journal[TwilioMessage]
 	accountSID, authToken string
 }
 
@@ -47,21 +46,6 @@ func NewTwilio(t testing.TB, accountSID, authToken string) *Twilio {
 	f := &Twilio{accountSID: accountSID, authToken: authToken}
 	f.start(t, http.HandlerFunc(f.serve))
 	return f
-}
-
-// Messages returns the messages accepted so far, in order.
-func (f *Twilio) Messages() []TwilioMessage { return f.journal.all() }
-
-// Wait blocks until at least n messages were accepted and returns them, or
-// returns ctx's error.
-func (f *Twilio) Wait(ctx context.Context, n int) ([]TwilioMessage, error) {
-	return f.journal.wait(ctx, n)
-}
-
-// WaitFor is Wait with a timeout; it fails t when the messages do not come.
-func (f *Twilio) WaitFor(t testing.TB, n int, timeout time.Duration) []TwilioMessage {
-	t.Helper()
-	return f.journal.waitFor(t, n, timeout)
 }
 
 // FailNext makes the next n requests answer status with Twilio's error body
@@ -138,7 +122,7 @@ func (f *Twilio) serve(w http.ResponseWriter, r *http.Request) {
 		twilioError(w, status, code, twilioMessage(code, m.To, m.From))
 		return
 	}
-	f.journal.add(m)
+	f.add(m)
 	if f.held() {
 		f.hold(r)
 		return

@@ -1,14 +1,12 @@
 package smsfake
 
 import (
-	"context"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/otpd/otpd/sms"
 )
@@ -31,7 +29,7 @@ type VonageMessage struct {
 // with status "3".
 type Vonage struct {
 	base
-	journal     journal[VonageMessage]
+	Journal[VonageMessage]
 	key, secret string
 }
 
@@ -42,21 +40,6 @@ func NewVonage(t testing.TB, key, secret string) *Vonage {
 	f := &Vonage{key: key, secret: secret}
 	f.start(t, http.HandlerFunc(f.serve))
 	return f
-}
-
-// Messages returns the messages accepted so far, in order.
-func (f *Vonage) Messages() []VonageMessage { return f.journal.all() }
-
-// Wait blocks until at least n messages were accepted and returns them, or
-// returns ctx's error.
-func (f *Vonage) Wait(ctx context.Context, n int) ([]VonageMessage, error) {
-	return f.journal.wait(ctx, n)
-}
-
-// WaitFor is Wait with a timeout; it fails t when the messages do not come.
-func (f *Vonage) WaitFor(t testing.TB, n int, timeout time.Duration) []VonageMessage {
-	t.Helper()
-	return f.journal.waitFor(t, n, timeout)
 }
 
 // FailNext makes the next n requests answer HTTP 200 with Vonage's status
@@ -149,7 +132,7 @@ func (f *Vonage) serve(w http.ResponseWriter, r *http.Request) {
 			"remaining-balance": "15.53590000", "message-price": "0.03330000", "network": "23410",
 		}
 	}
-	f.journal.add(m)
+	f.add(m)
 	if f.held() {
 		f.hold(r)
 		return
