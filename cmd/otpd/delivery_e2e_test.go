@@ -1,11 +1,8 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -124,30 +121,6 @@ func smsCode(t *testing.T, m smsfake.TwilioMessage) string {
 	return match[1]
 }
 
-// callIn sends a JSON request in a language (Accept-Language).
-func (s *server) callIn(lang, method, path, token string, body any, out any) int {
-	s.t.Helper()
-	buf, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, s.base+path, bytes.NewReader(buf))
-	req.Header.Set("Content-Type", "application/json")
-	if lang != "" {
-		req.Header.Set("Accept-Language", lang)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && len(raw) > 0 {
-		json.Unmarshal(raw, out)
-	}
-	return resp.StatusCode
-}
-
 // TestE2E_DeliverySignUps: a sign-up through each dialect and the server
 // API reaches a real SMTP server (over STARTTLS, authenticated) or the
 // Twilio fake, in the language the request asked for, and the code read
@@ -166,7 +139,7 @@ func TestE2E_DeliverySignUps(t *testing.T) {
 	var codes []string
 
 	// Medusa: sign-up by email, in French.
-	if st := s.callIn("fr-FR,fr;q=0.9", "POST", "/auth/customer/otp/pre-register", "", map[string]string{"identifier": "marie@example.com"}, nil); st != 200 {
+	if st := s.call("POST", "/auth/customer/otp/pre-register", "", map[string]string{"identifier": "marie@example.com"}, nil, "Accept-Language", "fr-FR,fr;q=0.9"); st != 200 {
 		t.Fatalf("pre-register: %d", st)
 	}
 	m := p.mailTo(t, "marie@example.com")

@@ -153,8 +153,9 @@ func (s *server) stop() {
 
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 
-// call sends a JSON request and decodes a JSON response into out (if not nil).
-func (s *server) call(method, path, token string, body any, out any) int {
+// call sends a JSON request, with headers given as name, value pairs, and
+// decodes a JSON response into out (if not nil).
+func (s *server) call(method, path, token string, body any, out any, headers ...string) int {
 	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -167,6 +168,9 @@ func (s *server) call(method, path, token string, body any, out any) int {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := client.Do(req)
 	if err != nil {
