@@ -56,6 +56,7 @@ const (
 	DeliveryUnavailable = "unavailable"  // the provider could not be reached or failed on its side
 	DeliveryTimeout     = "timeout"      // no answer in time: the message may have been sent
 	DeliveryTemplate    = "template"     // the message could not be rendered
+	DeliveryExpired     = "expired"      // the code expired before any attempt succeeded
 )
 
 // DeliveryError is a failed delivery, classified. Err is the provider's

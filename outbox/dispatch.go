@@ -706,6 +706,14 @@ func (d *Dispatcher) deliver(ctx context.Context, m *otpd.OutboxMessage) (out ou
 	if expired(m.ExpiresAt, now) || expired(ev.ExpiresAt, now) {
 		// The code no longer verifies; delivering it would only confuse.
 		log.Warn("outbox message expired before delivery; dropping it", "attempts", m.Attempts)
+		if _, ok := d.notifierSender(m.Notifier); ok && ev.Name != "" {
+			// A provider kept failing until the code expired: say so, as
+			// for any delivery given up (no fallback: the code is dead).
+			d.count(ev.Channel, "", "failed") // the provider is not known here
+			drop.follow = d.status(log, m, &ev, otpd.EventMessageFailed, map[string]any{
+				"error_class": otpd.DeliveryExpired, "error": strings.TrimPrefix(m.LastError, ambiguousMark),
+			})
+		}
 		return drop
 	}
 

@@ -264,3 +264,27 @@ func TestSender_RouteSkipsChannelsWithoutSender(t *testing.T) {
 		t.Fatalf("sms attempts %d", sms.attempts())
 	}
 }
+
+// A Sender that keeps failing until the code expires: the message is
+// dropped, and message.failed says it expired.
+func TestSender_ExpiredIsReported(t *testing.T) {
+	env := newDispatchEnv(t)
+	down := otpd.Temporary("twilio", otpd.DeliveryUnavailable, errors.New("503"))
+	sms := &scriptedSender{name: "sms", provider: "twilio", channels: []otpd.Channel{otpd.ChannelSMS}, script: []error{down, down, down, down, down, down, down, down}}
+	hook := newStatusHook()
+	d := env.dispatcher(sms, hook)
+	d.MaxBackoff = 5 * time.Minute
+	env.engine.Outbox = d
+	env.issueOn(t, otpd.ChannelSMS, otpd.EventOTPGenerated, otpd.PurposeSignIn, "+33612345678")
+	for i := 0; i < 20 && env.count(t) > 0; i++ {
+		mustDispatchDue(t, d)
+		env.clock.Add(2 * time.Minute)
+	}
+	if n := env.count(t); n != 0 {
+		t.Fatalf("%d messages left", n)
+	}
+	failed := hook.named(otpd.EventMessageFailed)
+	if len(failed) != 1 || failed[0].Metadata["error_class"] != otpd.DeliveryExpired || sms.attempts() >= 8 {
+		t.Fatalf("failed %v after %d attempts", failed, sms.attempts())
+	}
+}
