@@ -251,6 +251,9 @@ func (s *Set) Match(pref string) string {
 	if pref == "" {
 		return s.locales[0]
 	}
+	if slices.Contains(s.locales, pref) {
+		return pref // the common case: a locale the request matched already
+	}
 	if len(pref) > 256 {
 		pref = pref[:256]
 	}
@@ -341,7 +344,7 @@ func (s *Set) RenderText(ev *otpd.Event, ttl time.Duration) (subject, text strin
 // humanDuration writes d in locale l's words ("10 minutes", "1 hour").
 func humanDuration(d time.Duration, l string) string {
 	units := [3][2]string{{"hour", "hours"}, {"minute", "minutes"}, {"second", "seconds"}}
-	if base, _ := language.MustParse(l).Base(); base.String() == "fr" {
+	if l == "fr" || strings.HasPrefix(l, "fr-") {
 		units = [3][2]string{{"heure", "heures"}, {"minute", "minutes"}, {"seconde", "secondes"}}
 	}
 	n, u := 0, 0
