@@ -1,6 +1,7 @@
 import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
 import { otpAllowedForActor, requireJson, withShopper } from "../lib/http"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
+import { SendContactCodeBody, VerifyContactCodeBody } from "./store/customers/otp/validators"
 
 export default defineMiddlewares({
   routes: [
@@ -23,5 +24,16 @@ export default defineMiddlewares({
     // shopper's address for the provider's calls to otpd.
     { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [requireJson, withShopper] },
     { matcher: "/auth/:actor_type/otp/register", method: "POST", middlewares: [requireJson, withShopper] },
+    // The customer-registration plugin's contact verification.
+    {
+      matcher: "/store/customers/otp/send",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(SendContactCodeBody)],
+    },
+    {
+      matcher: "/store/customers/otp/verify",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(VerifyContactCodeBody)],
+    },
   ],
 })
