@@ -31,9 +31,36 @@ export type OtpdMedusaOptions = {
   // the work for a known and an unknown address differs by a few
   // milliseconds in Medusa, and the floor hides it. 0 turns it off.
   minResponseMs?: number
+  // The customer-registration routes.
+  registration?: RegistrationOptions
+  accountDeletion?: AccountDeletionOptions
 }
 
-export type ResolvedOptions = Required<OtpdMedusaOptions> & { client: OtpdClient }
+// The customer-registration routes' options (CONTRACTS B.3), camel-cased
+// like the rest of this plugin's options.
+export type RegistrationOptions = {
+  // Which contact a customer registers with: "email" (default), "phone"
+  // (customers without email), or "both" (either).
+  identifier?: "email" | "phone" | "both"
+  // A customer must have proved the contact it registered with before it
+  // signs in with a password (default true).
+  requireVerification?: boolean
+}
+
+export type AccountDeletionOptions = {
+  // Days between a confirmed deletion request and the deletion (default 7);
+  // 0 deletes at the job's next run.
+  scheduledDays?: number
+  // The cron schedule of the job that completes due deletions (default
+  // every 5 minutes; six fields for seconds).
+  jobSchedule?: string
+}
+
+export type ResolvedOptions = Required<Omit<OtpdMedusaOptions, "registration" | "accountDeletion">> & {
+  client: OtpdClient
+  registration: Required<RegistrationOptions>
+  accountDeletion: Required<AccountDeletionOptions>
+}
 
 export const DEFAULT_ACCESSORS: Record<string, ActorAccessors> = {
   customer: { accessor: "email", entityIdAccessor: "email" },
@@ -87,6 +114,20 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
       fail(`accessorsPerActor.${actor}.entityIdAccessor must be a field name`)
     }
   }
+  const reg = o.registration ?? {}
+  const identifier = reg.identifier ?? "email"
+  if (!["email", "phone", "both"].includes(identifier)) fail('option `registration.identifier` must be "email", "phone" or "both"')
+  const requireVerification = reg.requireVerification ?? true
+  if (typeof requireVerification !== "boolean") fail("option `registration.requireVerification` must be true or false")
+  const del = o.accountDeletion ?? {}
+  const scheduledDays = del.scheduledDays ?? 7
+  if (typeof scheduledDays !== "number" || !(scheduledDays >= 0) || scheduledDays > 365) {
+    fail("option `accountDeletion.scheduledDays` must be a number of days from 0 to 365")
+  }
+  const jobSchedule = del.jobSchedule ?? "*/5 * * * *"
+  if (typeof jobSchedule !== "string" || !/^(\S+\s+){4,5}\S+$/.test(jobSchedule.trim())) {
+    fail("option `accountDeletion.jobSchedule` must be a cron schedule (5 fields, or 6 with seconds)")
+  }
   const url = o.url as string
   const apiKey = o.apiKey as string
   return {
@@ -96,6 +137,8 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
     delivery,
     timeoutMs,
     minResponseMs,
+    registration: { identifier, requireVerification },
+    accountDeletion: { scheduledDays, jobSchedule: jobSchedule.trim() },
     client: new OtpdClient({ url, apiKey, timeoutMs }),
   }
 }

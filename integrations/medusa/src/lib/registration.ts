@@ -110,7 +110,7 @@ export const INVALID_CODE = "Invalid OTP"
 // address is marked verified (if it is still the customer's); anything else
 // is 400 Invalid OTP, as auth-otp answers wrong codes.
 export async function verifyContactCode(v: VerifyContactCode): Promise<VerifiedContact> {
-  const t = verifyOtpToken(jwtSecretOf(v.container), v.token)
+  const t = verifyOtpToken(jwtSecretOf(v.container), v.token, ["email_verification", "phone_verification"] as const)
   if (!t) throw new MedusaError(MedusaError.Types.INVALID_DATA, INVALID_CODE)
   const checked = await v.opts.client.check({
     to: t.to,
