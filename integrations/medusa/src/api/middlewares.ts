@@ -1,6 +1,7 @@
 import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
-import { otpAllowedForActor, requireJson, withShopper } from "../lib/http"
+import { otpAllowedForActor, refuseContactChange, requireJson, withShopper } from "../lib/http"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
+import { ApplyContactChangeBody, PatchMeBody, RequestContactChangeBody } from "./store/customers/me/validators"
 import { SendContactCodeBody, VerifyContactCodeBody } from "./store/customers/otp/validators"
 
 export default defineMiddlewares({
@@ -35,5 +36,20 @@ export default defineMiddlewares({
       method: "POST",
       middlewares: [requireJson, validateAndTransformBody(VerifyContactCodeBody)],
     },
+    // Contact change: a code to the new value (Medusa's own me* middleware
+    // makes these routes need the customer's login).
+    {
+      matcher: "/store/customers/me/contact",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(RequestContactChangeBody)],
+    },
+    {
+      matcher: "/store/customers/me/contact/verify",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(ApplyContactChangeBody)],
+    },
+    { matcher: "/store/customers/me", method: "PATCH", middlewares: [requireJson, validateAndTransformBody(PatchMeBody)] },
+    // Medusa's own update of the customer must not change the phone either.
+    { matcher: "/store/customers/me", method: "POST", middlewares: [refuseContactChange] },
   ],
 })

@@ -172,3 +172,24 @@ export function sendCodeRoute(send: (s: Send) => Promise<void>, message: string)
     res.status(200).json({ message })
   }
 }
+
+// refuseContactFields refuses a change of email or phone outside the
+// contact change routes (CONTRACTS B.3): they must be proved by a code to
+// the new value.
+export function refuseContactFields(body: Record<string, unknown> | undefined): void {
+  for (const [field, name] of [["phone", "Phone"], ["email", "Email"]] as const) {
+    if (body && body[field] !== undefined) {
+      throw new MedusaError(
+        MedusaError.Types.NOT_ALLOWED,
+        `${name} changes require OTP verification. Use POST /store/customers/me/contact to request a change.`
+      )
+    }
+  }
+}
+
+// refuseContactChange is refuseContactFields as a middleware, for Medusa's
+// own POST /store/customers/me (which would change the phone otherwise).
+export function refuseContactChange(req: MedusaRequest, _res: MedusaResponse, next: MedusaNextFunction) {
+  refuseContactFields(req.body as Record<string, unknown> | undefined)
+  next()
+}

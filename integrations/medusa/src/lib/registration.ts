@@ -43,7 +43,7 @@ async function customerOf(container: MedusaContainer, id: string): Promise<Custo
   return (data[0] as Customer | undefined) ?? null
 }
 
-function jwtSecretOf(container: MedusaContainer): string {
+export function jwtSecretOf(container: MedusaContainer): string {
   return container.resolve(ContainerRegistrationKeys.CONFIG_MODULE).projectConfig.http.jwtSecret as string
 }
 
