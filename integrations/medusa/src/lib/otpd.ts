@@ -2,7 +2,7 @@
 // create a verification and check a code. Nothing here logs; errors carry no
 // secret (the API key is only ever in the Authorization header).
 
-export type Purpose = "sign_in" | "sign_up" | "verify_contact"
+export type Purpose = "sign_in" | "sign_up" | "verify_contact" | "delete_account"
 
 export type Verification = {
   id: string
