@@ -1,6 +1,8 @@
-import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
+import { authenticate, defineMiddlewares, validateAndTransformBody, validateAndTransformQuery } from "@medusajs/framework/http"
 import { otpAllowedForActor, refuseContactChange, requireJson, withShopper } from "../lib/http"
+import { LIST_FIELDS, ListDeletionRequestsQuery } from "./admin/account-deletion-requests/validators"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
+import { CancelRequestBody, CodeBody, RequestDeletionBody } from "./store/customers/account-deletion/validators"
 import { ApplyContactChangeBody, PatchMeBody, RequestContactChangeBody } from "./store/customers/me/validators"
 import { SendContactCodeBody, VerifyContactCodeBody } from "./store/customers/otp/validators"
 
@@ -51,5 +53,38 @@ export default defineMiddlewares({
     { matcher: "/store/customers/me", method: "PATCH", middlewares: [requireJson, validateAndTransformBody(PatchMeBody)] },
     // Medusa's own update of the customer must not change the phone either.
     { matcher: "/store/customers/me", method: "POST", middlewares: [refuseContactChange] },
+    // The customer-registration plugin's account deletion. Only /request
+    // needs the signed-in customer; the others carry a token and a code,
+    // and cancelling works for an account one can no longer sign in to.
+    {
+      matcher: "/store/customers/account-deletion/request",
+      method: "POST",
+      middlewares: [
+        authenticate("customer", ["session", "bearer"]),
+        requireJson,
+        validateAndTransformBody(RequestDeletionBody),
+      ],
+    },
+    {
+      matcher: "/store/customers/account-deletion/confirm",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(CodeBody)],
+    },
+    {
+      matcher: "/store/customers/account-deletion/cancel-request",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(CancelRequestBody)],
+    },
+    {
+      matcher: "/store/customers/account-deletion/cancel-confirm",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(CodeBody)],
+    },
+    // Medusa authenticates /admin/* as a user itself.
+    {
+      matcher: "/admin/account-deletion-requests",
+      method: "GET",
+      middlewares: [validateAndTransformQuery(ListDeletionRequestsQuery, { defaults: LIST_FIELDS, isList: true })],
+    },
   ],
 })
