@@ -1,5 +1,6 @@
 import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
 import { otpAllowedForActor, requireJson, withShopper } from "../lib/http"
+import { PhonepassBody, phonepassRequest, resetPasswordIdentifier } from "../lib/phonepass"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
 import { SendContactCodeBody, VerifyContactCodeBody } from "./store/customers/otp/validators"
 
@@ -24,6 +25,20 @@ export default defineMiddlewares({
     // shopper's address for the provider's calls to otpd.
     { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [requireJson, withShopper] },
     { matcher: "/auth/:actor_type/otp/register", method: "POST", middlewares: [requireJson, withShopper] },
+    // Medusa's routes for the provider phonepass (sign-in, sign-up): a 400
+    // naming the field for a bad body, the phone in E.164, and the request's
+    // container for the provider's check of verified phones.
+    {
+      matcher: "/auth/:actor_type/phonepass",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
+    },
+    {
+      matcher: "/auth/:actor_type/phonepass/register",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
+    },
+    { matcher: "/auth/:actor_type/phonepass/reset-password", method: "POST", middlewares: [resetPasswordIdentifier] },
     // The customer-registration plugin's contact verification.
     {
       matcher: "/store/customers/otp/send",

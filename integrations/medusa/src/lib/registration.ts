@@ -33,7 +33,7 @@ function sameAddress(p: ContactPurpose, stored: string | null, to: string): bool
   return digits(stored) === digits(to)
 }
 
-async function customerOf(container: MedusaContainer, id: string): Promise<Customer | null> {
+export async function customerOf(container: MedusaContainer, id: string): Promise<Customer | null> {
   const query = container.resolve(ContainerRegistrationKeys.QUERY)
   const { data } = await query.graph({
     entity: "customer",
