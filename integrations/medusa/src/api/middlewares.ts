@@ -1,5 +1,6 @@
 import { defineMiddlewares, validateAndTransformBody } from "@medusajs/framework/http"
 import { otpAllowedForActor, requireJson, withShopper } from "../lib/http"
+import { phoneCustomers } from "../lib/phone-customers"
 import { PhonepassBody, phonepassRequest, resetPasswordIdentifier } from "../lib/phonepass"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
 import { SendContactCodeBody, VerifyContactCodeBody } from "./store/customers/otp/validators"
@@ -39,6 +40,9 @@ export default defineMiddlewares({
       middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
     },
     { matcher: "/auth/:actor_type/phonepass/reset-password", method: "POST", middlewares: [resetPasswordIdentifier] },
+    // Customers with a phone and no email (registration.identifier "phone"
+    // or "both"); after core's authenticate and validation.
+    { matcher: "/store/customers", method: "POST", middlewares: [phoneCustomers] },
     // The customer-registration plugin's contact verification.
     {
       matcher: "/store/customers/otp/send",
