@@ -51,10 +51,14 @@ export function phonepassRequest(req: MedusaRequest, _res: MedusaResponse, next:
 // take the phone as typed: the reset token names the identity by its E.164
 // entity_id. Anything else is left to Medusa, which answers 201 for unknown
 // identifiers too.
+// (Medusa sorts this matcher before core's /auth/:actor_type/:auth_provider/
+// reset-password, whose validation then reads the body: the body is changed,
+// and the validated body too should the order ever be the other way.)
 export function resetPasswordIdentifier(req: MedusaRequest, _res: MedusaResponse, next: MedusaNextFunction) {
-  const body = req.validatedBody as { identifier?: unknown } | undefined
-  const phone = body ? normalizePhone(body.identifier) : null
-  if (body && phone) body.identifier = phone
+  for (const body of [req.body, req.validatedBody] as Array<{ identifier?: unknown } | undefined>) {
+    const phone = body && typeof body === "object" ? normalizePhone(body.identifier) : null
+    if (phone) body!.identifier = phone
+  }
   next()
 }
 
