@@ -1,6 +1,8 @@
 import { authenticate, defineMiddlewares, validateAndTransformBody, validateAndTransformQuery } from "@medusajs/framework/http"
 import { otpAllowedForActor, refuseContactChange, requireJson, withShopper } from "../lib/http"
 import { LIST_FIELDS, ListDeletionRequestsQuery } from "./admin/account-deletion-requests/validators"
+import { phoneCustomers } from "../lib/phone-customers"
+import { PhonepassBody, phonepassRequest, resetPasswordIdentifier } from "../lib/phonepass"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
 import { CancelRequestBody, CodeBody, RequestDeletionBody } from "./store/customers/account-deletion/validators"
 import { ApplyContactChangeBody, PatchMeBody, RequestContactChangeBody } from "./store/customers/me/validators"
@@ -27,6 +29,23 @@ export default defineMiddlewares({
     // shopper's address for the provider's calls to otpd.
     { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [requireJson, withShopper] },
     { matcher: "/auth/:actor_type/otp/register", method: "POST", middlewares: [requireJson, withShopper] },
+    // Medusa's routes for the provider phonepass (sign-in, sign-up): a 400
+    // naming the field for a bad body, the phone in E.164, and the request's
+    // container for the provider's check of verified phones.
+    {
+      matcher: "/auth/:actor_type/phonepass",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
+    },
+    {
+      matcher: "/auth/:actor_type/phonepass/register",
+      method: "POST",
+      middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
+    },
+    { matcher: "/auth/:actor_type/phonepass/reset-password", method: "POST", middlewares: [resetPasswordIdentifier] },
+    // Customers with a phone and no email (registration.identifier "phone"
+    // or "both"); after core's authenticate and validation.
+    { matcher: "/store/customers", method: "POST", middlewares: [phoneCustomers] },
     // The customer-registration plugin's contact verification.
     {
       matcher: "/store/customers/otp/send",

@@ -8,6 +8,7 @@ import { ContainerRegistrationKeys, MedusaError, Modules } from "@medusajs/frame
 import { OTPD_REGISTRATION } from "../modules/otpd_registration"
 import type OtpdRegistrationService from "../modules/otpd_registration/service"
 import { actorAccessors, findActor, type Actor } from "./codes"
+import { PHONEPASS_PROVIDER, phonepassIdentityFor } from "./phonepass"
 import type { ResolvedOptions } from "./options"
 import type { Client } from "./otpd"
 import { type ContactPurpose, signOtpToken, verifyOtpToken } from "./tokens"
@@ -33,7 +34,7 @@ function sameAddress(p: ContactPurpose, stored: string | null, to: string): bool
   return digits(stored) === digits(to)
 }
 
-async function customerOf(container: MedusaContainer, id: string): Promise<Customer | null> {
+export async function customerOf(container: MedusaContainer, id: string): Promise<Customer | null> {
   const query = container.resolve(ContainerRegistrationKeys.QUERY)
   const { data } = await query.graph({
     entity: "customer",
@@ -136,6 +137,13 @@ export async function verifyContactCode(v: VerifyContactCode): Promise<VerifiedC
   if (accessors) {
     try {
       actor = await findActor(v.container, "customer", customer[field] as string, actorAccessors(v.opts, "customer"))
+      // A customer who signs in with phone and password (phonepass) has no
+      // identity under the accessors' entity id (its email, often none):
+      // its phonepass identity for the verified phone signs it in.
+      if (!actor && t.purpose === "phone_verification") {
+        const identity = await phonepassIdentityFor(v.container, customer.id, customer[field] as string)
+        if (identity) actor = { id: customer.id, address: t.to, authIdentity: identity, authProvider: PHONEPASS_PROVIDER }
+      }
     } catch {
       actor = null
     }
