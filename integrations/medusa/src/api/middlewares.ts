@@ -2,6 +2,7 @@ import { authenticate, defineMiddlewares, validateAndTransformBody, validateAndT
 import { otpAllowedForActor, refuseContactChange, requireJson, withShopper } from "../lib/http"
 import { LIST_FIELDS, ListDeletionRequestsQuery } from "./admin/account-deletion-requests/validators"
 import { phoneCustomers } from "../lib/phone-customers"
+import { withVerificationCodes } from "../lib/registration"
 import { PhonepassBody, phonepassRequest, resetPasswordIdentifier } from "../lib/phonepass"
 import { IdentifierBody, VerifyBody } from "./auth/[actor_type]/otp/validators"
 import { CancelRequestBody, CodeBody, RequestDeletionBody } from "./store/customers/account-deletion/validators"
@@ -45,7 +46,7 @@ export default defineMiddlewares({
     { matcher: "/auth/:actor_type/phonepass/reset-password", method: "POST", middlewares: [resetPasswordIdentifier] },
     // Customers with a phone and no email (registration.identifier "phone"
     // or "both"); after core's authenticate and validation.
-    { matcher: "/store/customers", method: "POST", middlewares: [phoneCustomers] },
+    { matcher: "/store/customers", method: "POST", middlewares: [withVerificationCodes, phoneCustomers] },
     // The customer-registration plugin's contact verification.
     {
       matcher: "/store/customers/otp/send",

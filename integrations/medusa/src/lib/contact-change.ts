@@ -10,8 +10,8 @@ import type { MedusaContainer } from "@medusajs/framework/types"
 import { ContainerRegistrationKeys, generateEntityId, MedusaError, Modules } from "@medusajs/framework/utils"
 import type { ResolvedOptions } from "./options"
 import type { Client } from "./otpd"
-import { jwtSecretOf } from "./registration"
-import { signOtpToken, verifyOtpToken } from "./tokens"
+import { jwtSecretOf, sendBoundCode } from "./bound-code"
+import { verifyOtpToken } from "./tokens"
 
 export const CONTACT_CHANGE_EVENT = "contact-change.otp.generated"
 // Emitted after a change is applied, for the shop to tell the old address
@@ -56,30 +56,17 @@ export type RequestChange = {
 // that binds customer, field and value.
 export async function requestContactChange(r: RequestChange): Promise<{ token: string; expires_at: string }> {
   const value = newValue(r.field, r.value)
-  const v = await r.opts.client.createVerification({
+  return sendBoundCode({
+    container: r.container,
+    opts: r.opts,
     to: value,
     purpose: "change_contact",
     subject: contactChangeSubject(r.customerId),
-    deliver: true,
-    delivery: r.opts.delivery === "medusa" ? "return" : "otpd",
     client: r.client,
     locale: r.locale,
+    event: { name: CONTACT_CHANGE_EVENT, data: { customer_id: r.customerId, field: r.field } },
+    claims: (to, verification_id) => ({ customer_id: r.customerId, purpose: "contact_change", verification_id, to, new_value: to }),
   })
-  const to = v.to ?? value
-  if (r.opts.delivery === "medusa") {
-    if (!v.code) throw new Error(`otpd returned no code for delivery "return"`)
-    await r.container.resolve(Modules.EVENT_BUS).emit({
-      name: CONTACT_CHANGE_EVENT,
-      data: { customer_id: r.customerId, field: r.field, identifier: to, otp: v.code },
-    })
-  }
-  const expiresAt = v.expires_at ? new Date(v.expires_at) : new Date(Date.now() + 10 * 60_000)
-  const token = signOtpToken(
-    jwtSecretOf(r.container),
-    { customer_id: r.customerId, purpose: "contact_change", verification_id: v.id, to, new_value: to },
-    expiresAt
-  )
-  return { token, expires_at: expiresAt.toISOString() }
 }
 
 export type ApplyChange = {

@@ -9,13 +9,14 @@
 // and a completion can never both happen.
 import type { MedusaContainer } from "@medusajs/framework/types"
 import type { Knex } from "@medusajs/framework/mikro-orm/knex"
-import { ContainerRegistrationKeys, MedusaError, Modules } from "@medusajs/framework/utils"
+import { ContainerRegistrationKeys, MedusaError } from "@medusajs/framework/utils"
 import { OTPD_REGISTRATION } from "../modules/otpd_registration"
 import type OtpdRegistrationService from "../modules/otpd_registration/service"
 import type { ResolvedOptions } from "./options"
-import type { Client, Verification } from "./otpd"
+import type { Client } from "./otpd"
 import { INVALID_CODE } from "./registration"
-import { signOtpToken, verifyOtpToken } from "./tokens"
+import { jwtSecretOf, sendBoundCode } from "./bound-code"
+import { verifyOtpToken } from "./tokens"
 
 // Emitted with delivery "medusa": a shop's subscriber sends the code.
 export const DELETION_EVENT = "account-deletion.otp.generated"
@@ -65,17 +66,10 @@ export function serializeRequest(r: DeletionRequest) {
   }
 }
 
-function jwtSecretOf(container: MedusaContainer): string {
-  return container.resolve(ContainerRegistrationKeys.CONFIG_MODULE).projectConfig.http.jwtSecret as string
-}
-
 function knexOf(container: MedusaContainer): Knex {
   return container.resolve(ContainerRegistrationKeys.PG_CONNECTION) as unknown as Knex
 }
 
-function expiryOf(v: Verification): Date {
-  return v.expires_at ? new Date(v.expires_at) : new Date(Date.now() + 10 * 60_000)
-}
 
 const invalidCode = () => new MedusaError(MedusaError.Types.INVALID_DATA, INVALID_CODE)
 
@@ -146,29 +140,17 @@ export async function requestDeletion(s: RequestDeletion): Promise<{ token: stri
     throw new MedusaError(MedusaError.Types.INVALID_DATA, "The customer has no email or phone to send a code to.")
   }
   const request = await pendingRequestOf(s.container, customer.id, s.reason)
-  const v = await s.opts.client.createVerification({
+  return sendBoundCode({
+    container: s.container,
+    opts: s.opts,
     to: address,
     purpose: "delete_account",
     subject: deletionSubject(customer.id),
-    deliver: true,
-    delivery: s.opts.delivery === "medusa" ? "return" : "otpd",
     client: s.client,
     locale: s.locale,
+    event: { name: DELETION_EVENT, data: { customer_id: customer.id } },
+    claims: (to, verification_id) => ({ customer_id: customer.id, purpose: "account_deletion", verification_id, to, request_id: request.id }),
   })
-  const to = v.to ?? address
-  if (s.opts.delivery === "medusa") {
-    if (!v.code) throw new Error(`otpd returned no code for delivery "return"`)
-    await s.container
-      .resolve(Modules.EVENT_BUS)
-      .emit({ name: DELETION_EVENT, data: { customer_id: customer.id, identifier: to, otp: v.code } })
-  }
-  const expiresAt = expiryOf(v)
-  const token = signOtpToken(
-    jwtSecretOf(s.container),
-    { customer_id: customer.id, purpose: "account_deletion", verification_id: v.id, to, request_id: request.id },
-    expiresAt
-  )
-  return { token, expires_at: expiresAt.toISOString() }
 }
 
 export type CheckCode = {
@@ -256,29 +238,20 @@ export type RequestCancel = {
 export async function requestCancel(s: RequestCancel): Promise<{ token: string; expires_at: string }> {
   const to = normalizeAddress(s.kind, s.address)
   const hit = await confirmedRequestFor(s.container, s.kind, to)
-  const v = await s.opts.client.createVerification({
+  return sendBoundCode({
+    container: s.container,
+    opts: s.opts,
     to,
     purpose: "delete_account",
     subject: hit ? cancelSubject(hit.customer_id) : DECOY_SUBJECT,
     deliver: !!hit,
-    delivery: s.opts.delivery === "medusa" ? "return" : "otpd",
     client: s.client,
     locale: s.locale,
+    event: { name: CANCEL_EVENT, data: { customer_id: hit?.customer_id } },
+    // No customer id in the token: anyone can read it, and a decoy must look
+    // like a real one.
+    claims: (sentTo, verification_id) => ({ customer_id: "", purpose: "account_deletion_cancel", verification_id, to: sentTo }),
   })
-  const sentTo = v.to ?? to
-  if (hit && s.opts.delivery === "medusa") {
-    if (!v.code) throw new Error(`otpd returned no code for delivery "return"`)
-    await s.container
-      .resolve(Modules.EVENT_BUS)
-      .emit({ name: CANCEL_EVENT, data: { customer_id: hit.customer_id, identifier: sentTo, otp: v.code } })
-  }
-  const expiresAt = expiryOf(v)
-  const token = signOtpToken(
-    jwtSecretOf(s.container),
-    { customer_id: "", purpose: "account_deletion_cancel", verification_id: v.id, to: sentTo },
-    expiresAt
-  )
-  return { token, expires_at: expiresAt.toISOString() }
 }
 
 // confirmCancel counts one guess at a cancel code and cancels the confirmed

@@ -45,6 +45,11 @@ export type RegistrationOptions = {
   // A customer must have proved the contact it registered with before it
   // signs in with a password (default true).
   requireVerification?: boolean
+  // Per purpose: send the verification code as soon as the customer is
+  // created (POST /store/customers then answers the token too), and, for
+  // phones, the channel ("sms", default, or "whatsapp").
+  emailVerification?: { autoSendOnRegistration?: boolean }
+  phoneVerification?: { autoSendOnRegistration?: boolean; channel?: "sms" | "whatsapp" }
 }
 
 export type AccountDeletionOptions = {
@@ -58,7 +63,12 @@ export type AccountDeletionOptions = {
 
 export type ResolvedOptions = Required<Omit<OtpdMedusaOptions, "registration" | "accountDeletion">> & {
   client: OtpdClient
-  registration: Required<RegistrationOptions>
+  registration: {
+    identifier: "email" | "phone" | "both"
+    requireVerification: boolean
+    emailVerification: { autoSendOnRegistration: boolean }
+    phoneVerification: { autoSendOnRegistration: boolean; channel: "sms" | "whatsapp" }
+  }
   accountDeletion: Required<AccountDeletionOptions>
 }
 
@@ -119,6 +129,12 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
   if (!["email", "phone", "both"].includes(identifier)) fail('option `registration.identifier` must be "email", "phone" or "both"')
   const requireVerification = reg.requireVerification ?? true
   if (typeof requireVerification !== "boolean") fail("option `registration.requireVerification` must be true or false")
+  const emailAuto = reg.emailVerification?.autoSendOnRegistration ?? false
+  const phoneAuto = reg.phoneVerification?.autoSendOnRegistration ?? false
+  const phoneChannel = reg.phoneVerification?.channel ?? "sms"
+  if (typeof emailAuto !== "boolean") fail("option `registration.emailVerification.autoSendOnRegistration` must be true or false")
+  if (typeof phoneAuto !== "boolean") fail("option `registration.phoneVerification.autoSendOnRegistration` must be true or false")
+  if (phoneChannel !== "sms" && phoneChannel !== "whatsapp") fail('option `registration.phoneVerification.channel` must be "sms" or "whatsapp"')
   const del = o.accountDeletion ?? {}
   const scheduledDays = del.scheduledDays ?? 7
   if (typeof scheduledDays !== "number" || !(scheduledDays >= 0) || scheduledDays > 365) {
@@ -137,7 +153,12 @@ export function resolveOptions(raw: unknown, where = PLUGIN_NAME): ResolvedOptio
     delivery,
     timeoutMs,
     minResponseMs,
-    registration: { identifier, requireVerification },
+    registration: {
+      identifier,
+      requireVerification,
+      emailVerification: { autoSendOnRegistration: emailAuto },
+      phoneVerification: { autoSendOnRegistration: phoneAuto, channel: phoneChannel },
+    },
     accountDeletion: { scheduledDays, jobSchedule: jobSchedule.trim() },
     client: new OtpdClient({ url, apiKey, timeoutMs }),
   }

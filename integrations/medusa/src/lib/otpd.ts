@@ -37,6 +37,8 @@ export type CreateInput = {
   delivery: "otpd" | "return"
   client?: Client
   locale?: string
+  // "sms" or "whatsapp" for a phone; otpd picks by the address when unset.
+  channel?: "email" | "sms" | "whatsapp"
 }
 
 export type CheckInput = {
@@ -96,6 +98,7 @@ export class OtpdClient {
     const body = { ...slotOf(input), deliver: input.deliver, client: clientOf(input.client) } as Record<string, unknown>
     if (input.delivery === "return") body.delivery = "return"
     if (input.locale) body.locale = input.locale
+    if (input.channel) body.channel = input.channel
     return this.post("/v1/verifications", body, 201)
   }
 

@@ -3,15 +3,18 @@
 // made, limited, delivered and checked by otpd under the purpose
 // verify_contact and bound to the customer; a right code marks that address
 // verified in the plugin's module.
+import type { MedusaNextFunction, MedusaRequest, MedusaResponse } from "@medusajs/framework/http"
 import type { MedusaContainer } from "@medusajs/framework/types"
-import { ContainerRegistrationKeys, MedusaError, Modules } from "@medusajs/framework/utils"
+import { ContainerRegistrationKeys, MedusaError } from "@medusajs/framework/utils"
 import { OTPD_REGISTRATION } from "../modules/otpd_registration"
 import type OtpdRegistrationService from "../modules/otpd_registration/service"
 import { actorAccessors, findActor, type Actor } from "./codes"
 import { PHONEPASS_PROVIDER, phonepassIdentityFor } from "./phonepass"
-import type { ResolvedOptions } from "./options"
-import type { Client } from "./otpd"
-import { type ContactPurpose, signOtpToken, verifyOtpToken } from "./tokens"
+import { shopperOf } from "./http"
+import { PLUGIN_NAME, pluginOptions, type ResolvedOptions } from "./options"
+import { type Client, localeOf } from "./otpd"
+import { jwtSecretOf, sendBoundCode } from "./bound-code"
+import { type ContactPurpose, verifyOtpToken } from "./tokens"
 
 // CONTACT_EVENT is emitted with delivery "medusa": a shop's subscriber sends
 // the code, as for auth-otp's events.
@@ -44,9 +47,6 @@ export async function customerOf(container: MedusaContainer, id: string): Promis
   return (data[0] as Customer | undefined) ?? null
 }
 
-export function jwtSecretOf(container: MedusaContainer): string {
-  return container.resolve(ContainerRegistrationKeys.CONFIG_MODULE).projectConfig.http.jwtSecret as string
-}
 
 export type SendContactCode = {
   container: MedusaContainer
@@ -69,24 +69,18 @@ export async function sendContactCode(s: SendContactCode): Promise<{ token: stri
   if (!address) {
     throw new MedusaError(MedusaError.Types.INVALID_DATA, `The customer has no ${fieldOf(s.purpose)} to verify.`)
   }
-  const v = await s.opts.client.createVerification({
+  return sendBoundCode({
+    container: s.container,
+    opts: s.opts,
     to: address,
     purpose: "verify_contact",
     subject: contactSubject(customer.id),
-    deliver: true,
-    delivery: s.opts.delivery === "medusa" ? "return" : "otpd",
     client: s.client,
     locale: s.locale,
+    channel: s.purpose === "phone_verification" ? s.opts.registration.phoneVerification.channel : undefined,
+    event: { name: CONTACT_EVENT, data: { customer_id: customer.id, type: s.purpose } },
+    claims: (to, verification_id) => ({ customer_id: customer.id, purpose: s.purpose, verification_id, to }),
   })
-  const to = v.to ?? address
-  if (s.opts.delivery === "medusa") {
-    if (!v.code) throw new Error(`otpd returned no code for delivery "return"`)
-    const bus = s.container.resolve(Modules.EVENT_BUS)
-    await bus.emit({ name: CONTACT_EVENT, data: { customer_id: customer.id, type: s.purpose, identifier: to, otp: v.code } })
-  }
-  const expiresAt = v.expires_at ? new Date(v.expires_at) : new Date(Date.now() + 10 * 60_000)
-  const token = signOtpToken(jwtSecretOf(s.container), { customer_id: customer.id, purpose: s.purpose, verification_id: v.id, to }, expiresAt)
-  return { token, expires_at: expiresAt.toISOString() }
 }
 
 export type VerifyContactCode = {
@@ -188,5 +182,50 @@ export async function verificationOf(container: MedusaContainer, customer: Custo
   return {
     email_verified: !!row?.email_verified && sameAddress("email_verification", customer.email, row.email_verified_value ?? ""),
     phone_verified: !!row?.phone_verified && sameAddress("phone_verification", customer.phone, row.phone_verified_value ?? ""),
+  }
+}
+
+// withVerificationCodes is a middleware of POST /store/customers: when the
+// options ask for codes on registration, the new customer's email and phone
+// codes are sent as its answer goes out, and the answer carries their
+// tokens: {customer, verification: {email_verification: {token,
+// expires_at}, phone_verification: {…}}}. A code that cannot be sent (otpd
+// refused or down) leaves the customer created: the storefront asks again
+// with otp/send.
+export function withVerificationCodes(req: MedusaRequest, res: MedusaResponse, next: MedusaNextFunction) {
+  {
+    const o = pluginOptions(req.scope.resolve(ContainerRegistrationKeys.CONFIG_MODULE))
+    const auto: ContactPurpose[] = []
+    if (o.registration.emailVerification.autoSendOnRegistration) auto.push("email_verification")
+    if (o.registration.phoneVerification.autoSendOnRegistration) auto.push("phone_verification")
+    if (auto.length === 0) return next()
+    const json = res.json.bind(res)
+    res.json = ((body: { customer?: Customer } & Record<string, unknown>) => {
+      const customer = body?.customer
+      if (res.statusCode !== 200 || !customer?.id) return json(body)
+      void (async () => {
+        const verification: Record<string, unknown> = {}
+        for (const purpose of auto) {
+          if (!customer[fieldOf(purpose)]) continue
+          try {
+            verification[purpose] = await sendContactCode({
+              container: req.scope,
+              opts: o,
+              customerId: customer.id,
+              purpose,
+              client: shopperOf(req),
+              locale: localeOf(req.get("accept-language")),
+            })
+          } catch (err) {
+            req.scope
+              .resolve(ContainerRegistrationKeys.LOGGER)
+              .warn(`${PLUGIN_NAME}: ${purpose} code not sent on registration of ${customer.id}: ${(err as Error).message}`)
+          }
+        }
+        json({ ...body, verification })
+      })()
+      return res
+    }) as typeof res.json
+    next()
   }
 }
