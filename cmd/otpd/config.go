@@ -19,6 +19,7 @@ import (
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi"
+	"github.com/otpd/otpd/templates"
 )
 
 // Config is otpd's configuration: defaults, then a YAML file, then OTPD_*
@@ -90,6 +91,10 @@ type Config struct {
 	Email     EmailConfig         `yaml:"email"`
 	SMS       SMSConfig           `yaml:"sms"`
 	Routes    map[string][]string `yaml:"routes"`
+
+	// templates is the set Validate loaded from Templates, kept so that
+	// serve does not parse and check every template a second time.
+	templates *templates.Set
 
 	Sessions SessionsConfig `yaml:"sessions"`
 	Medusa   MedusaConfig   `yaml:"medusa"`

@@ -124,9 +124,12 @@ func defaultDelivery(c *Config) {
 // validateDelivery checks the delivery settings that need no I/O; the
 // providers' own constructors check the rest when serve starts.
 func (c *Config) validateDelivery() error {
-	if _, err := c.loadTemplates(); err != nil {
+	c.templates = nil // Templates may have changed since the last check
+	set, err := c.loadTemplates()
+	if err != nil {
 		return fmt.Errorf("config templates: %w", err)
 	}
+	c.templates = set
 	e := c.Email
 	if e.SMTP.URL != "" {
 		u, err := url.Parse(e.SMTP.URL)
@@ -166,8 +169,12 @@ func (c *Config) validateDelivery() error {
 	return nil
 }
 
-// loadTemplates loads the configured templates.
+// loadTemplates loads the configured templates, once: Validate keeps the
+// set it loaded.
 func (c *Config) loadTemplates() (*templates.Set, error) {
+	if c.templates != nil {
+		return c.templates, nil
+	}
 	t := c.Templates
 	return templates.Load(templates.Options{AppName: t.AppName, Domain: t.Domain, DefaultLocale: t.DefaultLocale, Dir: t.Dir})
 }

@@ -1,4 +1,11 @@
-import { authenticate, defineMiddlewares, validateAndTransformBody, validateAndTransformQuery } from "@medusajs/framework/http"
+import {
+  authenticate,
+  defineMiddlewares,
+  type MiddlewareFunction,
+  type MiddlewareRoute,
+  validateAndTransformBody,
+  validateAndTransformQuery,
+} from "@medusajs/framework/http"
 import { otpAllowedForActor, refuseContactChange, requireJson, withShopper } from "../lib/http"
 import { LIST_FIELDS, ListDeletionRequestsQuery } from "./admin/account-deletion-requests/validators"
 import { phoneCustomers } from "../lib/phone-customers"
@@ -9,23 +16,33 @@ import { CancelRequestBody, CodeBody, RequestDeletionBody } from "./store/custom
 import { ApplyContactChangeBody, PatchMeBody, RequestContactChangeBody } from "./store/customers/me/validators"
 import { SendContactCodeBody, VerifyContactCodeBody } from "./store/customers/otp/validators"
 
+// jsonBody is the middlewares of a route that takes a strict JSON body:
+// auth first (when the route needs its own), then the refusal of non-JSON
+// bodies, checks that need no body, the body's validation, and what needs
+// the valid body.
+function jsonBody(
+  matcher: string,
+  schema: Parameters<typeof validateAndTransformBody>[0],
+  o: { method?: "POST" | "PATCH"; auth?: MiddlewareFunction; before?: MiddlewareFunction[]; after?: MiddlewareFunction[] } = {}
+): MiddlewareRoute {
+  return {
+    matcher,
+    method: o.method ?? "POST",
+    middlewares: [
+      ...(o.auth ? [o.auth] : []),
+      requireJson,
+      ...(o.before ?? []),
+      validateAndTransformBody(schema),
+      ...(o.after ?? []),
+    ] as MiddlewareFunction[],
+  }
+}
+
 export default defineMiddlewares({
   routes: [
-    {
-      matcher: "/auth/:actor_type/otp/generate",
-      method: "POST",
-      middlewares: [requireJson, otpAllowedForActor, validateAndTransformBody(IdentifierBody)],
-    },
-    {
-      matcher: "/auth/:actor_type/otp/pre-register",
-      method: "POST",
-      middlewares: [requireJson, otpAllowedForActor, validateAndTransformBody(IdentifierBody)],
-    },
-    {
-      matcher: "/auth/:actor_type/otp/verify",
-      method: "POST",
-      middlewares: [requireJson, otpAllowedForActor, validateAndTransformBody(VerifyBody)],
-    },
+    jsonBody("/auth/:actor_type/otp/generate", IdentifierBody, { before: [otpAllowedForActor] }),
+    jsonBody("/auth/:actor_type/otp/pre-register", IdentifierBody, { before: [otpAllowedForActor] }),
+    jsonBody("/auth/:actor_type/otp/verify", VerifyBody, { before: [otpAllowedForActor] }),
     // Medusa's own sign-in and sign-up routes for the provider: keep the
     // shopper's address for the provider's calls to otpd.
     { matcher: "/auth/:actor_type/otp", method: "POST", middlewares: [requireJson, withShopper] },
@@ -33,73 +50,31 @@ export default defineMiddlewares({
     // Medusa's routes for the provider phonepass (sign-in, sign-up): a 400
     // naming the field for a bad body, the phone in E.164, and the request's
     // container for the provider's check of verified phones.
-    {
-      matcher: "/auth/:actor_type/phonepass",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
-    },
-    {
-      matcher: "/auth/:actor_type/phonepass/register",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(PhonepassBody), phonepassRequest],
-    },
+    jsonBody("/auth/:actor_type/phonepass", PhonepassBody, { after: [phonepassRequest] }),
+    jsonBody("/auth/:actor_type/phonepass/register", PhonepassBody, { after: [phonepassRequest] }),
     { matcher: "/auth/:actor_type/phonepass/reset-password", method: "POST", middlewares: [resetPasswordIdentifier] },
     // Customers with a phone and no email (registration.identifier "phone"
     // or "both"); after core's authenticate and validation.
     { matcher: "/store/customers", method: "POST", middlewares: [withVerificationCodes, phoneCustomers] },
     // The customer-registration plugin's contact verification.
-    {
-      matcher: "/store/customers/otp/send",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(SendContactCodeBody)],
-    },
-    {
-      matcher: "/store/customers/otp/verify",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(VerifyContactCodeBody)],
-    },
+    jsonBody("/store/customers/otp/send", SendContactCodeBody),
+    jsonBody("/store/customers/otp/verify", VerifyContactCodeBody),
     // Contact change: a code to the new value (Medusa's own me* middleware
     // makes these routes need the customer's login).
-    {
-      matcher: "/store/customers/me/contact",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(RequestContactChangeBody)],
-    },
-    {
-      matcher: "/store/customers/me/contact/verify",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(ApplyContactChangeBody)],
-    },
-    { matcher: "/store/customers/me", method: "PATCH", middlewares: [requireJson, validateAndTransformBody(PatchMeBody)] },
+    jsonBody("/store/customers/me/contact", RequestContactChangeBody),
+    jsonBody("/store/customers/me/contact/verify", ApplyContactChangeBody),
+    jsonBody("/store/customers/me", PatchMeBody, { method: "PATCH" }),
     // Medusa's own update of the customer must not change the phone either.
     { matcher: "/store/customers/me", method: "POST", middlewares: [refuseContactChange] },
     // The customer-registration plugin's account deletion. Only /request
     // needs the signed-in customer; the others carry a token and a code,
     // and cancelling works for an account one can no longer sign in to.
-    {
-      matcher: "/store/customers/account-deletion/request",
-      method: "POST",
-      middlewares: [
-        authenticate("customer", ["session", "bearer"]),
-        requireJson,
-        validateAndTransformBody(RequestDeletionBody),
-      ],
-    },
-    {
-      matcher: "/store/customers/account-deletion/confirm",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(CodeBody)],
-    },
-    {
-      matcher: "/store/customers/account-deletion/cancel-request",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(CancelRequestBody)],
-    },
-    {
-      matcher: "/store/customers/account-deletion/cancel-confirm",
-      method: "POST",
-      middlewares: [requireJson, validateAndTransformBody(CodeBody)],
-    },
+    jsonBody("/store/customers/account-deletion/request", RequestDeletionBody, {
+      auth: authenticate("customer", ["session", "bearer"]),
+    }),
+    jsonBody("/store/customers/account-deletion/confirm", CodeBody),
+    jsonBody("/store/customers/account-deletion/cancel-request", CancelRequestBody),
+    jsonBody("/store/customers/account-deletion/cancel-confirm", CodeBody),
     // Medusa authenticates /admin/* as a user itself.
     {
       matcher: "/admin/account-deletion-requests",
