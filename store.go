@@ -100,6 +100,11 @@ type ChallengeTx interface {
 	// conditional statement, and reports whether it did.
 	CancelChallenge(ctx context.Context, tenant, id string, now time.Time) (bool, error)
 
+	// RetireActorChallenges retires at now every live challenge of tenant
+	// whose actor type is actorType, whatever its purpose and destination,
+	// in one statement, and returns how many it retired.
+	RetireActorChallenges(ctx context.Context, tenant, actorType string, now time.Time) (int, error)
+
 	// ConsumeChallenge redeems challenge id with a compare-and-set: it sets
 	// ConsumedAt = now only if the challenge is still unconsumed, unretired and
 	// unexpired. Returns ECONFLICT when another redemption won, or the

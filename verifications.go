@@ -480,3 +480,24 @@ func (f *Verifications) Cancel(ctx context.Context, tenant, id string) (*Verific
 	}
 	return f.view(c, f.Engine.now()), nil
 }
+
+// CancelSubject makes every pending verification of subject canceled,
+// whatever its address and purpose, in one statement, and returns how many
+// it canceled: what a backend calls when it deletes or locks the account
+// the subject names. Final verifications are left as they are; a second
+// call cancels nothing. The subject is required: an empty one would name
+// every verification made without a subject.
+func (f *Verifications) CancelSubject(ctx context.Context, tenant, subject string) (int, error) {
+	if subject == "" {
+		return 0, FieldErrorf("subject", "The subject is required.")
+	}
+	if err := checkSubject(subject); err != nil {
+		return 0, err
+	}
+	var n int
+	err := f.Engine.Store.Update(ctx, func(tx Tx) (err error) {
+		n, err = tx.RetireActorChallenges(ctx, tenantOr(tenant), subjectScope(subject), f.Engine.now())
+		return err
+	})
+	return n, err
+}

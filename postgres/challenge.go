@@ -201,3 +201,12 @@ func (t *tx) CancelChallenge(ctx context.Context, tenant, id string, now time.Ti
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// RetireActorChallenges implements otpd.ChallengeTx.
+func (t *tx) RetireActorChallenges(ctx context.Context, tenant, actorType string, now time.Time) (int, error) {
+	tag, err := t.tx.Exec(ctx, sqlRetireActorChallenges, tenant, actorType, sqlstore.MS(now))
+	if err != nil {
+		return 0, mapError("retire actor challenges", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -25,6 +25,12 @@ UPDATE challenges SET retired_at = $3
 WHERE id = $2 AND tenant || '' = $1
 	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $3 AND attempts < max_attempts`
 
+	// sqlRetireActorChallenges: a prefix of challenges_key_idx.
+	sqlRetireActorChallenges = `
+UPDATE challenges SET retired_at = $3
+WHERE tenant = $1 AND actor_type = $2
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > $3 AND attempts < max_attempts`
+
 	// sqlSaveResponse replaces only an expired record ($8): a live one
 	// makes the upsert change no row, which is ECONFLICT. A concurrent
 	// insert of the same key waits for the first to commit, then takes the

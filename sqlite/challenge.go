@@ -162,3 +162,8 @@ func (t *tx) CancelChallenge(ctx context.Context, tenant, id string, now time.Ti
 	}
 	return n == 1, nil
 }
+
+// RetireActorChallenges implements otpd.ChallengeTx.
+func (t *tx) RetireActorChallenges(ctx context.Context, tenant, actorType string, now time.Time) (int, error) {
+	return t.execCount(ctx, "retire actor challenges", qRetireActorChallenges, tenant, actorType, sqlstore.MS(now))
+}

@@ -25,6 +25,7 @@ const (
 	qFindChallenge
 	qAttemptChallengeID
 	qCancelChallenge
+	qRetireActorChallenges
 	qSaveResponse
 	qFindResponse
 	qDeleteResponsesBefore
@@ -163,6 +164,12 @@ RETURNING ` + challengeColumns},
 	qCancelChallenge: {write: true, sql: `
 UPDATE challenges SET retired_at = ?3
 WHERE tenant = ?1 AND id = ?2
+	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?3 AND attempts < max_attempts`},
+
+	// RetireActorChallenges: a prefix of challenges_key_idx.
+	qRetireActorChallenges: {write: true, sql: `
+UPDATE challenges SET retired_at = ?3
+WHERE tenant = ?1 AND actor_type = ?2
 	AND consumed_at IS NULL AND retired_at IS NULL AND expires_at > ?3 AND attempts < max_attempts`},
 
 	// SaveResponse replaces only an expired record (?8): a live one makes

@@ -70,6 +70,7 @@ func Routes() []Route {
 		{"POST", "/v1/verifications/check"},
 		{"GET", "/v1/verifications/{id}"},
 		{"POST", "/v1/verifications/{id}/cancel"},
+		{"POST", "/v1/verifications/cancel"},
 		{"GET", "/v1/openapi.json"},
 	}
 }
@@ -83,6 +84,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	handle("POST /v1/verifications/check", h.authed(h.handleCheck))
 	handle("GET /v1/verifications/{id}", h.authed(h.handleGet))
 	handle("POST /v1/verifications/{id}/cancel", h.authed(h.handleCancel))
+	handle("POST /v1/verifications/cancel", h.authed(h.handleCancelSubject))
 	handle("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -270,6 +272,28 @@ func (h *Handler) handleCancel(w http.ResponseWriter, r *http.Request, c Caller)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, answer(v))
+}
+
+var cancelSubjectFields = []httpapi.Field{
+	{Name: "subject", Type: "string", Required: true},
+}
+
+// handleCancelSubject cancels every pending verification of one subject.
+func (h *Handler) handleCancelSubject(w http.ResponseWriter, r *http.Request, c Caller) {
+	vals, ok := h.decode(w, r, cancelSubjectFields)
+	if !ok {
+		return
+	}
+	subject := str(vals, "subject")
+	n, err := h.Verifications.CancelSubject(r.Context(), c.Tenant, subject)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, struct {
+		Subject  string `json:"subject"`
+		Canceled int    `json:"canceled"`
+	}{subject, n})
 }
 
 // verification is a verification as the API answers it.

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,6 +376,97 @@ func TestCancel(t *testing.T) {
 	}
 	wantError(t, e.call("POST", "/v1/verifications/ver_nope/cancel", keyPlain, nil), 404, "not_found", "")
 	wantError(t, e.call("POST", "/v1/verifications/"+id+"/cancel", keyPlain, `{"x":1}`), 400, "invalid_request", "x")
+}
+
+// TestCancelSubject: every pending verification of one subject, of any
+// address and purpose, is canceled in one call; other subjects, other
+// tenants and final verifications are left as they are.
+func TestCancelSubject(t *testing.T) {
+	e := newEnv(t)
+	mk := func(key, to, purpose, subject string) (id, code string) {
+		id = field(t, e.create(key, map[string]any{"to": to, "purpose": purpose, "subject": subject}), "id").(string)
+		return id, e.codes.Last(t, to).Code
+	}
+	a1, _ := mk(keyPlain, "a1@example.com", "verify_contact", "cus_a")
+	a2, _ := mk(keyPlain, "a2@example.com", "delete_account", "cus_a")
+	a3, a3code := mk(keyPlain, "a3@example.com", "sign_in", "cus_a")
+	b, bcode := mk(keyPlain, "b@example.com", "verify_contact", "cus_b")
+	prefix, _ := mk(keyPlain, "p@example.com", "verify_contact", "cus_ab")
+	other, _ := mk(keyOther, "o@example.com", "verify_contact", "cus_a")
+	if r := e.check(map[string]any{"id": a3, "code": a3code, "subject": "cus_a"}); field(t, r, "status") != "approved" {
+		t.Fatalf("approve a3: %s", r.body)
+	}
+	r := e.call("POST", "/v1/verifications/cancel", keyPlain, map[string]any{"subject": "cus_a"})
+	if r.status != 200 || field(t, r, "canceled") != 2.0 || field(t, r, "subject") != "cus_a" {
+		t.Fatalf("cancel subject: %s", r)
+	}
+	if r := e.call("POST", "/v1/verifications/cancel", keyPlain, map[string]any{"subject": "cus_a"}); field(t, r, "canceled") != 0.0 {
+		t.Fatalf("second cancel: %s", r)
+	}
+	for id, want := range map[string]string{a1: "canceled", a2: "canceled", a3: "approved", b: "pending", prefix: "pending"} {
+		if r := e.call("GET", "/v1/verifications/"+id, keyPlain, nil); field(t, r, "status") != want {
+			t.Errorf("%s after cancel: %s, want %s", id, r.body, want)
+		}
+	}
+	if r := e.call("GET", "/v1/verifications/"+other, keyOther, nil); field(t, r, "status") != "pending" {
+		t.Errorf("another tenant's verification: %s", r.body)
+	}
+	if r := e.check(map[string]any{"id": b, "code": bcode, "subject": "cus_b"}); field(t, r, "status") != "approved" {
+		t.Fatalf("another subject's code after the cancel: %s", r.body)
+	}
+	for name, tc := range map[string]struct {
+		body  any
+		field string
+	}{
+		"no subject":      {map[string]any{}, "subject"},
+		"empty subject":   {map[string]any{"subject": ""}, "subject"},
+		"subject number":  {map[string]any{"subject": 7}, "subject"},
+		"long subject":    {map[string]any{"subject": strings.Repeat("s", 256)}, "subject"},
+		"control subject": {map[string]any{"subject": "a\nb"}, "subject"},
+		"unknown field":   {map[string]any{"subject": "cus_a", "to": "a1@example.com"}, "to"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			wantError(t, e.call("POST", "/v1/verifications/cancel", keyPlain, tc.body), 400, "invalid_request", tc.field)
+		})
+	}
+	for _, hb := range hostiletest.Bodies("subject") {
+		r := hostiletest.Send(t, e.srv.URL, "POST", "/v1/verifications/cancel", hb, "Authorization", "Bearer "+keyPlain)
+		if r.Status != hb.Status {
+			t.Errorf("%s: %d, want %d: %s", hb.Name, r.Status, hb.Status, r.Raw)
+		}
+	}
+	wantError(t, e.call("POST", "/v1/verifications/cancel", "", map[string]any{"subject": "cus_a"}), 401, "unauthorized", "")
+}
+
+// TestCancelSubjectConcurrent: cancels of one subject racing each other
+// and new codes cancel each pending verification exactly once.
+func TestCancelSubjectConcurrent(t *testing.T) {
+	e := newEnv(t)
+	const n = 12
+	for i := range n {
+		to := fmt.Sprintf("race%d@example.com", i)
+		wantStatus(t, e.create(keyPlain, map[string]any{"to": to, "purpose": "verify_contact", "subject": "cus_race"}), 201)
+	}
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			r := e.call("POST", "/v1/verifications/cancel", keyPlain, map[string]any{"subject": "cus_race"})
+			if r.status != 200 {
+				t.Errorf("cancel: %s", r)
+				return
+			}
+			var got struct{ Canceled int64 }
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				t.Errorf("cancel answer %s: %v", r, err)
+			}
+			total.Add(got.Canceled)
+		})
+	}
+	wg.Wait()
+	if total.Load() != n {
+		t.Fatalf("concurrent cancels canceled %d in all, want %d", total.Load(), n)
+	}
 }
 
 func TestNotFound(t *testing.T) {

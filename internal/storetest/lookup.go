@@ -16,6 +16,7 @@ var challengeByIDTests = []subtest{
 	{"AttemptIDScope", testAttemptIDScope},
 	{"AttemptIDConcurrent", testAttemptIDConcurrent},
 	{"CancelChallenge", testCancelChallenge},
+	{"RetireActorChallenges", testRetireActorChallenges},
 }
 
 func testFindChallenge(t *testing.T, s otpd.Store) {
@@ -291,5 +292,58 @@ func testDeleteResponsesBefore(t *testing.T, s otpd.Store) {
 	}
 	if _, err := findResponse(t, s, otpd.DefaultTenant, "key_1", "c", t0.Add(-time.Hour)); err != nil {
 		t.Errorf("the newest record: %v", err)
+	}
+}
+
+// testRetireActorChallenges: every live challenge of one tenant and actor
+// type is retired, whatever its purpose and destination; spent, expired and
+// exhausted ones, other actor types and other tenants are left alone.
+func testRetireActorChallenges(t *testing.T, s otpd.Store) {
+	key := testKey()
+	key.ActorType = "api:customer:1"
+	otherPurpose, otherDest, otherActor, otherTenant := key, key, key, key
+	otherPurpose.Purpose = otpd.PurposeVerifyContact
+	otherDest.Destination = "bob@example.com"
+	otherActor.ActorType = "api:customer:10" // a longer actor type that starts with this one
+	otherTenant.Tenant = "other"
+	live := newChallenge(key, t0, 10*time.Minute, 5)
+	livePurpose := newChallenge(otherPurpose, t0, 10*time.Minute, 5)
+	liveDest := newChallenge(otherDest, t0, 10*time.Minute, 5)
+	spent := newChallenge(key, t0.Add(-2*time.Second), 10*time.Minute, 5)
+	expired := newChallenge(otherDest, t0.Add(-time.Hour), time.Minute, 5)
+	exhausted := newChallenge(otherPurpose, t0.Add(-time.Second), 10*time.Minute, 1)
+	exhausted.Attempts = 1
+	actor := newChallenge(otherActor, t0, 10*time.Minute, 5)
+	tenant := newChallenge(otherTenant, t0, 10*time.Minute, 5)
+	mustCreateChallenges(t, s, spent, exhausted, expired, live, livePurpose, liveDest, actor, tenant)
+	if err := consume(t, s, spent.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Second)
+	retire := func() (n int) {
+		MustUpdate(t, s, func(tx otpd.Tx) (err error) {
+			n, err = tx.RetireActorChallenges(t.Context(), key.Tenant, key.ActorType, now)
+			return err
+		})
+		return n
+	}
+	if n := retire(); n != 3 {
+		t.Fatalf("RetireActorChallenges = %d, want 3 (the live ones of the actor type)", n)
+	}
+	if n := retire(); n != 0 {
+		t.Fatalf("RetireActorChallenges again = %d, want 0", n)
+	}
+	for _, c := range []*otpd.Challenge{live, livePurpose, liveDest, spent, expired, exhausted, actor, tenant} {
+		var got *otpd.Challenge
+		MustView(t, s, func(tx otpd.Tx) (err error) {
+			got, err = tx.FindChallenge(t.Context(), c.Tenant, c.ID)
+			return err
+		})
+		want := c == live || c == livePurpose || c == liveDest
+		if retired := got.RetiredAt != nil; retired != want {
+			t.Errorf("challenge %s/%s/%s retired = %v, want %v", got.ActorType, got.Purpose, got.Destination, retired, want)
+		} else if want && !got.RetiredAt.Equal(now) {
+			t.Errorf("RetiredAt = %v, want %v", got.RetiredAt, now)
+		}
 	}
 }
