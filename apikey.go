@@ -98,6 +98,12 @@ type APIKeys struct {
 
 	Logger *slog.Logger // failed last-use writes, as warnings; may be nil
 
+	// Audit records a key's use (AuditAPIKeyUsed) with each write of its
+	// last use, in the same transaction (so at most once per TouchEvery per
+	// instance), and each use of a revoked key (AuditAPIKeyRefused). Every
+	// other record of a call names its key too (RequestInfo.APIKeyID).
+	Audit *Audit
+
 	mu      sync.Mutex
 	cache   map[[sha256.Size]byte]cachedAPIKey
 	revokes uint64               // revocations through k: a lookup that overlapped one is not cached
@@ -192,7 +198,7 @@ func (k *APIKeys) Authenticate(ctx context.Context, secret string) (*APIKey, err
 	revokes := k.revokes
 	k.mu.Unlock()
 	if ok {
-		k.touch(ctx, c.key.ID, now)
+		k.touch(ctx, c.key, now)
 		return c.key.clone(), nil
 	}
 
@@ -208,7 +214,11 @@ func (k *APIKeys) Authenticate(ctx context.Context, secret string) (*APIKey, err
 	}
 	// The store matched the hash already; compare once more in constant
 	// time, so that no store's comparison is trusted for the decision.
-	if subtle.ConstantTimeCompare(key.Hash, hash[:]) != 1 || key.RevokedAt != nil {
+	if subtle.ConstantTimeCompare(key.Hash, hash[:]) != 1 {
+		return nil, ErrBadAPIKey
+	}
+	if key.RevokedAt != nil {
+		k.Audit.write(ctx, keyNote(AuditAPIKeyRefused, key))
 		return nil, ErrBadAPIKey
 	}
 	k.mu.Lock()
@@ -225,8 +235,13 @@ func (k *APIKeys) Authenticate(ctx context.Context, secret string) (*APIKey, err
 		k.cache[hash] = cachedAPIKey{key: key.clone(), expires: now.Add(ttl)}
 	}
 	k.mu.Unlock()
-	k.touch(ctx, key.ID, now)
+	k.touch(ctx, key, now)
 	return key, nil
+}
+
+// keyNote is the audit note of event about key.
+func keyNote(event AuditEvent, key *APIKey) auditNote {
+	return auditNote{Event: event, Tenant: key.Tenant, Detail: map[string]string{}, apiKeyID: key.ID}
 }
 
 // evictLocked makes room in the cache: the expired entries go, and if none
@@ -247,7 +262,8 @@ func (k *APIKeys) evictLocked(now time.Time) {
 
 // touch records, in the background, that key id was used at now, unless
 // this instance recorded a use less than TouchEvery ago.
-func (k *APIKeys) touch(ctx context.Context, id string, now time.Time) {
+func (k *APIKeys) touch(ctx context.Context, key *APIKey, now time.Time) {
+	id := key.ID
 	every := k.TouchEvery
 	if every <= 0 {
 		every = DefaultAPIKeyTouchEvery
@@ -277,9 +293,19 @@ func (k *APIKeys) touch(ctx context.Context, id string, now time.Time) {
 		defer k.touches.Done()
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := k.Store.Update(tctx, func(tx Tx) error { return tx.TouchAPIKey(tctx, id, now) })
+		var rec *AuditRecord
+		err := k.Store.Update(tctx, func(tx Tx) error {
+			if err := tx.TouchAPIKey(tctx, id, now); err != nil {
+				return err
+			}
+			var err error
+			rec, err = k.Audit.in(tctx, tx, keyNote(AuditAPIKeyUsed, key))
+			return err
+		})
 		if err != nil && k.Logger != nil {
 			k.Logger.Warn("API key: last use not recorded", "key", id, "err", err)
+		} else if err == nil {
+			k.Audit.done(tctx, rec)
 		}
 	}()
 }

@@ -50,7 +50,10 @@ func (f *Codes) request(ctx context.Context, r CodeRequest, purpose Purpose, pol
 // transaction, runs then to build the principal: if then fails, the code is
 // not spent. An identifier that cannot be read is ErrInvalidCode, like any
 // code that does not match.
-func (f *Codes) redeem(ctx context.Context, r CodeRequest, purpose Purpose, code string,
+//
+// The guess is audited as AuditCodeVerified, or, when event is set, as
+// event on a success.
+func (f *Codes) redeem(ctx context.Context, r CodeRequest, purpose Purpose, code string, event AuditEvent,
 	then func(tx Tx, ch *Challenge, c Contact) (*Principal, error)) (*Principal, error) {
 	key, c, err := f.Actors.resolve(r, purpose)
 	if errors.Is(err, ErrBadIdentifier) {
@@ -58,17 +61,24 @@ func (f *Codes) redeem(ctx context.Context, r CodeRequest, purpose Purpose, code
 	} else if err != nil {
 		return nil, err
 	}
-	if err := f.Throttler.Verify(ctx, r.Client); err != nil {
+	if err := f.Throttler.Verify(ctx, r.Client, key); err != nil {
 		return nil, err
 	}
 	var out *Principal
-	_, err = f.Engine.Verify(ctx, key, code, func(tx Tx, ch *Challenge) error {
+	note := &auditNote{Event: event, Detail: map[string]string{}}
+	res, err := f.Engine.Check(ctx, Guess{Key: key, Code: code, audit: note, Then: func(tx Tx, ch *Challenge) error {
 		p, err := then(tx, ch, c)
 		out = p
+		if p != nil {
+			note.IdentityID = p.AuthIdentityID
+		}
 		return err
-	})
+	}})
 	if err != nil {
 		return nil, err
+	}
+	if res.Outcome != OutcomeSuccess {
+		return nil, ErrInvalidCode
 	}
 	return out, nil
 }
@@ -128,7 +138,7 @@ func (f *Codes) RequestSignIn(ctx context.Context, r CodeRequest) error {
 // proved the address since the code was sent, the code is refused.
 func (f *Codes) SignIn(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
 	now := f.Engine.now()
-	return f.redeem(ctx, r, PurposeSignIn, code, func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
+	return f.redeem(ctx, r, PurposeSignIn, code, "", func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
 		if strings.HasPrefix(ch.SubjectID, providerIdentityPrefix+"_") {
 			return f.prove(ctx, tx, ch, c, r.ActorType, now)
 		}
@@ -194,7 +204,7 @@ func (f *Codes) RequestSignUp(ctx context.Context, r CodeRequest) error {
 // returned has an empty ActorID unless the identity was already linked.
 func (f *Codes) SignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
 	now := f.Engine.now()
-	return f.redeem(ctx, r, PurposeSignUp, code, func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
+	return f.redeem(ctx, r, PurposeSignUp, code, "", func(tx Tx, ch *Challenge, c Contact) (*Principal, error) {
 		id, _, err := ensureIdentity(ctx, tx, ch.Tenant, c, now)
 		if err != nil {
 			return nil, err
@@ -231,7 +241,7 @@ func (f *Codes) mintFollowUp(ctx context.Context, tx Tx, signUp *Challenge, subj
 // created since. Before that actor exists the follow-up is refused but not
 // spent. Every failure is ErrInvalidCode.
 func (f *Codes) SignInAfterSignUp(ctx context.Context, r CodeRequest, code string) (*Principal, error) {
-	return f.redeem(ctx, r, PurposeSignUpFollowUp, code, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
+	return f.redeem(ctx, r, PurposeSignUpFollowUp, code, "", func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
 		id, err := subject(ctx, tx, ch)
 		if err != nil {
 			return nil, err

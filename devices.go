@@ -276,13 +276,14 @@ func (s *Devices) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed,
 	} else if subtle.ConstantTimeCompare([]byte(deviceBind(r.DeviceID)), []byte(d.bind)) != 1 {
 		return restart, nil
 	}
-	if err := s.Throttler.Verify(ctx, r.Client); err != nil {
+	key := d.key()
+	if err := s.Throttler.Verify(ctx, r.Client, key); err != nil {
 		return nil, err
 	}
-	key := d.key()
 	now := s.Engine.now()
 	out := &Consumed{Status: ConsumeOK}
-	v, err := s.Engine.Attempt(ctx, key, d.bind+code, func(tx Tx, ch *Challenge) error {
+	note := &auditNote{Detail: map[string]string{}}
+	v, err := s.Engine.Check(ctx, Guess{Key: key, Code: d.bind + code, audit: note, Then: func(tx Tx, ch *Challenge) error {
 		id, created, err := ensureIdentity(ctx, tx, d.tenant, d.contact, now)
 		if err != nil {
 			return err
@@ -293,8 +294,15 @@ func (s *Devices) ConsumeCode(ctx context.Context, r ConsumeRequest) (*Consumed,
 		}
 		out.User = &User{Identity: id, Providers: pis, Created: created}
 		out.Session, err = s.Sessions.start(ctx, tx, id, now)
+		if err == nil {
+			note.IdentityID = id.ID
+			note.Detail[DetailSession] = out.Session.Handle
+			if created {
+				note.Detail[DetailCreated] = "true"
+			}
+		}
 		return err
-	})
+	}})
 	if err != nil {
 		return nil, err
 	}

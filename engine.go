@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -49,6 +50,10 @@ type Engine struct {
 
 	Metrics Metrics
 	Logger  *slog.Logger
+
+	// Audit records every code sent, every guess and every send the
+	// cooldown or budget refused; nil records nothing.
+	Audit *Audit
 
 	// Now is the clock of the engine and of the flows built on it; NewCode
 	// draws codes. Both are injected for deterministic tests.
@@ -210,8 +215,13 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		}
 	}
 
-	var subject Subject
+	var (
+		subject Subject
+		limited string // the limit (cooldown or budget) that refused the send
+		rec     *AuditRecord
+	)
 	err = e.Store.Update(ctx, func(tx Tx) error {
+		limited, rec = "", nil
 		var err error
 		if subject, err = subjectOf(ctx, tx); err != nil {
 			return err
@@ -222,7 +232,7 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 				return err
 			}
 		}
-		if err := e.checkLimits(ctx, tx, req.Key, now); err != nil {
+		if limited, err = e.checkLimits(ctx, tx, req.Key, now); err != nil {
 			return err
 		}
 		ch.CodeHash = codeHash
@@ -235,14 +245,31 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 		if _, err := tx.IssueChallenge(ctx, ch, now); err != nil {
 			return err
 		}
+		n := codeNote(AuditCodeSent, ch.ChallengeKey, ch)
+		n.Detail[DetailChannel] = string(req.Channel)
+		if subject.Decoy {
+			n.Detail[DetailDecoy] = "true"
+		}
+		if rec, err = e.Audit.in(ctx, tx, n); err != nil {
+			return err
+		}
 		if len(msgs) > 0 && !subject.Decoy {
 			return tx.EnqueueMessages(ctx, msgs)
 		}
 		return nil
 	})
+	if limited != "" && ErrorCode(err) == ERATELIMIT {
+		// The refused send was rolled back: its record is written alone.
+		n := codeNote(AuditThrottled, req.Key, nil)
+		n.Detail[DetailChannel] = string(req.Channel)
+		n.Detail[DetailLimit] = limited
+		n.Detail[DetailRetryAfter] = strconv.Itoa(int(AsError(err).RetryAfter / time.Second))
+		e.Audit.write(ctx, n)
+	}
 	if err != nil {
 		return nil, err
 	}
+	e.Audit.done(ctx, rec)
 	out := &Issued{Challenge: ch}
 	if !subject.Decoy {
 		out.Code, out.Event = code, ev
@@ -309,28 +336,34 @@ func (e *Engine) event(ctx context.Context, ch *Challenge, req IssueRequest, cod
 }
 
 // checkLimits enforces the resend cooldown of key and the budget of its
-// destination. SendStats locks the destination for the rest of the
-// transaction.
-func (e *Engine) checkLimits(ctx context.Context, tx Tx, key ChallengeKey, now time.Time) error {
+// destination, and names the one that refused ("cooldown", "budget").
+// SendStats locks the destination for the rest of the transaction.
+func (e *Engine) checkLimits(ctx context.Context, tx Tx, key ChallengeKey, now time.Time) (string, error) {
 	lim := e.Limits
 	if lim.Cooldown <= 0 && lim.Budget <= 0 {
-		return nil
+		return "", nil
 	}
 	stats, err := tx.SendStats(ctx, key, now.Add(-lim.Window))
 	if err != nil {
-		return err
+		return "", err
 	}
 	if lim.Cooldown > 0 && !stats.Last.IsZero() {
 		if wait := stats.Last.Add(lim.Cooldown).Sub(now); wait > 0 {
-			return RateLimited(ceilSecond(wait), "Please wait before requesting another code.")
+			return LimitCooldown, RateLimited(ceilSecond(wait), "Please wait before requesting another code.")
 		}
 	}
 	if lim.Budget > 0 && stats.Count >= lim.Budget {
 		wait := stats.Oldest.Add(lim.Window).Sub(now)
-		return RateLimited(ceilSecond(wait), "Too many codes were requested for this identifier. Try again later.")
+		return LimitBudget, RateLimited(ceilSecond(wait), "Too many codes were requested for this identifier. Try again later.")
 	}
-	return nil
+	return "", nil
 }
+
+// Names of the engine's own limits, as audit records name them.
+const (
+	LimitCooldown = "cooldown"
+	LimitBudget   = "budget"
+)
 
 func ceilSecond(d time.Duration) time.Duration {
 	return (d + time.Second - 1).Truncate(time.Second)
@@ -412,6 +445,11 @@ type Guess struct {
 	// that did not match was counted (c.Attempts includes it); if it fails,
 	// nothing is counted.
 	Missed func(tx Tx, c *Challenge) error
+
+	// audit, when set, is what the flow adds to the audit record of a
+	// guess: its Then may fill in the identity and detail, and Event
+	// replaces AuditCodeVerified for a success (a password reset).
+	audit *auditNote
 }
 
 // Check evaluates one guess. The guess is counted before the comparison, in
@@ -423,13 +461,19 @@ func (e *Engine) Check(ctx context.Context, g Guess) (*Result, error) {
 	var (
 		counted *Challenge
 		outcome VerifyOutcome
+		matched bool // the code matched, whatever Then did
+		rec     *AuditRecord
 	)
-	err := e.Store.Update(ctx, func(tx Tx) error {
-		counted, outcome = nil, ""
-		var (
-			c   *Challenge
-			err error
-		)
+	err := e.Store.Update(ctx, func(tx Tx) (err error) {
+		counted, outcome, matched, rec = nil, "", false, nil
+		var c *Challenge
+		defer func() {
+			// The record of the outcome commits with it, in this
+			// transaction; a failure of Then leaves none (below).
+			if err == nil && outcome != "" {
+				rec, err = e.Audit.in(ctx, tx, e.guessNote(g, c, outcome))
+			}
+		}()
 		if g.ID != "" {
 			c, err = tx.AttemptChallengeID(ctx, g.Key.Tenant, g.Key.ActorType, g.ID, now)
 		} else {
@@ -453,6 +497,7 @@ func (e *Engine) Check(ctx context.Context, g Guess) (*Result, error) {
 			}
 			return nil // commit the counted guess
 		}
+		matched = true
 		if err := tx.ConsumeChallenge(ctx, c.ID, now); ErrorCode(err) == ECONFLICT {
 			outcome = OutcomeLostRace
 			return nil
@@ -469,6 +514,17 @@ func (e *Engine) Check(ctx context.Context, g Guess) (*Result, error) {
 		outcome = OutcomeSuccess
 		return nil
 	})
+	if err == nil {
+		e.Audit.done(ctx, rec)
+	} else if matched && refusal(err) {
+		// A right code whose effect the flow refused (a follow-up before
+		// its actor exists, an identity deleted since): rolled back, so
+		// the refusal is recorded alone.
+		n := e.guessNote(g, counted, OutcomeMismatch)
+		n.Event = AuditCodeFailed
+		n.Detail[DetailReason] = "refused"
+		e.Audit.write(ctx, n)
+	}
 	if e.Metrics != nil && outcome != "" {
 		purpose := g.Key.Purpose
 		if counted != nil {
@@ -480,6 +536,78 @@ func (e *Engine) Check(ctx context.Context, g Guess) (*Result, error) {
 		return nil, err
 	}
 	return &Result{Outcome: outcome, Challenge: counted}, nil
+}
+
+// refusal reports whether err is an answer to the client (the flow said no)
+// rather than a failure of the server.
+func refusal(err error) bool {
+	switch ErrorCode(err) {
+	case EUNAUTHORIZED, ECONFLICT, ENOTFOUND, EINVALID, EFORBIDDEN:
+		return true
+	}
+	return false
+}
+
+// codeNote is the audit note of event about a code of key; c, when known,
+// is the challenge (its subject and, for the server API, its
+// verification).
+func codeNote(event AuditEvent, key ChallengeKey, c *Challenge) auditNote {
+	n := auditNote{Event: event, Tenant: key.Tenant, Purpose: key.Purpose, Address: key.Destination, Detail: map[string]string{}}
+	if c != nil {
+		n.Tenant, n.Purpose, n.Address = c.Tenant, c.Purpose, c.Destination
+		if strings.HasPrefix(c.SubjectID, "authid_") {
+			n.IdentityID = c.SubjectID
+		}
+		key = c.ChallengeKey
+	}
+	if subject, ok := strings.CutPrefix(key.ActorType, scopePrefix); ok {
+		n.Detail[DetailSubject] = subject
+		if c != nil {
+			n.Detail[DetailVerificationID] = c.ID
+		}
+	} else if key.ActorType != "" {
+		n.Detail[DetailActorType] = key.ActorType
+	}
+	return n
+}
+
+// guessNote is the audit note of a guess g with outcome, counted against
+// c (nil when no code was live).
+func (e *Engine) guessNote(g Guess, c *Challenge, outcome VerifyOutcome) auditNote {
+	n := codeNote(AuditCodeFailed, g.Key, c)
+	if c == nil && g.ID != "" {
+		n.Detail[DetailVerificationID] = g.ID
+	}
+	if c != nil {
+		n.Detail[DetailChannel] = string(c.Channel)
+		n.Detail[DetailAttempts] = strconv.Itoa(c.Attempts)
+		n.Detail[DetailMaxAttempts] = strconv.Itoa(c.MaxAttempts)
+	}
+	switch outcome {
+	case OutcomeSuccess:
+		n.Event = AuditCodeVerified
+	case OutcomeMismatch:
+		n.Detail[DetailReason] = "mismatch"
+		if c.Attempts >= c.MaxAttempts {
+			n.Event = AuditCodeExhausted
+		}
+	case OutcomeNoChallenge:
+		n.Detail[DetailReason] = "no_live_code"
+	case OutcomeLostRace:
+		n.Detail[DetailReason] = "lost_race"
+	}
+	if a := g.audit; a != nil {
+		if outcome == OutcomeSuccess && a.Event != "" {
+			n.Event = a.Event
+		}
+		if a.IdentityID != "" {
+			n.IdentityID = a.IdentityID
+		}
+		for k, v := range a.Detail {
+			n.Detail[k] = v
+		}
+	}
+	return n
 }
 
 // newCode draws a code of pol's length from pol's alphabet.

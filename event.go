@@ -51,6 +51,10 @@ type Event struct {
 	SubjectID      string `json:"subject_id,omitempty"`
 	Locale         string `json:"locale,omitempty"`
 
+	// Audit is the record an audit event (named AuditEventPrefix + its
+	// event) carries; it has no code and no message.
+	Audit *AuditRecord `json:"audit,omitempty"`
+
 	Subject   string    `json:"subject"` // rendered message subject (email)
 	Text      string    `json:"text"`    // rendered message body
 	CreatedAt time.Time `json:"created_at"`
@@ -84,14 +88,23 @@ type OutboxMessage struct {
 }
 
 // Subscription is what a durable notifier takes: events on some channels,
-// of some names. An empty list takes them all.
+// of some names. An empty list takes them all, except audit events: those
+// are taken only when Audit names them.
 type Subscription struct {
 	Channels []Channel
 	Events   []string
+
+	// Audit lists the audit events taken ("audit.code_sent", ...), or
+	// AuditAllEvents for all of them; Channels and Events do not apply
+	// to them.
+	Audit []string
 }
 
 // Takes reports whether s takes ev.
 func (s Subscription) Takes(ev *Event) bool {
+	if IsAuditEvent(ev.Name) {
+		return slices.Contains(s.Audit, AuditAllEvents) || slices.Contains(s.Audit, ev.Name)
+	}
 	return (len(s.Channels) == 0 || slices.Contains(s.Channels, ev.Channel)) &&
 		(len(s.Events) == 0 || slices.Contains(s.Events, ev.Name))
 }

@@ -176,18 +176,24 @@ func (f *Passwords) Register(ctx context.Context, r PasswordRequest) (*Principal
 		return nil, err
 	}
 	id, pi := newIdentity(tenant, r.Provider, entity, map[string]any{"password": hash}, f.Codes.Engine.now())
+	audit := f.Codes.Engine.Audit
+	var rec *AuditRecord
 	err = f.Codes.Engine.Store.Update(ctx, func(tx Tx) error {
 		// The unique (tenant, provider, entity) index settles a concurrent
 		// registration of the same identifier.
 		err := tx.CreateAuthIdentity(ctx, id, pi)
 		if ErrorCode(err) == ECONFLICT {
 			return ErrIdentityExists
+		} else if err != nil {
+			return err
 		}
+		rec, err = audit.in(ctx, tx, passwordNote(AuditPasswordRegistered, r, tenant, entity, id.ID))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	audit.done(ctx, rec)
 	return withProvider(PrincipalFor(id, r.ActorType, nil), r.Provider), nil
 }
 
@@ -201,14 +207,44 @@ func (f *Passwords) Register(ctx context.Context, r PasswordRequest) (*Principal
 // verification. The hash is re-read after it is verified, so that a
 // password disabled or changed meanwhile does not sign in.
 func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, error) {
+	p, identity, err := f.signIn(ctx, r)
+	// Audited alone: a sign-in changes nothing. Errors of the server and
+	// of the request (not a password provider) are not sign-in outcomes.
+	if err == nil || errors.Is(err, ErrInvalidCredentials) {
+		tenant, entity, _ := f.resolve(r)
+		if entity == "" {
+			entity = cleanText(r.Identifier, maxAuditValue) // unreadable: as typed
+		}
+		n := passwordNote(AuditPasswordSignIn, r, tenantOr(r.Tenant), entity, identity)
+		if tenant != "" {
+			n.Tenant = tenant
+		}
+		if err != nil {
+			n.Event = AuditPasswordSignInRefused
+		}
+		f.Codes.Engine.Audit.write(ctx, n)
+	}
+	return p, err
+}
+
+// passwordNote is the audit note of a password event of r.
+func passwordNote(event AuditEvent, r PasswordRequest, tenant, entity, identity string) auditNote {
+	return auditNote{
+		Event: event, Tenant: tenant, Address: entity, IdentityID: identity, Client: r.Client,
+		Detail: map[string]string{DetailProvider: r.Provider, DetailActorType: r.ActorType},
+	}
+}
+
+// signIn is SignIn, and the auth identity it found, if any.
+func (f *Passwords) signIn(ctx context.Context, r PasswordRequest) (*Principal, string, error) {
 	tenant, entity, err := f.resolve(r)
 	if errors.Is(err, ErrBadIdentifier) {
-		return nil, ErrInvalidCredentials // an identifier that cannot be registered
+		return nil, "", ErrInvalidCredentials // an identifier that cannot be registered
 	} else if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := f.Codes.Throttler.Password(ctx, r.Client, tenant, r.Provider, entity); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// The identity is read with its password hash, in one read
 	// transaction: the hash is verified outside it.
@@ -226,25 +262,25 @@ func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, 
 	})
 	if ErrorCode(err) == ENOTFOUND {
 		f.verifyDummy(ctx, r.Password)
-		return nil, ErrInvalidCredentials
+		return nil, "", ErrInvalidCredentials
 	} else if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	stored, _ := pi.ProviderMetadata["password"].(string)
 	if stored == "" {
 		// Disabled: the same work and answer as for a wrong password.
 		f.verifyDummy(ctx, r.Password)
-		return nil, ErrInvalidCredentials
+		return nil, pi.AuthIdentityID, ErrInvalidCredentials
 	}
 	ok, err := f.Hasher.Verify(ctx, r.Password, stored)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return nil, fmt.Errorf("%s identity %s: stored password hash: %w", r.Provider, pi.ID, err)
+		return nil, "", fmt.Errorf("%s identity %s: stored password hash: %w", r.Provider, pi.ID, err)
 	}
 	if !ok {
-		return nil, ErrInvalidCredentials
+		return nil, pi.AuthIdentityID, ErrInvalidCredentials
 	}
 	// The verification took a while (scrypt): a proof of the address or a
 	// reset may have disabled or changed the password since, and revoked
@@ -267,9 +303,9 @@ func (f *Passwords) SignIn(ctx context.Context, r PasswordRequest) (*Principal, 
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, pi.AuthIdentityID, err
 	}
-	return withProvider(PrincipalFor(id, r.ActorType, pi.UserMetadata), r.Provider), nil
+	return withProvider(PrincipalFor(id, r.ActorType, pi.UserMetadata), r.Provider), id.ID, nil
 }
 
 // verifyDummy verifies password against the dummy hash: the work of a
@@ -403,7 +439,7 @@ func (f *Passwords) Reset(ctx context.Context, g ResetGrant, password string, cl
 	}
 	now := f.Codes.Engine.now()
 	cr := CodeRequest{Tenant: g.Tenant, ActorType: g.ActorType, Identifier: g.EntityID, Provider: g.Provider, Client: client}
-	_, err = f.Codes.redeem(ctx, cr, PurposeResetPassword, g.Code, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
+	_, err = f.Codes.redeem(ctx, cr, PurposeResetPassword, g.Code, AuditPasswordReset, func(tx Tx, ch *Challenge, _ Contact) (*Principal, error) {
 		pi, err := tx.FindProviderIdentity(ctx, ch.Tenant, g.Provider, ch.Destination)
 		if ErrorCode(err) == ENOTFOUND || (err == nil && pi.AuthIdentityID != ch.SubjectID) {
 			// Deleted, or re-registered by someone else since: the token
@@ -424,7 +460,9 @@ func (f *Passwords) Reset(ctx context.Context, g ResetGrant, password string, cl
 		if err := proveReset(ctx, tx, pi, now); err != nil {
 			return nil, err
 		}
-		return nil, revokeAll(ctx, tx, ch.Tenant, pi.AuthIdentityID, revocationTime(now), now)
+		// The principal only names the identity, for the audit record.
+		return &Principal{Tenant: ch.Tenant, AuthIdentityID: pi.AuthIdentityID},
+			revokeAll(ctx, tx, ch.Tenant, pi.AuthIdentityID, revocationTime(now), now)
 	})
 	if errors.Is(err, ErrInvalidCode) {
 		return ErrInvalidResetToken

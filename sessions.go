@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -26,6 +27,7 @@ type Sessions struct {
 	Keys   *Keyring // derives refresh tokens' children
 	Now    Clock
 	Logger *slog.Logger // warns of reused refresh tokens; may be nil
+	Audit  *Audit       // records refreshes, thefts and revocations; may be nil
 
 	// RevokeOnLogout makes Logout revoke every token of the identity, not
 	// only end the session it is called with.
@@ -78,9 +80,16 @@ func (s *Sessions) Authenticate(ctx context.Context, p *Principal) error {
 // token, and the dialect forgets its session. A token already revoked is ErrUnauthorized.
 func (s *Sessions) Logout(ctx context.Context, p *Principal) error {
 	if !s.RevokeOnLogout {
-		return s.Authenticate(ctx, p)
+		err := s.Authenticate(ctx, p)
+		if err == nil {
+			// Nothing changes here (the dialect forgets its session):
+			// audited alone.
+			s.Audit.write(ctx, principalNote(AuditSessionRevoked, p, "token"))
+		}
+		return err
 	}
-	return s.Store.Update(ctx, func(tx Tx) error {
+	var rec *AuditRecord
+	err := s.Store.Update(ctx, func(tx Tx) error {
 		if _, err := current(ctx, tx, p); err != nil {
 			return err
 		}
@@ -90,8 +99,24 @@ func (s *Sessions) Logout(ctx context.Context, p *Principal) error {
 			// dated at that revocation's second: end that second too.
 			t = p.IssuedAt.Add(time.Second)
 		}
-		return revokeAll(ctx, tx, p.Tenant, p.AuthIdentityID, t, s.Now.Time())
+		if err := revokeAll(ctx, tx, p.Tenant, p.AuthIdentityID, t, s.Now.Time()); err != nil {
+			return err
+		}
+		var err error
+		rec, err = s.Audit.in(ctx, tx, principalNote(AuditSessionRevoked, p, "all"))
+		return err
 	})
+	if err == nil {
+		s.Audit.done(ctx, rec)
+	}
+	return err
+}
+
+// principalNote is the audit note of event about the token of p; scope
+// names what a revocation ended.
+func principalNote(event AuditEvent, p *Principal, scope string) auditNote {
+	return auditNote{Event: event, Tenant: p.Tenant, IdentityID: p.AuthIdentityID,
+		Detail: map[string]string{DetailScope: scope, DetailProvider: p.Provider, DetailActorType: p.ActorType}}
 }
 
 // revokeAll ends every session of an auth identity: its stateless tokens
@@ -119,6 +144,15 @@ func (s *Sessions) Refresh(ctx context.Context, p *Principal) (*Principal, error
 		out = withProvider(PrincipalFor(id, p.ActorType, p.UserMetadata), p.Provider)
 		return nil
 	})
+	// A stateless refresh changes nothing: audited alone.
+	switch {
+	case err == nil:
+		s.Audit.write(ctx, principalNote(AuditSessionRefreshed, p, "token"))
+	case errors.Is(err, ErrUnauthorized):
+		n := principalNote(AuditSessionRefreshFailed, p, "token")
+		n.Detail[DetailReason] = "revoked"
+		s.Audit.write(ctx, n)
+	}
 	return out, err
 }
 
@@ -261,11 +295,14 @@ func (s *Sessions) RefreshSession(ctx context.Context, token string) (*Session, 
 	child := s.Keys.RefreshChild(token)
 	now := s.Now.Time()
 	var (
-		out    *Session
-		reused *RefreshToken
+		out     *Session
+		reused  *RefreshToken
+		refused *RefreshToken // a known token refused: its session ended
+		reason  string
+		rec     *AuditRecord
 	)
 	err := s.Store.Update(ctx, func(tx Tx) error {
-		out, reused = nil, nil
+		out, reused, refused, reason, rec = nil, nil, nil, "", nil
 		rt, err := tx.RotateRefreshToken(ctx, hash, now)
 		if ErrorCode(err) == ENOTFOUND {
 			old, err := tx.FindRefreshToken(ctx, hash)
@@ -276,23 +313,30 @@ func (s *Sessions) RefreshSession(ctx context.Context, token string) (*Session, 
 			}
 			switch {
 			case old.RevokedAt != nil || !now.Before(old.ExpiresAt):
+				refused, reason = old, "ended"
+				if old.RevokedAt != nil {
+					reason = "revoked"
+				}
 				return ErrSessionExpired
 			case old.RotatedAt != nil && now.Before(old.RotatedAt.Add(s.refreshGrace())):
 				// A concurrent refresh won: the child it minted is the
 				// child of this token too.
 				out = &Session{Handle: old.FamilyID, Tenant: old.Tenant, AuthIdentityID: old.AuthIdentityID, RefreshToken: child, ExpiresAt: old.ExpiresAt}
-				return nil
+				rec, err = s.Audit.in(ctx, tx, refreshNote(AuditSessionRefreshed, old))
+				return err
 			}
 			// Spent long ago: revoke the family, and commit that.
 			if _, err := tx.RevokeRefreshFamily(ctx, old.Tenant, old.FamilyID, now); err != nil {
 				return err
 			}
 			reused = old
-			return nil
+			rec, err = s.Audit.in(ctx, tx, refreshNote(AuditSessionTheft, old))
+			return err
 		} else if err != nil {
 			return err
 		}
 		if _, err := tx.FindAuthIdentityByID(ctx, rt.Tenant, rt.AuthIdentityID); ErrorCode(err) == ENOTFOUND {
+			refused, reason = rt, "identity_deleted"
 			return ErrSessionExpired
 		} else if err != nil {
 			return err
@@ -305,11 +349,21 @@ func (s *Sessions) RefreshSession(ctx context.Context, token string) (*Session, 
 			return err
 		}
 		out = &Session{Handle: rt.FamilyID, Tenant: rt.Tenant, AuthIdentityID: rt.AuthIdentityID, RefreshToken: child, ExpiresAt: rt.ExpiresAt}
-		return nil
+		rec, err = s.Audit.in(ctx, tx, refreshNote(AuditSessionRefreshed, rt))
+		return err
 	})
+	if refused != nil && errors.Is(err, ErrSessionExpired) {
+		// The refusal changed nothing: audited alone. Unknown tokens
+		// (never issued, or deleted once their session ended) are not
+		// recorded: they name no session.
+		n := refreshNote(AuditSessionRefreshFailed, refused)
+		n.Detail[DetailReason] = reason
+		s.Audit.write(ctx, n)
+	}
 	if err != nil {
 		return nil, err
 	}
+	s.Audit.done(ctx, rec)
 	if reused != nil {
 		if l := s.Logger; l != nil {
 			l.Warn("refresh token reused after rotation: session revoked",
@@ -341,8 +395,24 @@ func (s *Sessions) CheckSession(ctx context.Context, tenant, handle string) erro
 // working at once. Ending an ended session is not an error.
 func (s *Sessions) EndSession(ctx context.Context, tenant, handle string) error {
 	now := s.Now.Time()
-	return s.Store.Update(ctx, func(tx Tx) error {
+	var rec *AuditRecord
+	err := s.Store.Update(ctx, func(tx Tx) error {
 		_, err := tx.RevokeRefreshFamily(ctx, tenant, handle, now)
+		if err != nil {
+			return err
+		}
+		rec, err = s.Audit.in(ctx, tx, auditNote{Event: AuditSessionRevoked, Tenant: tenant,
+			Detail: map[string]string{DetailScope: "session", DetailSession: handle}})
 		return err
 	})
+	if err == nil {
+		s.Audit.done(ctx, rec)
+	}
+	return err
+}
+
+// refreshNote is the audit note of event about refresh token rt.
+func refreshNote(event AuditEvent, rt *RefreshToken) auditNote {
+	return auditNote{Event: event, Tenant: rt.Tenant, IdentityID: rt.AuthIdentityID,
+		Detail: map[string]string{DetailSession: rt.FamilyID}}
 }

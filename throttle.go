@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -81,12 +82,14 @@ type Throttler struct {
 	Throttles Throttles
 	Keys      *Keyring        // keys the limiter's counters
 	Metrics   ThrottleMetrics // counts refusals; may be nil
+	Audit     *Audit          // records refusals (AuditThrottled); may be nil
 }
 
 // allow asks the Limiter to admit one event under limits. A refusal is
-// ERATELIMIT with the time to wait; an unreachable limiter is its
-// EUNAVAILABLE error: the caller fails closed.
-func (t *Throttler) allow(ctx context.Context, limits ...Limit) error {
+// ERATELIMIT with the time to wait, and is audited as n with the limit
+// that refused; an unreachable limiter is its EUNAVAILABLE error: the
+// caller fails closed.
+func (t *Throttler) allow(ctx context.Context, n auditNote, limits ...Limit) error {
 	if t == nil || t.Limiter == nil {
 		return nil
 	}
@@ -102,7 +105,17 @@ func (t *Throttler) allow(ctx context.Context, limits ...Limit) error {
 		if t.Metrics != nil {
 			t.Metrics.Throttled(d.Limit)
 		}
-		return RateLimited(ceilSecond(d.RetryAfter), ErrThrottledMessage)
+		wait := ceilSecond(d.RetryAfter)
+		if t.Audit != nil {
+			n.Event = AuditThrottled
+			if n.Detail == nil {
+				n.Detail = map[string]string{}
+			}
+			n.Detail[DetailLimit] = d.Limit
+			n.Detail[DetailRetryAfter] = strconv.Itoa(int(max(wait, time.Second) / time.Second))
+			t.Audit.write(ctx, n)
+		}
+		return RateLimited(wait, ErrThrottledMessage)
 	}
 	return nil
 }
@@ -131,15 +144,21 @@ func (t *Throttler) Send(ctx context.Context, client netip.Addr, key ChallengeKe
 	case ChannelEmail:
 		ls = append(ls, t.limit(LimitGlobalEmail, r.GlobalEmail, "all"))
 	}
-	return t.allow(ctx, ls...)
+	n := codeNote(AuditThrottled, key, nil)
+	n.Client = client
+	n.Detail[DetailChannel] = string(ch)
+	return t.allow(ctx, n, ls...)
 }
 
-// Verify admits one guess at a code from client.
-func (t *Throttler) Verify(ctx context.Context, client netip.Addr) error {
+// Verify admits one guess at a code from client; key is the code's, as far
+// as the request names it (for the audit record of a refusal).
+func (t *Throttler) Verify(ctx context.Context, client netip.Addr, key ChallengeKey) error {
 	if t == nil || t.Limiter == nil {
 		return nil
 	}
-	return t.allow(ctx, t.limit(LimitIPVerify, t.Throttles.IPVerify, clientKey(client)))
+	n := codeNote(AuditThrottled, key, nil)
+	n.Client = client
+	return t.allow(ctx, n, t.limit(LimitIPVerify, t.Throttles.IPVerify, clientKey(client)))
 }
 
 // Password admits a password registration, sign-in or change from client
@@ -150,7 +169,8 @@ func (t *Throttler) Password(ctx context.Context, client netip.Addr, tenant, pro
 	if t == nil || t.Limiter == nil {
 		return nil
 	}
-	return t.allow(ctx,
+	n := auditNote{Tenant: tenant, Address: entity, Client: client, Detail: map[string]string{DetailProvider: provider}}
+	return t.allow(ctx, n,
 		t.limit(LimitIPPassword, t.Throttles.IPPassword, clientKey(client)),
 		t.limit(LimitPasswordIdentity, t.Throttles.PasswordIdentity, tenant+"\x00"+provider+"\x00"+entity),
 	)

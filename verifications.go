@@ -362,7 +362,7 @@ func (f *Verifications) Check(ctx context.Context, r CheckRequest) (*Verificatio
 		g.Key.Purpose, g.Key.Destination = p, c.Value
 		notFound.To = c.Value
 	}
-	if err := f.Throttler.Verify(ctx, r.Client); err != nil {
+	if err := f.Throttler.Verify(ctx, r.Client, g.Key); err != nil {
 		return nil, err
 	}
 	now := f.Engine.now()

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/otpd/otpd"
 )
 
 // ParseTrustedProxies parses the trusted proxy setting: each entry is an IP
@@ -207,10 +209,14 @@ func ClientIP(ctx context.Context) netip.Addr {
 }
 
 // withClientAddr works out each request's client address once, with the
-// operator's trusted proxies, and stores it for ClientIP.
+// operator's trusted proxies, and stores it for ClientIP; with the request
+// id and the user agent, it is what the flows' audit records carry
+// (otpd.RequestInfo).
 func withClientAddr(trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := ClientAddr(r, trusted)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientAddrKey, a)))
+		ctx := context.WithValue(r.Context(), clientAddrKey, a)
+		ctx = otpd.WithRequestInfo(ctx, otpd.RequestInfo{ID: RequestID(ctx), Client: a, UserAgent: r.UserAgent()})
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

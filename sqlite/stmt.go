@@ -67,6 +67,8 @@ const (
 	qListAPIKeys
 	qRevokeAPIKey
 	qTouchAPIKey
+	qInsertAudit
+	qDeleteAuditBefore
 	numQueries
 )
 
@@ -331,6 +333,11 @@ SELECT EXISTS (
 	qCreateAPIKey: {write: true, sql: `
 INSERT INTO api_keys (` + apiKeyColumns + `)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	qInsertAudit: {write: true, sql: `INSERT INTO audit_log (` + sqlstore.AuditColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+
+	qDeleteAuditBefore: {write: true, sql: `DELETE FROM audit_log WHERE created_at < ?`},
 
 	qFindAPIKeyByHash: {sql: `SELECT ` + apiKeyColumns + ` FROM api_keys WHERE key_hash = ?`},
 

@@ -123,7 +123,8 @@ func (h *Handler) authed(next func(w http.ResponseWriter, r *http.Request, c Cal
 			h.fail(w, r, err)
 			return
 		}
-		next(w, r, c)
+		// The audit records of the call name its key.
+		next(w, r.WithContext(otpd.WithAPIKeyID(r.Context(), c.KeyID)), c)
 	}
 }
 
