@@ -2,6 +2,7 @@ package otpd
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,9 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // AuditEvent names what an audit record records. The names are a public
@@ -263,12 +267,27 @@ type Audit struct {
 // DefaultAuditRetention is the retention of a server configured with none.
 const DefaultAuditRetention = 90 * 24 * time.Hour
 
+// auditEntropy makes the ids of one process's records increase even within
+// one millisecond, so that records of one instant list in the order they
+// were made.
+var (
+	auditMu      sync.Mutex
+	auditEntropy = ulid.Monotonic(cryptorand.Reader, 0)
+)
+
+// newAuditID returns a new "aud_<ULID>".
+func newAuditID() string {
+	auditMu.Lock()
+	defer auditMu.Unlock()
+	return "aud_" + ulid.MustNew(ulid.Timestamp(time.Now()), auditEntropy).String()
+}
+
 // record builds a record of event at now from what ctx knows of the
 // request.
 func (a *Audit) record(ctx context.Context, event AuditEvent, tenant string, now time.Time) *AuditRecord {
 	info := RequestInfoFrom(ctx)
 	r := &AuditRecord{
-		ID: NewID("aud"), Time: now.UTC().Truncate(time.Millisecond), Tenant: tenantOr(tenant),
+		ID: newAuditID(), Time: now.UTC().Truncate(time.Millisecond), Tenant: tenantOr(tenant),
 		Event: event, Outcome: outcomeOf(event),
 		UserAgent: info.UserAgent, RequestID: info.ID, APIKeyID: info.APIKeyID,
 	}

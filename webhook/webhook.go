@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,9 +51,17 @@ type Notifier struct {
 	client  *http.Client
 	timeout time.Duration
 	now     func() time.Time
+	audit   []string // the audit events it takes (Subscription.Audit)
 }
 
 var _ otpd.Notifier = (*Notifier)(nil)
+
+// WithAuditEvents subscribes the webhook to audit events: names such as
+// "audit.code_sent", or otpd.AuditAllEvents for every one. Without it a
+// webhook gets none.
+func WithAuditEvents(names []string) Option {
+	return func(n *Notifier) { n.audit = slices.Clone(names) }
+}
 
 // Option configures a Notifier.
 type Option func(*Notifier)
@@ -226,12 +235,29 @@ func NewPayload(ev *otpd.Event) Payload {
 	return p
 }
 
+// AuditPayload is the body of an audit event ("audit.code_sent", ...): its
+// data is the audit record, which holds no code, password or token.
+type AuditPayload struct {
+	Type      string            `json:"type"`
+	Timestamp string            `json:"timestamp"`
+	Data      *otpd.AuditRecord `json:"data"`
+}
+
+// NewAuditPayload returns the body delivered for an audit event.
+func NewAuditPayload(ev *otpd.Event) AuditPayload {
+	return AuditPayload{Type: ev.Name, Timestamp: ev.CreatedAt.UTC().Format(time.RFC3339Nano), Data: ev.Audit}
+}
+
 // Notify makes one delivery attempt: it POSTs ev and reports success only for
 // a 2xx answer. Errors name the status or the transport failure, never the
 // request or response body (a receiver may echo the code back), nor the URL
 // (it may carry a token).
 func (n *Notifier) Notify(ctx context.Context, ev *otpd.Event) error {
-	body, err := json.Marshal(NewPayload(ev))
+	var payload any = NewPayload(ev)
+	if ev.Audit != nil {
+		payload = NewAuditPayload(ev)
+	}
+	body, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("webhook %q: encode event: %w", n.name, err)
 	}
@@ -292,4 +318,4 @@ func statusText(code int) string {
 
 // Subscription takes every event: a webhook receiver is told of every code,
 // whatever its channel, and picks what it handles.
-func (n *Notifier) Subscription() otpd.Subscription { return otpd.Subscription{} }
+func (n *Notifier) Subscription() otpd.Subscription { return otpd.Subscription{Audit: n.audit} }

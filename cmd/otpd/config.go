@@ -108,6 +108,8 @@ type Config struct {
 		Format string `yaml:"format"`
 	} `yaml:"log"`
 
+	Audit AuditConfig `yaml:"audit"`
+
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
@@ -369,7 +371,7 @@ var knownProviders = []string{otpd.ProviderOTP, otpd.ProviderEmailpass, otpd.Pro
 
 // ApplyEnv applies the OTPD_* variables that are set (by lookup).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv, deliveryEnv) {
+	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv, deliveryEnv, auditEnv) {
 		v, ok := lookup(e.name)
 		if !ok {
 			continue
@@ -487,6 +489,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Webhooks.MaxAttempts < 1 || c.Webhooks.MaxAttempts > 100 {
 		return errors.New("config webhooks.max_attempts: must be between 1 and 100")
+	}
+	if err := c.validateAudit(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -184,7 +184,7 @@ type flows struct {
 
 // newFlows builds the flows on engine from a validated configuration.
 func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Metrics, log *slog.Logger) *flows {
-	throttler := &otpd.Throttler{Limiter: lim, Throttles: cfg.Throttles(), Keys: engine.Keys}
+	throttler := &otpd.Throttler{Limiter: lim, Throttles: cfg.Throttles(), Keys: engine.Keys, Audit: engine.Audit}
 	if met != nil {
 		throttler.Metrics = met
 	}
@@ -195,7 +195,7 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 	}
 	codes := &otpd.Codes{Engine: engine, Actors: actors, Throttler: throttler, KeepUnprovenPasswords: cfg.Medusa.KeepUnprovenPasswords}
 	sessions := &otpd.Sessions{
-		Store: engine.Store, Keys: engine.Keys, Now: engine.Now, Logger: log,
+		Store: engine.Store, Keys: engine.Keys, Now: engine.Now, Logger: log, Audit: engine.Audit,
 		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
 		RefreshTTL:     time.Duration(cfg.SuperTokens.RefreshTokenTTL),
 		RefreshGrace:   time.Duration(cfg.SuperTokens.RefreshGrace),
@@ -290,7 +290,8 @@ func (m *Main) Open(ctx context.Context) error {
 	senders := len(notifiers)
 	m.notifiers = notifiers
 	for i, u := range cfg.Webhooks.URLs {
-		n, err := webhook.New(fmt.Sprintf("webhook-%d", i+1), u, cfg.Webhooks.Secret, webhook.WithTimeout(time.Duration(cfg.Webhooks.Timeout)))
+		n, err := webhook.New(fmt.Sprintf("webhook-%d", i+1), u, cfg.Webhooks.Secret, webhook.WithTimeout(time.Duration(cfg.Webhooks.Timeout)),
+			webhook.WithAuditEvents(cfg.Audit.WebhookEvents))
 		if err != nil {
 			return fmt.Errorf("config webhooks.urls[%d]: %w", i, err)
 		}
@@ -315,6 +316,8 @@ func (m *Main) Open(ctx context.Context) error {
 	if len(notifiers) > 0 {
 		engine.Outbox = dispatcher
 	}
+	// The audit log: every flow records through the engine's.
+	engine.Audit = cfg.newAudit(m.DB, engine.Now, engine.Outbox, log, m.Stderr)
 
 	redis.SetLogger(log)
 	m.Limiter, err = openLimiter(cfg)
@@ -325,7 +328,7 @@ func (m *Main) Open(ctx context.Context) error {
 		log.Warn("no redis_url: per-address, per-destination and global limits are kept in this process only; with several instances each allows the full amount")
 	}
 	f := newFlows(cfg, engine, m.Limiter, met, log)
-	m.janitorJob = &otpd.Janitor{Store: m.DB, Now: engine.Now, Limits: engine.Limits, Logger: log}
+	m.janitorJob = &otpd.Janitor{Store: m.DB, Now: engine.Now, Limits: engine.Limits, Logger: log, Audit: engine.Audit}
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("config trusted_proxies: %w", err)

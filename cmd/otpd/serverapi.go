@@ -12,7 +12,7 @@ import (
 // keys of m's database; a verification that names no locale gets
 // defaultLocale.
 func (m *Main) serverAPI(f *flows, log *slog.Logger, defaultLocale string) *serverapi.Handler {
-	m.apiKeys = &otpd.APIKeys{Store: m.DB, Now: f.verifications.Engine.Now, Logger: log}
+	m.apiKeys = &otpd.APIKeys{Store: m.DB, Now: f.verifications.Engine.Now, Logger: log, Audit: f.verifications.Engine.Audit}
 	keys := m.apiKeys
 	return &serverapi.Handler{
 		Verifications: f.verifications,

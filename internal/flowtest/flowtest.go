@@ -22,17 +22,17 @@ type Flows struct {
 	Verifications *otpd.Verifications
 }
 
-// New builds the flows on e, with the default actor types, no limiter (set
+// New builds the flows on e (and on its Audit, if any), with the default actor types, no limiter (set
 // Throttler.Limiter to add one) and no password hasher (set
 // Passwords.Hasher).
 func New(e *otpd.Engine) *Flows {
-	th := &otpd.Throttler{Keys: e.Keys}
+	th := &otpd.Throttler{Keys: e.Keys, Audit: e.Audit}
 	if m, ok := e.Metrics.(otpd.ThrottleMetrics); ok {
 		th.Metrics = m
 	}
 	actors := &otpd.Actors{Store: e.Store, Now: e.Now, Types: otpd.DefaultActorTypes}
 	codes := &otpd.Codes{Engine: e, Actors: actors, Throttler: th}
-	sessions := &otpd.Sessions{Store: e.Store, Keys: e.Keys, Now: e.Now, Logger: e.Logger}
+	sessions := &otpd.Sessions{Store: e.Store, Keys: e.Keys, Now: e.Now, Logger: e.Logger, Audit: e.Audit}
 	return &Flows{
 		Throttler: th,
 		Actors:    actors,
