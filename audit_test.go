@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -653,4 +656,43 @@ func TestAudit_NoSecretAnywhere(t *testing.T) {
 		}
 	}
 	t.Logf("%d secrets, none in %d records, %d log lines or %d webhook bodies", len(secrets), len(rows), strings.Count(stream, "\n"), len(a.hooks.bodies))
+}
+
+// BenchmarkAudit_SignInUp measures a whole sign-in-up (a code sent, then
+// redeemed into a session: two transactions) on SQLite without an audit
+// log and with one (each transaction writes its record), with 2
+// goroutines per core and with 16. The ratio of the two is the audit
+// log's cost.
+func BenchmarkAudit_SignInUp(b *testing.B) {
+	for _, audited := range []bool{false, true} {
+		for _, par := range []int{1, 16} {
+			name := fmt.Sprintf("audit=%v/g=%d", audited, par*runtime.GOMAXPROCS(0))
+			b.Run(name, func(b *testing.B) {
+				e, _, _ := newEngine(b)
+				e.Limits = otpd.SendLimits{Cooldown: time.Nanosecond, Budget: 1 << 30, Window: time.Minute}
+				e.Now = nil
+				e.NewCode = func(otpd.Policy) (string, error) { return "424242", nil }
+				if audited {
+					e.Audit = &otpd.Audit{Store: e.Store}
+				}
+				f := flowtest.New(e)
+				var n atomic.Int64
+				b.SetParallelism(par)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						to := "user" + strconv.FormatInt(n.Add(1), 10) + "@example.com"
+						ctx := otpd.WithRequestInfo(context.Background(), otpd.RequestInfo{ID: "0123456789abcdef01234567", Client: testClient, UserAgent: "Mozilla/5.0 (bench)"})
+						d, err := f.Devices.CreateDevice(ctx, otpd.DeviceRequest{Tenant: otpd.DefaultTenant, Contact: otpd.Contact{Channel: otpd.ChannelEmail, Value: to}, Flow: otpd.SignInUpFlow{Policy: otpd.DefaultPolicy}})
+						if err != nil {
+							b.Fatal(err)
+						}
+						res, err := f.Devices.ConsumeCode(ctx, otpd.ConsumeRequest{Tenant: otpd.DefaultTenant, PreAuthSessionID: d.PreAuthSessionID, DeviceID: d.ID, UserInputCode: "424242"})
+						if err != nil || res.Status != otpd.ConsumeOK {
+							b.Fatal(res, err)
+						}
+					}
+				})
+			})
+		}
+	}
 }

@@ -43,10 +43,9 @@ func ScanAudit(s Scanner) (*otpd.AuditRecord, error) {
 //
 // Each filter is one conjunct, so that the planner picks the index of the
 // most selective: audit_log_identity_idx and audit_log_address_idx (their
-// partial predicate is repeated so that it is implied), audit_log_event_idx
-// (tenant and event), audit_log_tenant_idx, audit_log_time_idx. The page
-// after a cursor is a keyset condition on (created_at, id), read backwards
-// along the index.
+// partial predicate is repeated so that it is implied), or else
+// audit_log_time_idx, read backwards with the other filters applied. The
+// page after a cursor is a keyset condition on (created_at, id).
 func FindAuditSQL(f otpd.AuditFilter, param func(n int) string) (string, []any) {
 	var (
 		where []string
