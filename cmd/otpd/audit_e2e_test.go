@@ -139,14 +139,41 @@ func TestE2E_AuditLog(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("refresh: %d %v", r.status, r.body)
 	}
-	secrets = append(secrets, r.header.Get("st-access-token"), r.header.Get("st-refresh-token"))
+	stAccess := r.header.Get("st-access-token")
+	secrets = append(secrets, stAccess, r.header.Get("st-refresh-token"))
+	if r := s.st("/signout", nil, "Authorization", "Bearer "+stAccess); r.status != 200 {
+		t.Fatalf("signout: %d %v", r.status, r.body)
+	}
+
+	// Medusa passwords: a registration, a sign-in, a wrong password, a
+	// sign-out of the token.
+	const pw = "a long enough password 1"
+	var ptok struct{ Token string }
+	if st := s.call("POST", "/auth/customer/emailpass/register", "", map[string]string{"email": "pw@example.com", "password": pw}, &ptok); st != 200 {
+		t.Fatalf("emailpass register: %d", st)
+	}
+	secrets = append(secrets, pw, ptok.Token)
+	if st := s.call("POST", "/auth/customer/emailpass", "", map[string]string{"email": "pw@example.com", "password": pw}, &ptok); st != 200 {
+		t.Fatalf("emailpass: %d", st)
+	}
+	secrets = append(secrets, ptok.Token)
+	if st := s.call("POST", "/auth/customer/emailpass", "", map[string]string{"email": "pw@example.com", "password": "not the password 9"}, nil); st != 401 {
+		t.Fatalf("wrong password: %d", st)
+	}
+	if st := s.call("DELETE", "/auth/session", ptok.Token, nil, nil); st != 200 {
+		t.Fatalf("sign-out: %d", st)
+	}
 
 	want := map[string]int{
-		"code_sent":         3, // medusa, server API, supertokens
-		"code_failed":       1,
-		"code_verified":     3,
-		"session_refreshed": 1,
-		"api_key_used":      1,
+		"code_sent":                3, // medusa, server API, supertokens
+		"code_failed":              1,
+		"code_verified":            3,
+		"session_refreshed":        1,
+		"session_revoked":          2, // supertokens, medusa
+		"password_registered":      1,
+		"password_sign_in":         1,
+		"password_sign_in_refused": 1,
+		"api_key_used":             1,
 	}
 	var rows []*otpd.AuditRecord
 	deadline := time.Now().Add(20 * time.Second)
