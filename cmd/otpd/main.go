@@ -187,6 +187,7 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 	throttler := &otpd.Throttler{Limiter: lim, Throttles: cfg.Throttles(), Keys: engine.Keys}
 	if met != nil {
 		throttler.Metrics = met
+		throttler.Limiter = met.Limiter(lim)
 	}
 	normalizer := otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion}
 	actors := &otpd.Actors{Store: engine.Store, Now: engine.Now, Normalizer: normalizer, AuthMethods: cfg.AuthMethodsPerActor}
@@ -199,6 +200,9 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
 		RefreshTTL:     time.Duration(cfg.SuperTokens.RefreshTokenTTL),
 		RefreshGrace:   time.Duration(cfg.SuperTokens.RefreshGrace),
+	}
+	if met != nil {
+		sessions.Metrics = met
 	}
 	return &flows{
 		codes:  codes,
@@ -258,8 +262,13 @@ func (m *Main) Open(ctx context.Context) error {
 	// Notifiers: the dev outbox is in-process and immediate; webhooks are
 	// durable, through the outbox table and the dispatcher.
 	var devOutbox *devoutbox.Outbox
+	// The flows' store: with metrics on, each transaction is timed.
+	var db otpd.Store = m.DB
+	if met != nil {
+		db = met.Store(m.DB)
+	}
 	engine := &otpd.Engine{
-		Store:    m.DB,
+		Store:    db,
 		Keys:     keys,
 		Policies: cfg.Policies(),
 		Limits: otpd.SendLimits{
@@ -297,7 +306,7 @@ func (m *Main) Open(ctx context.Context) error {
 		notifiers = append(notifiers, n)
 	}
 	dispatcher := &outbox.Dispatcher{
-		Store:       m.DB,
+		Store:       db,
 		Keys:        keys,
 		Notifiers:   notifiers,
 		Now:         engine.Now,
