@@ -40,7 +40,7 @@ FROM refresh_tokens`
 }
 
 // ListSessionsSQL selects the sessions of tenant (1) and identity (2) as of
-// now (3) whose handle sorts before (4) ('' for none), newest first, at
+// now (3) whose handle sorts before (4) (” for none), newest first, at
 // most (5). It reads the refresh_tokens_auth_identity_idx index.
 func ListSessionsSQL(ph func(int) string) string {
 	return sessionSelect(ph, 3) + `
