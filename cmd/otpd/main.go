@@ -5,6 +5,9 @@
 //	otpd keys create --name NAME [--tenant T] [--return-codes] [--json]
 //	otpd keys list [--json]
 //	otpd keys revoke ID
+//	otpd admin identities find (--address A | --id ID) | delete ID
+//	otpd admin sessions list ID | revoke ID (--session H | --all)
+//	otpd admin verifications list [--subject S --to A --purpose P] | cancel (ID | --subject S)
 //	otpd version
 //
 // This is the only place where otpd's packages are wired together.
@@ -130,7 +133,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "otpd %s %s\n", otpd.Version, otpd.Commit)
 		},
 	}
-	root.AddCommand(serve, migrate, newKeysCommand(), newTemplatesCommand(), version)
+	root.AddCommand(serve, migrate, newKeysCommand(), newAdminCommand(), newTemplatesCommand(), version)
 	return root
 }
 
