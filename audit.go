@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -44,6 +45,11 @@ const (
 
 	AuditAPIKeyUsed    AuditEvent = "api_key_used"    // a server API key authenticated a call
 	AuditAPIKeyRefused AuditEvent = "api_key_refused" // a revoked server API key was presented
+
+	// Admin actions (otpd.Admin); Detail "by" names who acted. An admin's
+	// revocation is AuditSessionRevoked.
+	AuditIdentityDeleted      AuditEvent = "identity_deleted"      // an identity and everything of it was deleted
+	AuditVerificationCanceled AuditEvent = "verification_canceled" // live verifications were canceled (Detail "count")
 )
 
 // AuditEvents lists every audit event, in a stable order.
@@ -51,7 +57,7 @@ var AuditEvents = []AuditEvent{
 	AuditCodeSent, AuditCodeVerified, AuditCodeFailed, AuditCodeExhausted, AuditThrottled,
 	AuditPasswordRegistered, AuditPasswordSignIn, AuditPasswordSignInRefused, AuditPasswordReset,
 	AuditSessionRefreshed, AuditSessionRefreshFailed, AuditSessionTheft, AuditSessionRevoked,
-	AuditAPIKeyUsed, AuditAPIKeyRefused,
+	AuditAPIKeyUsed, AuditAPIKeyRefused, AuditIdentityDeleted, AuditVerificationCanceled,
 }
 
 // AuditOutcome says whether what was recorded went the user's way.
@@ -120,13 +126,15 @@ const (
 	DetailProvider       = "provider"        // the auth provider (emailpass, otp, ...)
 	DetailActorType      = "actor_type"
 	DetailCreated        = "created" // "true": the sign-in created the identity
+	DetailBy             = "by"      // who did an admin action: the API key's id, or "cli"
+	DetailCount          = "count"   // how many things an admin action changed
 )
 
 // AuditDetailKeys are the keys Detail may hold.
 var AuditDetailKeys = []string{
 	DetailChannel, DetailDecoy, DetailReason, DetailLimit, DetailRetryAfter, DetailAttempts,
 	DetailMaxAttempts, DetailSession, DetailScope, DetailSubject, DetailVerificationID,
-	DetailProvider, DetailActorType, DetailCreated,
+	DetailProvider, DetailActorType, DetailCreated, DetailBy, DetailCount,
 }
 
 // Bounds of what a record stores.
@@ -554,4 +562,39 @@ func UnmarshalDetail(s string) (map[string]string, error) {
 	var d map[string]string
 	err := json.Unmarshal([]byte(s), &d)
 	return d, err
+}
+
+// AdminHook is the hook of otpd.Admin (Admin.Audit): it records each admin
+// action in the action's transaction, as AuditSessionRevoked (scope
+// "session" or "all"), AuditIdentityDeleted or AuditVerificationCanceled,
+// with Detail "by" and "count". The log line is written by the hook, at
+// the end of the transaction but before its commit (the hook has no
+// after-commit step). The nil Audit records nothing.
+func (a *Audit) AdminHook() func(ctx context.Context, tx Tx, act *AdminAction) error {
+	return func(ctx context.Context, tx Tx, act *AdminAction) error {
+		if a == nil {
+			return nil
+		}
+		n := auditNote{Tenant: act.Tenant, IdentityID: act.AuthIdentityID, Detail: map[string]string{
+			DetailBy: act.By, DetailCount: strconv.Itoa(act.Count),
+			DetailSession: act.SessionHandle, DetailVerificationID: act.VerificationID, DetailSubject: act.Subject,
+		}}
+		switch act.Action {
+		case AdminActionRevokeSession:
+			n.Event, n.Detail[DetailScope] = AuditSessionRevoked, "session"
+		case AdminActionRevokeSessions:
+			n.Event, n.Detail[DetailScope] = AuditSessionRevoked, "all"
+		case AdminActionDeleteIdentity:
+			n.Event = AuditIdentityDeleted
+		case AdminActionCancelVerification, AdminActionCancelVerifications:
+			n.Event = AuditVerificationCanceled
+		default:
+			return fmt.Errorf("audit: unknown admin action %q", act.Action)
+		}
+		r, err := a.in(ctx, tx, n)
+		if err == nil {
+			a.done(ctx, r)
+		}
+		return err
+	}
 }

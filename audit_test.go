@@ -696,3 +696,47 @@ func BenchmarkAudit_SignInUp(b *testing.B) {
 		}
 	}
 }
+
+// TestAudit_AdminActions: each admin action leaves one record, in its
+// transaction, naming who did it.
+func TestAudit_AdminActions(t *testing.T) {
+	a := newAuditFlows(t)
+	e := a.Codes.Engine
+	adm := &otpd.Admin{Store: e.Store, Now: e.Now, Verifications: a.Verifications, Audit: a.audit.AdminHook()}
+	ctx := context.Background()
+	sc := otpd.AdminScope{By: "key_admin"}
+	seen := 0
+	s := startSession(t, a.Flows, a.rec, "max@example.com")
+	a.expect(t, &seen, otpd.AuditCodeSent, otpd.AuditCodeVerified)
+
+	if _, err := adm.RevokeSessions(ctx, sc, s.AuthIdentityID); err != nil {
+		t.Fatal(err)
+	}
+	rs := a.expect(t, &seen, otpd.AuditSessionRevoked)
+	if rs[0].IdentityID != s.AuthIdentityID || detail(rs[0], otpd.DetailBy) != "key_admin" || detail(rs[0], otpd.DetailScope) != "all" {
+		t.Fatalf("admin revocation recorded as %+v", rs[0])
+	}
+	v, err := a.Verifications.Create(ctx, otpd.VerificationRequest{To: "ned@example.com", Subject: "u1", Return: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.expect(t, &seen, otpd.AuditCodeSent)
+	if _, err := adm.CancelVerification(ctx, sc, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	rs = a.expect(t, &seen, otpd.AuditVerificationCanceled)
+	if detail(rs[0], otpd.DetailVerificationID) != v.ID {
+		t.Fatalf("cancellation recorded as %+v", rs[0])
+	}
+	if _, err := adm.DeleteIdentity(ctx, sc, s.AuthIdentityID); err != nil {
+		t.Fatal(err)
+	}
+	rs = a.expect(t, &seen, otpd.AuditIdentityDeleted)
+	if rs[0].IdentityID != s.AuthIdentityID || detail(rs[0], otpd.DetailBy) != "key_admin" {
+		t.Fatalf("deletion recorded as %+v", rs[0])
+	}
+	if _, err := adm.DeleteIdentity(ctx, sc, s.AuthIdentityID); err == nil {
+		t.Fatal("second deletion succeeded")
+	}
+	a.expect(t, &seen) // nothing deleted, nothing recorded
+}

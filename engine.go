@@ -277,7 +277,7 @@ func (e *Engine) Issue(ctx context.Context, req IssueRequest) (*Issued, error) {
 	if e.Metrics != nil {
 		// Decoys are counted with real sends: a metric that told them apart
 		// would tell anyone who can read it which addresses have accounts.
-		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel)
+		e.Metrics.CodeIssued(req.Key.Purpose, req.Channel, req.Key.Destination)
 	}
 	if out.Event != nil {
 		for _, n := range e.Immediate {
@@ -526,11 +526,11 @@ func (e *Engine) Check(ctx context.Context, g Guess) (*Result, error) {
 		e.Audit.write(ctx, n)
 	}
 	if e.Metrics != nil && outcome != "" {
-		purpose := g.Key.Purpose
+		purpose, ch, dest := g.Key.Purpose, Channel(""), g.Key.Destination
 		if counted != nil {
-			purpose = counted.Purpose
+			purpose, ch, dest = counted.Purpose, counted.Channel, counted.Destination
 		}
-		e.Metrics.CodeVerified(purpose, outcome)
+		e.Metrics.CodeVerified(purpose, ch, dest, outcome)
 	}
 	if err != nil {
 		return nil, err
@@ -656,8 +656,11 @@ const (
 )
 
 // Metrics observes the engine. Implementations must be safe for concurrent
-// use.
+// use. destination is the code's address (normalized), for aggregates such
+// as a phone number's country; an implementation must not keep it or put
+// it in a label as it is. On a verification that found no live code the
+// channel is empty and the destination may be.
 type Metrics interface {
-	CodeIssued(p Purpose, ch Channel)
-	CodeVerified(p Purpose, outcome VerifyOutcome)
+	CodeIssued(p Purpose, ch Channel, destination string)
+	CodeVerified(p Purpose, ch Channel, destination string, outcome VerifyOutcome)
 }

@@ -35,13 +35,13 @@ type countingMetrics struct {
 	issued   int
 }
 
-func (m *countingMetrics) CodeIssued(otpd.Purpose, otpd.Channel) {
+func (m *countingMetrics) CodeIssued(otpd.Purpose, otpd.Channel, string) {
 	m.mu.Lock()
 	m.issued++
 	m.mu.Unlock()
 }
 
-func (m *countingMetrics) CodeVerified(_ otpd.Purpose, o otpd.VerifyOutcome) {
+func (m *countingMetrics) CodeVerified(_ otpd.Purpose, _ otpd.Channel, _ string, o otpd.VerifyOutcome) {
 	m.mu.Lock()
 	if m.verified == nil {
 		m.verified = map[otpd.VerifyOutcome]int{}

@@ -39,6 +39,43 @@ type Sessions struct {
 	// DefaultRefreshGrace).
 	RefreshTTL   time.Duration
 	RefreshGrace time.Duration
+
+	// Metrics counts refreshes by outcome; may be nil.
+	Metrics SessionMetrics
+}
+
+// RefreshOutcome is what came of one refresh, for metrics.
+type RefreshOutcome string
+
+// Refresh outcomes: a new access token; a session that is not live (or a
+// token that names none); a reuse of a spent refresh token, which revoked
+// the session.
+const (
+	RefreshOK      RefreshOutcome = "refreshed"
+	RefreshExpired RefreshOutcome = "expired"
+	RefreshTheft   RefreshOutcome = "theft"
+)
+
+// SessionMetrics observes session refreshes. Implementations must be safe
+// for concurrent use.
+type SessionMetrics interface {
+	SessionRefreshed(outcome RefreshOutcome)
+}
+
+// observeRefresh counts the outcome of a refresh that ended with err (an
+// outage is counted as nothing: it says nothing of the session).
+func (s *Sessions) observeRefresh(err error) {
+	if s.Metrics == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		s.Metrics.SessionRefreshed(RefreshOK)
+	case errors.Is(err, ErrRefreshReused):
+		s.Metrics.SessionRefreshed(RefreshTheft)
+	case ErrorCode(err) == EUNAUTHORIZED:
+		s.Metrics.SessionRefreshed(RefreshExpired)
+	}
 }
 
 // revocationTime is the TokensValidAfter of a revocation at now.
@@ -144,6 +181,7 @@ func (s *Sessions) Refresh(ctx context.Context, p *Principal) (*Principal, error
 		out = withProvider(PrincipalFor(id, p.ActorType, p.UserMetadata), p.Provider)
 		return nil
 	})
+	s.observeRefresh(err)
 	// A stateless refresh changes nothing: audited alone.
 	switch {
 	case err == nil:
@@ -287,7 +325,8 @@ func (s *Sessions) start(ctx context.Context, tx Tx, identity *AuthIdentity, now
 // grace interval is a stolen or replayed token: the whole family is revoked
 // and ErrRefreshReused returned. An unknown, expired or revoked token is
 // ErrSessionExpired, as is a token whose identity is gone.
-func (s *Sessions) RefreshSession(ctx context.Context, token string) (*Session, error) {
+func (s *Sessions) RefreshSession(ctx context.Context, token string) (out *Session, err error) {
+	defer func() { s.observeRefresh(err) }()
 	if token == "" {
 		return nil, ErrSessionExpired
 	}
@@ -295,13 +334,12 @@ func (s *Sessions) RefreshSession(ctx context.Context, token string) (*Session, 
 	child := s.Keys.RefreshChild(token)
 	now := s.Now.Time()
 	var (
-		out     *Session
 		reused  *RefreshToken
 		refused *RefreshToken // a known token refused: its session ended
 		reason  string
 		rec     *AuditRecord
 	)
-	err := s.Store.Update(ctx, func(tx Tx) error {
+	err = s.Store.Update(ctx, func(tx Tx) error {
 		out, reused, refused, reason, rec = nil, nil, nil, "", nil
 		rt, err := tx.RotateRefreshToken(ctx, hash, now)
 		if ErrorCode(err) == ENOTFOUND {

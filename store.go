@@ -40,6 +40,7 @@ type Tx interface {
 	OutboxTx
 	IdempotencyTx
 	APIKeyTx
+	AdminTx
 	AuditTx
 }
 

@@ -454,6 +454,13 @@ func (f *Verifications) Get(ctx context.Context, tenant, id string) (*Verificati
 // Cancel makes verification id canceled if it is pending, and returns it as
 // it is afterwards; a final verification is left as it is.
 func (f *Verifications) Cancel(ctx context.Context, tenant, id string) (*Verification, error) {
+	return f.cancel(ctx, tenant, id, nil)
+}
+
+// cancel is Cancel; then, when set, runs in its transaction after the
+// cancellation with the verification and whether this call canceled it
+// (the admin flow's audit record).
+func (f *Verifications) cancel(ctx context.Context, tenant, id string, then func(tx Tx, c *Challenge, canceled bool) error) (*Verification, error) {
 	if !validVerificationID(id) {
 		return nil, ErrVerificationNotFound
 	}
@@ -466,10 +473,14 @@ func (f *Verifications) Cancel(ctx context.Context, tenant, id string) (*Verific
 			return ErrVerificationNotFound
 		}
 		now := f.Engine.now()
-		if ok, err := tx.CancelChallenge(ctx, c.Tenant, c.ID, now); err != nil {
+		ok, err := tx.CancelChallenge(ctx, c.Tenant, c.ID, now)
+		if err != nil {
 			return err
 		} else if ok {
 			c.RetiredAt = &now
+		}
+		if then != nil {
+			return then(tx, c, ok)
 		}
 		return nil
 	})
@@ -488,6 +499,12 @@ func (f *Verifications) Cancel(ctx context.Context, tenant, id string) (*Verific
 // call cancels nothing. The subject is required: an empty one would name
 // every verification made without a subject.
 func (f *Verifications) CancelSubject(ctx context.Context, tenant, subject string) (int, error) {
+	return f.cancelSubject(ctx, tenant, subject, nil)
+}
+
+// cancelSubject is CancelSubject; then, when set, runs in its transaction
+// after the cancellation with how many it canceled.
+func (f *Verifications) cancelSubject(ctx context.Context, tenant, subject string, then func(tx Tx, n int) error) (int, error) {
 	if subject == "" {
 		return 0, FieldErrorf("subject", "The subject is required.")
 	}
@@ -497,7 +514,10 @@ func (f *Verifications) CancelSubject(ctx context.Context, tenant, subject strin
 	var n int
 	err := f.Engine.Store.Update(ctx, func(tx Tx) (err error) {
 		n, err = tx.RetireActorChallenges(ctx, tenantOr(tenant), subjectScope(subject), f.Engine.now())
-		return err
+		if err != nil || then == nil {
+			return err
+		}
+		return then(tx, n)
 	})
 	return n, err
 }

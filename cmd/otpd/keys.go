@@ -36,10 +36,11 @@ func newKeysCommand() *cobra.Command {
 	var (
 		name, tenant string
 		returnCodes  bool
+		admin        bool
 		createJSON   bool
 	)
 	create := &cobra.Command{
-		Use:   "create --name NAME [--tenant T] [--return-codes] [--json]",
+		Use:   "create --name NAME [--tenant T] [--return-codes] [--admin] [--json]",
 		Short: "Make a key and print it, once",
 		Long: `Make a key and print it. The key is shown only this once: otpd stores only its hash.
 
@@ -54,6 +55,9 @@ otpd keys revoke); with --json, one object {"id", "secret", "name", "tenant",
 			perms := []otpd.Permission{otpd.PermissionVerify}
 			if returnCodes {
 				perms = append(perms, otpd.PermissionReturnCodes)
+			}
+			if admin {
+				perms = append(perms, otpd.PermissionAdmin)
 			}
 			var (
 				secret string
@@ -82,6 +86,7 @@ otpd keys revoke); with --json, one object {"id", "secret", "name", "tenant",
 	create.Flags().StringVar(&name, "name", "", "what the key is for, 1-100 characters (required)")
 	create.Flags().StringVar(&tenant, "tenant", otpd.DefaultTenant, "the tenant everything made with the key lives in")
 	create.Flags().BoolVar(&returnCodes, "return-codes", false, `allow delivery "return": the API answers with the code and otpd sends nothing`)
+	create.Flags().BoolVar(&admin, "admin", false, "allow the admin API (/v1/admin): find and delete identities, revoke sessions, list and cancel verifications of the key's tenant")
 	create.Flags().BoolVar(&createJSON, "json", false, "print one JSON object")
 	create.MarkFlagRequired("name")
 

@@ -185,7 +185,7 @@ func TestKeysCLI_Errors(t *testing.T) {
 		{"ControlInName", []string{"keys", "create", "--name", "a\tb"}, "--name"},
 		{"BadTenant", []string{"keys", "create", "--name", "a", "--tenant", "eu 1"}, "--tenant"},
 		{"EmptyTenant", []string{"keys", "create", "--name", "a", "--tenant", ""}, "--tenant"},
-		{"UnknownFlag", []string{"keys", "create", "--name", "a", "--admin"}, "--admin"},
+		{"UnknownFlag", []string{"keys", "create", "--name", "a", "--superuser"}, "--superuser"},
 		{"BadReturnCodes", []string{"keys", "create", "--name", "a", "--return-codes=maybe"}, "return-codes"},
 		{"CreateArgs", []string{"keys", "create", "--name", "a", "extra"}, "extra"},
 		{"RevokeNoID", []string{"keys", "revoke"}, "1 arg"},

@@ -5,6 +5,9 @@
 //	otpd keys create --name NAME [--tenant T] [--return-codes] [--json]
 //	otpd keys list [--json]
 //	otpd keys revoke ID
+//	otpd admin identities find (--address A | --id ID) | delete ID
+//	otpd admin sessions list ID | revoke ID (--session H | --all)
+//	otpd admin verifications list [--subject S --to A --purpose P] | cancel (ID | --subject S)
 //	otpd version
 //
 // This is the only place where otpd's packages are wired together.
@@ -130,7 +133,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "otpd %s %s\n", otpd.Version, otpd.Commit)
 		},
 	}
-	root.AddCommand(serve, migrate, newKeysCommand(), newTemplatesCommand(), version)
+	root.AddCommand(serve, migrate, newKeysCommand(), newAdminCommand(), newTemplatesCommand(), version)
 	return root
 }
 
@@ -187,6 +190,7 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 	throttler := &otpd.Throttler{Limiter: lim, Throttles: cfg.Throttles(), Keys: engine.Keys, Audit: engine.Audit}
 	if met != nil {
 		throttler.Metrics = met
+		throttler.Limiter = met.Limiter(lim)
 	}
 	normalizer := otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion}
 	actors := &otpd.Actors{Store: engine.Store, Now: engine.Now, Normalizer: normalizer, AuthMethods: cfg.AuthMethodsPerActor}
@@ -199,6 +203,9 @@ func newFlows(cfg Config, engine *otpd.Engine, lim otpd.Limiter, met *metrics.Me
 		RevokeOnLogout: cfg.Sessions.RevokeOnLogout,
 		RefreshTTL:     time.Duration(cfg.SuperTokens.RefreshTokenTTL),
 		RefreshGrace:   time.Duration(cfg.SuperTokens.RefreshGrace),
+	}
+	if met != nil {
+		sessions.Metrics = met
 	}
 	return &flows{
 		codes:  codes,
@@ -258,8 +265,13 @@ func (m *Main) Open(ctx context.Context) error {
 	// Notifiers: the dev outbox is in-process and immediate; webhooks are
 	// durable, through the outbox table and the dispatcher.
 	var devOutbox *devoutbox.Outbox
+	// The flows' store: with metrics on, each transaction is timed.
+	var db otpd.Store = m.DB
+	if met != nil {
+		db = met.Store(m.DB)
+	}
 	engine := &otpd.Engine{
-		Store:    m.DB,
+		Store:    db,
 		Keys:     keys,
 		Policies: cfg.Policies(),
 		Limits: otpd.SendLimits{
@@ -298,7 +310,7 @@ func (m *Main) Open(ctx context.Context) error {
 		notifiers = append(notifiers, n)
 	}
 	dispatcher := &outbox.Dispatcher{
-		Store:       m.DB,
+		Store:       db,
 		Keys:        keys,
 		Notifiers:   notifiers,
 		Now:         engine.Now,

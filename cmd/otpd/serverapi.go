@@ -16,6 +16,7 @@ func (m *Main) serverAPI(f *flows, log *slog.Logger, defaultLocale string) *serv
 	keys := m.apiKeys
 	return &serverapi.Handler{
 		Verifications: f.verifications,
+		Admin:         newAdmin(m.DB, f.verifications),
 		Logger:        log,
 		DefaultLocale: defaultLocale,
 		Authenticate: func(ctx context.Context, secret string) (serverapi.Caller, error) {
@@ -23,7 +24,14 @@ func (m *Main) serverAPI(f *flows, log *slog.Logger, defaultLocale string) *serv
 			if err != nil {
 				return serverapi.Caller{}, err
 			}
-			return serverapi.Caller{KeyID: k.ID, Tenant: k.Tenant, ReturnCodes: k.Can(otpd.PermissionReturnCodes)}, nil
+			return serverapi.Caller{KeyID: k.ID, Tenant: k.Tenant, ReturnCodes: k.Can(otpd.PermissionReturnCodes), Admin: k.Can(otpd.PermissionAdmin)}, nil
 		},
 	}
+}
+
+// newAdmin builds the admin flow on db and the server API's verifications;
+// the audit log of their engine records every admin action (revoke,
+// delete, cancel) in its transaction.
+func newAdmin(db otpd.Store, v *otpd.Verifications) *otpd.Admin {
+	return &otpd.Admin{Store: db, Now: v.Engine.Now, Normalizer: v.Normalizer, Verifications: v, Audit: v.Engine.Audit.AdminHook()}
 }

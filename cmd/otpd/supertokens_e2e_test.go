@@ -130,6 +130,13 @@ func checkRefreshRace(t *testing.T, s *server, email string) {
 	if !strings.Contains(s.logs.String(), "refresh token reused after rotation") {
 		t.Error("the reuse was not logged")
 	}
+	// Every refresh counted once: the 100 and the child's, one theft, one
+	// refused (the grandchild of the revoked session).
+	for outcome, want := range map[string]int{"refreshed": n + 1, "theft": 1, "expired": 1} {
+		if got := s.metric("otpd_session_refreshes_total", `outcome="`+outcome+`"`); got != want {
+			t.Errorf("otpd_session_refreshes_total{outcome=%q} = %d, want %d", outcome, got, want)
+		}
+	}
 	for _, secret := range []string{refresh, child, grandchild} {
 		if strings.Contains(s.logs.String(), secret) {
 			t.Fatal("a refresh token appears in the logs")

@@ -34,6 +34,7 @@ type Caller struct {
 	KeyID       string
 	Tenant      string
 	ReturnCodes bool // may ask for delivery "return"
+	Admin       bool // may use the admin API (/v1/admin)
 }
 
 // Authenticator turns the secret of an Authorization: Bearer header into
@@ -44,6 +45,7 @@ type Authenticator func(ctx context.Context, secret string) (Caller, error)
 // Handler serves /v1.
 type Handler struct {
 	Verifications *otpd.Verifications
+	Admin         *otpd.Admin // the admin API; nil answers its routes 404
 	Authenticate  Authenticator
 	Logger        *slog.Logger
 
@@ -65,14 +67,14 @@ type Route struct{ Method, Path string }
 // Routes lists the routes Register adds, in the OpenAPI document's path
 // syntax.
 func Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{"POST", "/v1/verifications"},
 		{"POST", "/v1/verifications/check"},
 		{"GET", "/v1/verifications/{id}"},
 		{"POST", "/v1/verifications/{id}/cancel"},
 		{"POST", "/v1/verifications/cancel"},
 		{"GET", "/v1/openapi.json"},
-	}
+	}, adminRoutes...)
 }
 
 // Register adds the server API's routes to mux.
@@ -85,6 +87,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	handle("GET /v1/verifications/{id}", h.authed(h.handleGet))
 	handle("POST /v1/verifications/{id}/cancel", h.authed(h.handleCancel))
 	handle("POST /v1/verifications/cancel", h.authed(h.handleCancelSubject))
+	h.registerAdmin(handle)
 	handle("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -41,6 +41,9 @@ const (
 	keyReturn  = "otpd_sk_returnreturnreturnreturnreturnreturnre"
 	keyOther   = "otpd_sk_othertenantothertenantothertenantother"
 	keyRevoked = "otpd_sk_revokedrevokedrevokedrevokedrevokedrev"
+	keyAdmin   = "otpd_sk_adminadminadminadminadminadminadminadmi"
+	// keyOtherAdmin is an admin key of tenant "other".
+	keyOtherAdmin = "otpd_sk_otheradminotheradminotheradminotheradm"
 )
 
 func authenticate(_ context.Context, secret string) (serverapi.Caller, error) {
@@ -51,6 +54,10 @@ func authenticate(_ context.Context, secret string) (serverapi.Caller, error) {
 		return serverapi.Caller{KeyID: "key_return", Tenant: otpd.DefaultTenant, ReturnCodes: true}, nil
 	case keyOther:
 		return serverapi.Caller{KeyID: "key_other", Tenant: "other", ReturnCodes: true}, nil
+	case keyAdmin:
+		return serverapi.Caller{KeyID: "key_admin", Tenant: otpd.DefaultTenant, Admin: true}, nil
+	case keyOtherAdmin:
+		return serverapi.Caller{KeyID: "key_other_admin", Tenant: "other", Admin: true}, nil
 	}
 	return serverapi.Caller{}, &otpd.Error{Code: otpd.EUNAUTHORIZED, Message: "bad key"}
 }
@@ -136,7 +143,8 @@ func newEnvOn(t *testing.T, db otpd.Store, path string) *env {
 	disp := &outbox.Dispatcher{Store: db, Keys: kr, Notifiers: []outbox.Notifier{events}, Now: clk.Now}
 	engine := &otpd.Engine{Store: db, Keys: kr, Limits: otpd.DefaultSendLimits, Immediate: []otpd.Notifier{codes}, Outbox: disp, Now: clk.Now}
 	f := flowtest.New(engine)
-	h := &serverapi.Handler{Verifications: f.Verifications, Authenticate: authenticate}
+	admin := &otpd.Admin{Store: db, Now: clk.Now, Verifications: f.Verifications, Normalizer: f.Verifications.Normalizer}
+	h := &serverapi.Handler{Verifications: f.Verifications, Admin: admin, Authenticate: authenticate}
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Options{Dialects: []httpapi.Dialect{h}}))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, clock: clk, codes: codes, events: events, disp: disp, store: db, path: path, flows: f}
@@ -872,7 +880,7 @@ func operation(t *testing.T, method, path string) (string, map[string]any) {
 	paths := d["paths"].(map[string]any)
 	path, _, _ = strings.Cut(path, "?")
 	for p, item := range paths {
-		re := "^" + strings.ReplaceAll(regexp.QuoteMeta(p), `\{id\}`, `[^/]+`) + "$"
+		re := "^" + regexp.MustCompile(`\\\{[a-z]+\\\}`).ReplaceAllString(regexp.QuoteMeta(p), `[^/]+`) + "$"
 		if regexp.MustCompile(re).MatchString(path) {
 			if op, ok := item.(map[string]any)[strings.ToLower(method)].(map[string]any); ok {
 				return p, op

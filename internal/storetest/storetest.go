@@ -51,6 +51,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"ChallengeByID", challengeByIDTests},
 		{"Idempotency", idempotencyTests},
 		{"APIKeys", apiKeyTests},
+		{"Admin", adminTests},
 		{"Audit", auditTests},
 		{"Concurrency", concurrencyTests},
 	}

@@ -47,6 +47,20 @@ describe("against otpd", () => {
     assert.equal((await client().check({ to, purpose: "sign_in", subject: "authid_1", code: v.code })).status, "not_found");
   });
 
+  test("cancelSubject cancels a subject's pending codes, of any address and purpose, once", async () => {
+    const [a, b, other] = [email(), email(), email()];
+    const subject = `contact:customer:cus_${process.pid}_${n}`;
+    const va = await client().createVerification({ to: a, purpose: "verify_contact", subject, deliver: true, delivery: "return" });
+    await client().createVerification({ to: b, purpose: "delete_account", subject, deliver: true, delivery: "return" });
+    const vo = await client().createVerification({ to: other, purpose: "verify_contact", subject: `${subject}_other`, deliver: true, delivery: "return" });
+    assert.equal(await client().cancelSubject(subject), 2);
+    assert.equal(await client().cancelSubject(subject), 0);
+    assert.equal((await client().check({ to: a, purpose: "verify_contact", subject, code: va.code })).status, "canceled");
+    assert.equal((await client().check({ to: other, purpose: "verify_contact", subject: `${subject}_other`, code: vo.code })).status, "approved");
+    await assert.rejects(client().cancelSubject(""), (e) => e instanceof OtpdRefused && e.status === 400 && e.field === "subject");
+    await assert.rejects(client("otpd_sk_nope").cancelSubject(subject), (e) => e instanceof OtpdRefused && e.status === 401);
+  });
+
   test("a decoy has no code and is never approved", async () => {
     const to = email();
     const v = await client().createVerification({ to, purpose: "sign_in", subject: "unknown:customer", deliver: false, delivery: "return" });

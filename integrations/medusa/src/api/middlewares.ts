@@ -1,4 +1,5 @@
 import {
+  allowFields,
   authenticate,
   defineMiddlewares,
   type MiddlewareFunction,
@@ -6,6 +7,8 @@ import {
   validateAndTransformBody,
   validateAndTransformQuery,
 } from "@medusajs/framework/http"
+import { retrieveTransformQueryConfig } from "@medusajs/medusa/api/store/customers/query-config"
+import { StoreGetCustomerParams } from "@medusajs/medusa/api/store/customers/validators"
 import { otpAllowedForActor, refuseContactChange, requireJson, withShopper } from "../lib/http"
 import { LIST_FIELDS, ListDeletionRequestsQuery } from "./admin/account-deletion-requests/validators"
 import { phoneCustomers } from "../lib/phone-customers"
@@ -56,6 +59,19 @@ export default defineMiddlewares({
     // Customers with a phone and no email (registration.identifier "phone"
     // or "both"); after core's authenticate and validation.
     { matcher: "/store/customers", method: "POST", middlewares: [withVerificationCodes, phoneCustomers] },
+    // The customer's verified contacts through the module link
+    // (src/links/customer-verification.ts). Medusa runs its own query
+    // validation for this route before a plugin's middlewares and silently
+    // drops fields it does not allow: the field is allowed, then the query
+    // validated again with Medusa's own schema and configuration.
+    {
+      matcher: "/store/customers/me",
+      method: "GET",
+      middlewares: [
+        allowFields("otpd_customer_verification", "otpd_customer_verification.*"),
+        validateAndTransformQuery(StoreGetCustomerParams, retrieveTransformQueryConfig),
+      ],
+    },
     // The customer-registration plugin's contact verification.
     jsonBody("/store/customers/otp/send", SendContactCodeBody),
     jsonBody("/store/customers/otp/verify", VerifyContactCodeBody),

@@ -1,5 +1,5 @@
-// A small client for otpd's server API (/v1): the two calls the plugin makes,
-// create a verification and check a code. Nothing here logs; errors carry no
+// A small client for otpd's server API (/v1): the calls the plugin makes,
+// create a verification, check a code, cancel a subject's verifications. Nothing here logs; errors carry no
 // secret (the API key is only ever in the Authorization header).
 
 export type Purpose = "sign_in" | "sign_up" | "verify_contact" | "change_contact" | "delete_account"
@@ -106,7 +106,24 @@ export class OtpdClient {
     return this.post("/v1/verifications/check", { ...slotOf(input), code: input.code, client: clientOf(input.client) }, 200)
   }
 
-  private async post(path: string, body: unknown, want: number): Promise<Verification> {
+  // cancelSubject cancels every pending verification bound to subject,
+  // whatever its address and purpose, and answers how many.
+  async cancelSubject(subject: string): Promise<number> {
+    const { canceled } = await this.post<{ canceled: number }>(
+      "/v1/verifications/cancel",
+      { subject },
+      200,
+      (p) => typeof p?.canceled === "number"
+    )
+    return canceled
+  }
+
+  private async post<T = Verification>(
+    path: string,
+    body: unknown,
+    want: number,
+    valid: (payload: any) => boolean = (p) => typeof p?.status === "string"
+  ): Promise<T> {
     let res: Response
     try {
       res = await this.fetch_(this.base + path, {
@@ -131,10 +148,10 @@ export class OtpdClient {
       throw new OtpdUnavailable(`otpd answered ${res.status} without a JSON body`)
     }
     if (res.status === want) {
-      if (!payload || typeof payload.status !== "string") {
-        throw new OtpdUnavailable(`otpd answered ${res.status} without a verification status`)
+      if (!payload || !valid(payload)) {
+        throw new OtpdUnavailable(`otpd answered ${res.status} without the expected body`)
       }
-      return payload as Verification
+      return payload as T
     }
     const err = payload?.error ?? {}
     if (res.status === 503 || res.status >= 500) {
