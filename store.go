@@ -40,6 +40,7 @@ type Tx interface {
 	OutboxTx
 	IdempotencyTx
 	APIKeyTx
+	SigningKeyTx
 }
 
 // ChallengeTx stores challenges. Times are passed in by the caller (the

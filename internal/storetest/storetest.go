@@ -51,6 +51,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"ChallengeByID", challengeByIDTests},
 		{"Idempotency", idempotencyTests},
 		{"APIKeys", apiKeyTests},
+		{"SigningKeys", signingKeyTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
