@@ -234,15 +234,26 @@ func (s *SigningKeys) Init(ctx context.Context) error {
 	if err := s.Reload(ctx); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	n := len(s.keys)
-	s.mu.RUnlock()
-	if n > 0 {
-		return nil
-	}
 	alg := s.Alg
 	if alg == "" {
 		alg = AlgEdDSA
+	}
+	s.mu.RLock()
+	keys := s.keys
+	s.mu.RUnlock()
+	if len(keys) > 0 {
+		if s.signer(keys) != nil {
+			return nil
+		}
+		// The current key's private part cannot be opened: its server
+		// secret is gone (a dev server's random secret, or a secret
+		// removed too early). A new key signs from now on; the old ones
+		// still verify their tokens until those expire.
+		s.logger().Warn("the current signing key cannot be opened with the configured server secrets; making a new one")
+		if _, err := s.Rotate(ctx, alg, 0); err != nil && ErrorCode(err) != ECONFLICT {
+			return err
+		}
+		return s.Reload(ctx)
 	}
 	k, err := NewSigningKey(s.Keys, alg, s.now())
 	if err != nil {
@@ -425,20 +436,24 @@ func (s *SigningKeys) states(keys []*loadedKey) []KeyStatus {
 	return KeyStates(plain, s.now(), s.retention())
 }
 
+// signer returns the current key of keys if it can sign, else nil.
+func (s *SigningKeys) signer(keys []*loadedKey) *loadedKey {
+	for i, st := range s.states(keys) {
+		if st.State == KeyCurrent && keys[i].priv != nil {
+			return keys[i]
+		}
+	}
+	return nil
+}
+
 // ErrNoSigningKey is returned by Sign before Init made or loaded a key.
 var ErrNoSigningKey = Errorf(EUNAVAILABLE, "No signing key is loaded.")
 
 // Sign returns claims as a JWS signed by the current key, with its kid in
 // the header.
 func (s *SigningKeys) Sign(claims jwt.Claims) (string, error) {
-	keys := s.fresh()
-	var cur *loadedKey
-	for i, st := range s.states(keys) {
-		if st.State == KeyCurrent {
-			cur = keys[i]
-		}
-	}
-	if cur == nil || cur.priv == nil {
+	cur := s.signer(s.fresh())
+	if cur == nil {
 		return "", ErrNoSigningKey
 	}
 	t := jwt.NewWithClaims(cur.method, claims)

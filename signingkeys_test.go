@@ -149,7 +149,7 @@ func TestSigningKeys_SealedAtRest(t *testing.T) {
 		t.Fatal("sealed private key contains the public key bytes (not encrypted?)")
 	}
 	other := &otpd.SigningKeys{Store: db, Keys: mustKeyring(t, bytes.Repeat([]byte("x"), 32)), Now: clk.Now}
-	if err := other.Init(context.Background()); err != nil {
+	if err := other.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := parse(other, clk, tok); err != nil {
@@ -157,6 +157,20 @@ func TestSigningKeys_SealedAtRest(t *testing.T) {
 	}
 	if _, err := other.Sign(claimsAt(clk)); otpd.ErrorCode(err) != otpd.EUNAVAILABLE {
 		t.Fatalf("another secret signed: %v", err)
+	}
+	// Started with another secret (a dev server's random one), otpd makes
+	// a key it can open, and still verifies the old key's tokens.
+	if err := other.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := other.Sign(claimsAt(clk))
+	if err != nil || mustKid(t, fresh) == mustKid(t, tok) {
+		t.Fatalf("after Init with another secret: %v, kid %s", err, mustKid(t, fresh))
+	}
+	for _, tk := range []string{tok, fresh} {
+		if err := parse(other, clk, tk); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
