@@ -275,8 +275,9 @@ func (s *SigningKeys) Init(ctx context.Context) error {
 
 // Rotate makes a key of alg that signs from activateIn on (published at
 // once, so that verifiers caching the JWKS learn of it before they see a
-// token it signed). Its ActiveAt is never before the latest key's. Returns
-// ECONFLICT when a concurrent rotation won.
+// token it signed). The newest key whose time has come signs: a rotation
+// with no delay after a delayed one (a leak) signs at once, and the key it
+// overtook never signs. Returns ECONFLICT when a concurrent rotation won.
 func (s *SigningKeys) Rotate(ctx context.Context, alg string, activateIn time.Duration) (*SigningKey, error) {
 	if activateIn < 0 {
 		return nil, FieldErrorf("activate-in", "The activation delay must not be negative.")
@@ -294,11 +295,7 @@ func (s *SigningKeys) Rotate(ctx context.Context, alg string, activateIn time.Du
 		}
 		k.Seq = 1
 		if len(all) > 0 {
-			last := all[len(all)-1]
-			k.Seq = last.Seq + 1
-			if k.ActiveAt.Before(last.ActiveAt) {
-				k.ActiveAt = last.ActiveAt
-			}
+			k.Seq = all[len(all)-1].Seq + 1
 		}
 		won, err := tx.InsertSigningKey(ctx, k)
 		if err == nil && !won {

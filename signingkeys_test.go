@@ -513,3 +513,28 @@ func BenchmarkTokens(b *testing.B) {
 		})
 	}
 }
+
+// A rotation without delay after a delayed one signs at once; the delayed
+// key never signs and leaves the JWKS a retention after it was overtaken.
+func TestSigningKeys_ImmediateRotationOvertakes(t *testing.T) {
+	db, clk := mustOpenDB(t), newClock()
+	ks := newKeySet(t, db, clk, otpd.AlgEdDSA)
+	first := mustKid(t, mustSign(t, ks, clk))
+	delayed, _ := ks.Rotate(context.Background(), otpd.AlgEdDSA, 10*time.Minute)
+	clk.Add(time.Minute)
+	leak, _ := ks.Rotate(context.Background(), otpd.AlgEdDSA, 0)
+	for _, d := range []time.Duration{0, 10 * time.Minute} {
+		clk.Add(d)
+		if kid := mustKid(t, mustSign(t, ks, clk)); kid != leak.ID {
+			t.Fatalf("signs with %s, want the immediate key %s", kid, leak.ID)
+		}
+	}
+	list, _ := ks.List(context.Background())
+	if list[0].ID != first || list[0].State != otpd.KeyRetired || list[1].ID != delayed.ID || list[1].State != otpd.KeyRetired || !list[1].RetiredAt.Equal(leak.ActiveAt) {
+		t.Fatalf("states: %+v %+v", list[0], list[1])
+	}
+	clk.Add(testRetention) // past leak.ActiveAt + retention
+	if got := ks.JWKS(); len(got.Keys) != 1 || got.Keys[0].Kid != leak.ID {
+		t.Fatalf("JWKS %+v, want only %s", got, leak.ID)
+	}
+}

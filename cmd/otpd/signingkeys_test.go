@@ -86,9 +86,8 @@ func TestSigningKeysCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 2 {
 		t.Fatalf("list --json: %v %s", err, out)
 	}
-	// The second key's activation is never before the first's: both are
-	// "next" until the first's time comes, then the second is current.
-	if list[0]["kid"] != first || list[1]["kid"] != made["kid"] || list[0]["active_at"] != list[1]["active_at"] {
+	// The immediate key overtakes the delayed one, which never signs.
+	if list[0]["kid"] != first || list[0]["state"] != "next" || list[1]["kid"] != made["kid"] || list[1]["state"] != "current" {
 		t.Fatalf("list: %s", out)
 	}
 	out, _, err = runKeys(t, "signing-keys", "list", "--config", cfg)
