@@ -41,6 +41,7 @@ type Tx interface {
 	IdempotencyTx
 	APIKeyTx
 	AdminTx
+	SigningKeyTx
 }
 
 // ChallengeTx stores challenges. Times are passed in by the caller (the

@@ -52,6 +52,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"Idempotency", idempotencyTests},
 		{"APIKeys", apiKeyTests},
 		{"Admin", adminTests},
+		{"SigningKeys", signingKeyTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
