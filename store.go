@@ -42,6 +42,7 @@ type Tx interface {
 	APIKeyTx
 	AdminTx
 	AuditTx
+	SigningKeyTx
 }
 
 // ChallengeTx stores challenges. Times are passed in by the caller (the

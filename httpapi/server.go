@@ -41,6 +41,8 @@ type Options struct {
 	DevOutbox http.Handler
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// JWKS, when set, is served at GET /.well-known/jwks.json (see JWKS).
+	JWKS http.Handler
 
 	// TrustedProxies are the load balancers or reverse proxies in front of
 	// otpd (see ParseTrustedProxies). Only a request whose socket address is
@@ -85,6 +87,9 @@ func NewHandler(o Options) http.Handler {
 	}
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.JWKS != nil {
+		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
 	for _, d := range o.Dialects {
 		d.Register(mux)

@@ -284,6 +284,16 @@ ON CONFLICT DO NOTHING`
 	// NULL, never used). Concurrent touches queue on the row lock and the
 	// later one re-reads the row, so neither moves it back.
 	sqlTouchAPIKey = `UPDATE api_keys SET last_used_at = GREATEST(last_used_at, $2) WHERE id = $1`
+
+	// sqlInsertSigningKey: a taken seq inserts no row (the unique index
+	// decides between concurrent inserts); a taken id is a unique
+	// violation (ECONFLICT).
+	sqlInsertSigningKey = `
+INSERT INTO signing_keys (` + sqlstore.SigningKeyColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (seq) DO NOTHING`
+
+	sqlListSigningKeys = `SELECT ` + sqlstore.SigningKeyColumns + ` FROM signing_keys ORDER BY seq`
 )
 
 // tx implements otpd.Tx on one transaction, begun with its first statement

@@ -69,6 +69,8 @@ const (
 	qTouchAPIKey
 	qInsertAudit
 	qDeleteAuditBefore
+	qInsertSigningKey
+	qListSigningKeys
 	numQueries
 )
 
@@ -351,6 +353,15 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	// counts as never).
 	qTouchAPIKey: {write: true, sql: `
 UPDATE api_keys SET last_used_at = MAX(coalesce(last_used_at, ?2), ?2) WHERE id = ?1`},
+
+	// InsertSigningKey: a taken seq changes no row (the key is not made);
+	// a taken id is a primary-key violation (ECONFLICT).
+	qInsertSigningKey: {write: true, sql: `
+INSERT INTO signing_keys (` + sqlstore.SigningKeyColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (seq) DO NOTHING`},
+
+	qListSigningKeys: {sql: `SELECT ` + sqlstore.SigningKeyColumns + ` FROM signing_keys ORDER BY seq`},
 }
 
 // stmtSet is the statements prepared on one pool. They are prepared on first

@@ -101,6 +101,9 @@ type Config struct {
 
 	SuperTokens SuperTokensConfig `yaml:"supertokens"`
 
+	// SigningKeys: the asymmetric keys of session tokens (signingkeys.go).
+	SigningKeys SigningKeysConfig `yaml:"signing_keys"`
+
 	Metrics bool `yaml:"metrics"`
 
 	Log struct {
@@ -216,7 +219,10 @@ func DefaultConfig() Config {
 	c.RedisPrefix = "otpd:"
 	c.Sessions = defaultSessions()
 	c.Medusa.StoreActorType = "customer"
+	c.Medusa.TokenSigning = signingSecret
 	c.SuperTokens = defaultSuperTokens()
+	c.SigningKeys.Algorithm = otpd.AlgEdDSA
+	c.SigningKeys.ReloadEvery = Duration(otpd.DefaultSigningKeysReload)
 	c.Webhooks.Timeout = Duration(10 * time.Second)
 	c.Webhooks.MaxAttempts = 10
 	c.Metrics = true
@@ -371,7 +377,7 @@ var knownProviders = []string{otpd.ProviderOTP, otpd.ProviderEmailpass, otpd.Pro
 
 // ApplyEnv applies the OTPD_* variables that are set (by lookup).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv, deliveryEnv, auditEnv) {
+	for _, e := range slices.Concat(envVars, medusaEnv, superTokensEnv, deliveryEnv, signingKeysEnv, auditEnv) {
 		v, ok := lookup(e.name)
 		if !ok {
 			continue
@@ -441,6 +447,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateDelivery(); err != nil {
+		return err
+	}
+	if err := c.validateSigningKeys(); err != nil {
 		return err
 	}
 	if _, err := c.policy(c.Codes.PolicyConfig, otpd.Policy{}); err != nil {

@@ -5,6 +5,8 @@
 //	otpd keys create --name NAME [--tenant T] [--return-codes] [--json]
 //	otpd keys list [--json]
 //	otpd keys revoke ID
+//	otpd signing-keys rotate [--alg EdDSA|RS256] [--activate-in 10m] [--json]
+//	otpd signing-keys list [--json]
 //	otpd admin identities find (--address A | --id ID) | delete ID
 //	otpd admin sessions list ID | revoke ID (--session H | --all)
 //	otpd admin verifications list [--subject S --to A --purpose P] | cancel (ID | --subject S)
@@ -133,7 +135,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "otpd %s %s\n", otpd.Version, otpd.Commit)
 		},
 	}
-	root.AddCommand(serve, migrate, newKeysCommand(), newAdminCommand(), newTemplatesCommand(), version)
+	root.AddCommand(serve, migrate, newKeysCommand(), newSigningKeysCommand(), newAdminCommand(), newTemplatesCommand(), version)
 	return root
 }
 
@@ -346,7 +348,17 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("config trusted_proxies: %w", err)
 	}
 
-	md, err := cfg.medusaHandler(f, jwtSecret)
+	// Signing keys, when a dialect signs with them: the first key is made
+	// here on a fresh database (one instance wins), and the JWKS served.
+	var signing *otpd.SigningKeys
+	if cfg.usesSigningKeys() {
+		signing = cfg.signingKeySet(m.DB, keys)
+		signing.Now, signing.Logger = engine.Now, log
+		if err := signing.Init(ctx); err != nil {
+			return fmt.Errorf("signing keys: %w", err)
+		}
+	}
+	md, err := cfg.medusaHandler(f, jwtSecret, signing)
 	if err != nil {
 		return err
 	}
@@ -362,7 +374,7 @@ func (m *Main) Open(ctx context.Context) error {
 		MatchLocale: tpl.Match,
 	}
 	if cfg.SuperTokens.Enabled {
-		st, err := cfg.superTokensHandler(f, jwtSecret)
+		st, err := cfg.superTokensHandler(f, jwtSecret, signing)
 		if err != nil {
 			return err
 		}
@@ -377,6 +389,9 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	if met != nil {
 		opts.Metrics = met.Handler()
+	}
+	if signing != nil {
+		opts.JWKS = httpapi.JWKS(signing)
 	}
 	handler := httpapi.NewHandler(opts)
 	if m.Profile {

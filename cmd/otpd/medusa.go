@@ -27,6 +27,10 @@ type MedusaConfig struct {
 	// proved when a sign-in code first proves it (otpd.Codes); by default
 	// such passwords are disabled (docs/security.md).
 	KeepUnprovenPasswords bool `yaml:"keep_unproven_passwords"`
+	// TokenSigning is how session tokens are signed: secret (HS256 under
+	// jwt.secret, what Medusa itself verifies; the default) or keys
+	// (otpd's signing keys, verified with the JWKS).
+	TokenSigning string `yaml:"token_signing"`
 }
 
 // SessionsConfig configures the Medusa dialect's sessions: logout, password
@@ -105,17 +109,24 @@ func (c *Config) SessionCookie() (*http.Cookie, error) {
 
 // medusaHandler builds the Medusa dialect from a validated configuration
 // and the flows it takes.
-func (c *Config) medusaHandler(f *flows, jwtSecret []byte) (*medusa.Handler, error) {
+func (c *Config) medusaHandler(f *flows, jwtSecret []byte, signing *otpd.SigningKeys) (*medusa.Handler, error) {
 	cookie, err := c.SessionCookie()
 	if err != nil {
 		return nil, err
+	}
+	tokens := &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(c.JWT.ExpiresIn)}
+	if c.Medusa.TokenSigning == signingKeys {
+		if signing == nil {
+			return nil, errors.New("medusa.token_signing keys: no signing key set was opened")
+		}
+		tokens.Keys = signing
 	}
 	return &medusa.Handler{
 		Codes:           f.codes,
 		Actors:          f.actors,
 		Passwords:       f.passwords,
 		Sessions:        f.sessions,
-		Tokens:          &medusa.Tokens{Secret: jwtSecret, TTL: time.Duration(c.JWT.ExpiresIn)},
+		Tokens:          tokens,
 		StoreActorType:  c.Medusa.StoreActorType,
 		PublishableKeys: c.Medusa.PublishableKeys,
 		SessionCookie:   cookie,

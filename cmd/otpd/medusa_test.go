@@ -13,7 +13,7 @@ import (
 // configuration and must be a configured actor type.
 func TestMedusaStoreActorType(t *testing.T) {
 	c := DefaultConfig()
-	h, err := c.medusaHandler(&flows{}, []byte("x"))
+	h, err := c.medusaHandler(&flows{}, []byte("x"), nil)
 	if err != nil || h.StoreActorType != "customer" {
 		t.Fatalf("default: %q %v", h.StoreActorType, err)
 	}
@@ -26,7 +26,7 @@ func TestMedusaStoreActorType(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("a configured actor type: %v", err)
 	}
-	if h, _ := c.medusaHandler(&flows{}, []byte("x")); h.StoreActorType != "member" {
+	if h, _ := c.medusaHandler(&flows{}, []byte("x"), nil); h.StoreActorType != "member" {
 		t.Fatalf("StoreActorType = %q, want member", h.StoreActorType)
 	}
 	c.Medusa.StoreActorType = "robot"

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/httpapi"
 	"github.com/otpd/otpd/httpapi/supertokens"
 )
 
@@ -34,6 +36,11 @@ type SuperTokensConfig struct {
 
 	ExistsAPIs     bool `yaml:"exists_apis"`
 	LinkAnyBrowser bool `yaml:"link_any_browser"`
+
+	// TokenSigning is how access tokens are signed: keys (otpd's signing
+	// keys, verified with the JWKS; the default) or secret (HS256 under
+	// jwt.secret).
+	TokenSigning string `yaml:"token_signing"`
 
 	AccessTokenTTL  Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL Duration `yaml:"refresh_token_ttl"`
@@ -67,6 +74,7 @@ func defaultSuperTokens() SuperTokensConfig {
 	s.FlowType = supertokens.FlowCode
 	s.CodeTTL = Duration(supertokens.DefaultCodeTTL)
 	s.MaxAttempts = supertokens.DefaultMaxAttempts
+	s.TokenSigning = signingKeys
 	s.AccessTokenTTL = Duration(supertokens.DefaultAccessTokenTTL)
 	s.RefreshTokenTTL = Duration(otpd.DefaultRefreshTTL)
 	s.RefreshGrace = Duration(otpd.DefaultRefreshGrace)
@@ -209,7 +217,7 @@ func (c *Config) superTokensCookies() (supertokens.CookieOptions, error) {
 }
 
 // superTokensHandler builds the dialect from a validated configuration.
-func (c *Config) superTokensHandler(f *flows, jwtSecret []byte) (*supertokens.Handler, error) {
+func (c *Config) superTokensHandler(f *flows, jwtSecret []byte, signing *otpd.SigningKeys) (*supertokens.Handler, error) {
 	tenants, err := c.superTokensTenants()
 	if err != nil {
 		return nil, err
@@ -219,10 +227,19 @@ func (c *Config) superTokensHandler(f *flows, jwtSecret []byte) (*supertokens.Ha
 		return nil, err
 	}
 	st := c.SuperTokens
+	tokens := &supertokens.Tokens{Secret: jwtSecret, TTL: time.Duration(st.AccessTokenTTL)}
+	var jwks http.Handler
+	if st.TokenSigning == signingKeys {
+		if signing == nil {
+			return nil, errors.New("supertokens.token_signing keys: no signing key set was opened")
+		}
+		tokens.Keys, jwks = signing, httpapi.JWKS(signing)
+	}
 	return &supertokens.Handler{
+		JWKS:            jwks,
 		Devices:         f.devices,
 		Sessions:        f.sessions,
-		Tokens:          &supertokens.Tokens{Secret: jwtSecret, TTL: time.Duration(st.AccessTokenTTL)},
+		Tokens:          tokens,
 		BasePath:        st.APIBasePath,
 		Tenants:         tenants,
 		WebsiteDomain:   strings.TrimSuffix(st.WebsiteDomain, "/"),

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi/supertokens"
 )
 
@@ -15,9 +16,17 @@ func TestSuperTokensConfigDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	h, err := c.superTokensHandler(&flows{}, []byte("x"))
+	ks := &otpd.SigningKeys{}
+	h, err := c.superTokensHandler(&flows{}, []byte("x"), ks)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h.Tokens.Keys != ks || h.JWKS == nil {
+		t.Fatal("SuperTokens access tokens are not signed by the signing keys by default")
+	}
+	c.SuperTokens.TokenSigning = "secret"
+	if h, err := c.superTokensHandler(&flows{}, []byte("x"), ks); err != nil || h.Tokens.Keys != nil || h.JWKS != nil {
+		t.Fatalf("token_signing secret: %v, keys %v", err, h.Tokens.Keys)
 	}
 	want := supertokens.Tenant{ID: "public", ContactMethod: "EMAIL_OR_PHONE", FlowType: "USER_INPUT_CODE", CodeTTL: 15 * time.Minute, MaxAttempts: 5}
 	if h.BasePath != "/st/auth" || len(h.Tenants) != 1 || h.Tenants[0] != want || h.ExistsAPIs || h.LinkAnyBrowser || !h.Cookies.Secure || h.Tokens.TTL != 15*time.Minute {
@@ -48,7 +57,7 @@ func TestSuperTokensConfigFileAndEnv(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	h, err := c.superTokensHandler(&flows{}, []byte("x"))
+	h, err := c.superTokensHandler(&flows{}, []byte("x"), &otpd.SigningKeys{})
 	if err != nil {
 		t.Fatal(err)
 	}

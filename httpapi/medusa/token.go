@@ -12,8 +12,12 @@ import (
 // Tokens signs and verifies Medusa session tokens: HS256 JWTs whose claims
 // are exactly those Medusa's auth module issues (2.21's, with
 // auth_provider and mfa_enabled), so a Medusa backend sharing
-// the secret accepts them unchanged.
+// the secret accepts them unchanged. With Keys, session tokens are signed
+// by otpd's signing keys instead (EdDSA or RS256, a kid in the header):
+// backends verify them with the JWKS and can no longer mint any. Password
+// reset tokens, which only otpd reads, stay HS256 under Secret.
 type Tokens struct {
+	Keys   *otpd.SigningKeys // asymmetric session tokens; nil for HS256
 	Secret []byte
 	TTL    time.Duration // Medusa's http.jwtExpiresIn; default 24 h
 	Now    func() time.Time
@@ -93,6 +97,9 @@ func (t *Tokens) Sign(p *otpd.Principal) (string, error) {
 	if p.Tenant != otpd.DefaultTenant {
 		c.Tenant = p.Tenant
 	}
+	if t.Keys != nil {
+		return t.Keys.Sign(c)
+	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.Secret)
 }
 
@@ -108,7 +115,7 @@ func (t *Tokens) Parse(token string) (*otpd.Principal, error) {
 // parse verifies a session token and returns its principal and claims.
 func (t *Tokens) parse(token string) (*otpd.Principal, *claims, error) {
 	var c claims
-	if err := t.verify(token, &c); err != nil || c.AuthIdentityID == "" || c.ActorType == "" || c.IssuedAt == nil {
+	if err := t.verifySession(token, &c); err != nil || c.AuthIdentityID == "" || c.ActorType == "" || c.IssuedAt == nil {
 		return nil, nil, errBadToken
 	}
 	return &otpd.Principal{
@@ -123,17 +130,26 @@ func (t *Tokens) parse(token string) (*otpd.Principal, *claims, error) {
 	}, &c, nil
 }
 
-// verify checks a token's signature and times into c. The algorithm is
-// pinned to HS256 (alg "none" and key-confusion tricks are refused), and
-// exp is required.
+// verifySession checks a session token: with Keys, by its kid's key and
+// that key's algorithm only (an HS256 token is refused then), else as
+// verify does.
+func (t *Tokens) verifySession(token string, c jwt.Claims) error {
+	if t.Keys != nil {
+		return t.Keys.Parse(token, c, t.timeOptions()...)
+	}
+	return t.verify(token, c)
+}
+
+func (t *Tokens) timeOptions() []jwt.ParserOption {
+	return []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithTimeFunc(t.now), jwt.WithLeeway(5 * time.Second)}
+}
+
+// verify checks an HS256 token's signature and times into c. The
+// algorithm is pinned to HS256 (alg "none" and key-confusion tricks are
+// refused), and exp is required.
 func (t *Tokens) verify(token string, c jwt.Claims) error {
 	_, err := jwt.ParseWithClaims(token, c, func(*jwt.Token) (any, error) { return t.Secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(t.now),
-		jwt.WithLeeway(5*time.Second),
-	)
+		append(t.timeOptions(), jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}))...)
 	return err
 }
 

@@ -37,11 +37,14 @@ const (
 // DefaultAccessTokenTTL is the access token's life.
 const DefaultAccessTokenTTL = 15 * time.Minute
 
-// Tokens signs and verifies access tokens: HS256 JWTs with SuperTokens'
-// claims (sub, tId, sessionHandle, iat, exp). They have no
+// Tokens signs and verifies access tokens: JWTs with SuperTokens' claims
+// (sub, tId, sessionHandle, iat, exp), signed by otpd's signing keys
+// (EdDSA or RS256, a kid in the header, verifiable by any backend with the
+// JWKS) when Keys is set, else HS256 under Secret. They have no
 // auth_identity_id, so the Medusa dialect never accepts one, and Medusa
 // tokens have no sessionHandle, so this dialect never accepts theirs.
 type Tokens struct {
+	Keys   *otpd.SigningKeys // asymmetric signing; nil for HS256 under Secret
 	Secret []byte
 	TTL    time.Duration
 	Now    func() time.Time
@@ -86,6 +89,10 @@ func (t *Tokens) sign(s *otpd.Session) (string, accessClaims, error) {
 		Subject: s.AuthIdentityID, TenantID: s.Tenant, SessionHandle: s.Handle, RecipeUserID: s.AuthIdentityID,
 		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl())),
 	}
+	if t.Keys != nil {
+		tok, err := t.Keys.Sign(c)
+		return tok, c, err
+	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.Secret)
 	return tok, c, err
 }
@@ -97,17 +104,20 @@ var (
 	errBadAccess = errors.New("invalid access token")
 )
 
-// parse verifies an access token. The algorithm is pinned to HS256 and exp
-// is required; there is no leeway, so the client's clock (front-token) and
-// the server agree on when to refresh.
+// parse verifies an access token. The algorithm is pinned (to the kid's
+// key's with Keys, else to HS256) and exp is required; there is no leeway,
+// so the client's clock (front-token) and the server agree on when to
+// refresh.
 func (t *Tokens) parse(token string) (*accessClaims, error) {
 	var c accessClaims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.Secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithTimeFunc(t.now),
-	)
+	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithTimeFunc(t.now)}
+	var err error
+	if t.Keys != nil {
+		err = t.Keys.Parse(token, &c, opts...)
+	} else {
+		_, err = jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.Secret, nil },
+			append(opts, jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}))...)
+	}
 	if errors.Is(err, jwt.ErrTokenExpired) && c.SessionHandle != "" {
 		return nil, errExpired
 	}

@@ -101,6 +101,10 @@ type Handler struct {
 	// Cookies are the attributes of the session cookies (cookie mode).
 	Cookies CookieOptions
 
+	// JWKS, when set, is served at GET {BasePath}/jwt/jwks.json
+	// (httpapi.JWKS of the keys that sign the access tokens).
+	JWKS http.Handler
+
 	// MaxBodyBytes limits request bodies (default httpapi.DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 }
@@ -135,6 +139,10 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	handle("POST "+b+"/session/refresh", h.handleRefresh)
 	handle("POST "+b+"/signout", h.handleSignOut)
 	handle("GET "+b+"/session", h.handleSession)
+	if h.JWKS != nil {
+		// Where SuperTokens' backend SDKs serve their JWKS.
+		mux.Handle("GET "+b+"/jwt/jwks.json", h.JWKS)
+	}
 }
 
 func (h *Handler) logger() *slog.Logger {

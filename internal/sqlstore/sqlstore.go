@@ -153,6 +153,22 @@ func ScanAPIKey(s Scanner) (*otpd.APIKey, error) {
 	return &k, nil
 }
 
+// SigningKeyColumns, in the order ScanSigningKey reads them.
+const SigningKeyColumns = `id, seq, alg, public_key, private_key, created_at, active_at`
+
+// ScanSigningKey reads a row of SigningKeyColumns.
+func ScanSigningKey(s Scanner) (*otpd.SigningKey, error) {
+	var (
+		k               otpd.SigningKey
+		created, active int64
+	)
+	if err := s.Scan(&k.ID, &k.Seq, &k.Alg, &k.PublicKey, &k.PrivateKey, &created, &active); err != nil {
+		return nil, err
+	}
+	k.CreatedAt, k.ActiveAt = FromMS(created), FromMS(active)
+	return &k, nil
+}
+
 // EncodePermissions returns the stored form of permissions: their names
 // joined by commas, in the order given ("" for none).
 func EncodePermissions(ps []otpd.Permission) string {

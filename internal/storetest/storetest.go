@@ -53,6 +53,7 @@ func TestStore(t *testing.T, open func(t *testing.T) otpd.Store) {
 		{"APIKeys", apiKeyTests},
 		{"Admin", adminTests},
 		{"Audit", auditTests},
+		{"SigningKeys", signingKeyTests},
 		{"Concurrency", concurrencyTests},
 	}
 	for _, g := range groups {
