@@ -30,6 +30,16 @@ type Admin struct {
 	//
 	// Audit.AdminHook is the audit log's; nil writes no record.
 	Audit func(ctx context.Context, tx Tx, a *AdminAction) error
+
+	// Log is the audit log AuditRecords reads; nil finds nothing.
+	Log *Audit
+}
+
+// AuditRecords searches the audit log of sc's tenant, newest first, with
+// Audit.Query's filters and pages (q.Tenant is replaced by the scope's).
+func (a *Admin) AuditRecords(ctx context.Context, sc AdminScope, q AuditQuery) ([]*AuditRecord, string, error) {
+	q.Tenant = tenantOr(sc.Tenant)
+	return a.Log.Query(ctx, q)
 }
 
 // AdminAction is what an admin did, for the audit log. It never carries a

@@ -33,5 +33,5 @@ func (m *Main) serverAPI(f *flows, log *slog.Logger, defaultLocale string) *serv
 // the audit log of their engine records every admin action (revoke,
 // delete, cancel) in its transaction.
 func newAdmin(db otpd.Store, v *otpd.Verifications) *otpd.Admin {
-	return &otpd.Admin{Store: db, Now: v.Engine.Now, Normalizer: v.Normalizer, Verifications: v, Audit: v.Engine.Audit.AdminHook()}
+	return &otpd.Admin{Store: db, Now: v.Engine.Now, Normalizer: v.Normalizer, Verifications: v, Audit: v.Engine.Audit.AdminHook(), Log: v.Engine.Audit}
 }

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/httpapi"
@@ -27,6 +29,7 @@ var adminRoutes = []Route{
 	{"GET", "/v1/admin/verifications"},
 	{"POST", "/v1/admin/verifications/{id}/cancel"},
 	{"POST", "/v1/admin/verifications/cancel"},
+	{"GET", "/v1/admin/audit"},
 }
 
 // registerAdmin adds the admin routes through handle.
@@ -44,6 +47,7 @@ func (h *Handler) registerAdmin(handle func(string, http.HandlerFunc)) {
 		{adminRoutes[6], h.handleListVerifications},
 		{adminRoutes[7], h.handleAdminCancel},
 		{adminRoutes[8], h.handleAdminCancelSubject},
+		{adminRoutes[9], h.handleAudit},
 	} {
 		handle(r.route.Method+" "+r.route.Path, h.authed(h.admin(r.fn)))
 	}
@@ -230,4 +234,44 @@ func (h *Handler) handleAdminCancelSubject(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"subject": subject, "canceled": n})
+}
+
+// handleAudit searches the tenant's audit log: by identity, address,
+// events (comma-separated), outcome and time range (RFC 3339), newest
+// first, paged.
+func (h *Handler) handleAudit(w http.ResponseWriter, r *http.Request, sc otpd.AdminScope) {
+	q, limit, err := query(r, "identity_id", "address", "event", "outcome", "since", "until", "cursor", "limit")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	aq := otpd.AuditQuery{
+		IdentityID: q.Get("identity_id"), Address: q.Get("address"), Outcome: otpd.AuditOutcome(q.Get("outcome")),
+		Cursor: q.Get("cursor"), Limit: limit,
+	}
+	if ev := q.Get("event"); ev != "" {
+		for _, e := range strings.Split(ev, ",") {
+			aq.Events = append(aq.Events, otpd.AuditEvent(strings.TrimSpace(e)))
+		}
+	}
+	for _, t := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &aq.Since}, {"until", &aq.Until}} {
+		if v := q.Get(t.name); v != "" {
+			if *t.to, err = time.Parse(time.RFC3339Nano, v); err != nil {
+				h.fail(w, r, otpd.FieldErrorf(t.name, "The %s time must be in RFC 3339 form (2026-12-04T10:00:00Z).", t.name))
+				return
+			}
+		}
+	}
+	records, next, err := h.Admin.AuditRecords(r.Context(), sc, aq)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if records == nil {
+		records = []*otpd.AuditRecord{}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"records": records, "next_cursor": next})
 }
