@@ -129,6 +129,21 @@ func TestCluster_AdminRevokeAndDelete(t *testing.T) {
 				t.Fatalf("refresh after the deletion on %d: %d", i, r.status)
 			}
 		}
+		// The deletion left exactly one audit record (the 29 refused ones
+		// none), naming the key that did it.
+		r := adm(0, "GET", "/v1/admin/audit?event=identity_deleted&identity_id="+id)
+		var page struct {
+			Records []struct {
+				Event  string
+				Detail map[string]string
+			}
+		}
+		if r.status != 200 || json.Unmarshal(r.body, &page) != nil || len(page.Records) != 1 {
+			t.Fatalf("audit of the deletion: %d %s", r.status, r.body)
+		}
+		if by := page.Records[0].Detail["by"]; !strings.HasPrefix(by, "key_") {
+			t.Fatalf("the deletion's record names %q as its author, want the API key's id", by)
+		}
 	})
 }
 
