@@ -77,30 +77,6 @@ func (t *tx) ListLiveChallenges(ctx context.Context, q otpd.ChallengeQuery) ([]*
 // DeleteAuthIdentity implements otpd.AdminTx. Concurrent deletions of one
 // identity queue on its row (the Lock statement); once the first commits,
 // the others find no row and report ENOTFOUND.
-func (t *tx) DeleteAuthIdentity(ctx context.Context, tenant, id string) (d otpd.DeletedIdentity, err error) {
-	st := sqlDeleteIdentity
-	if n, err := t.adminExec(ctx, "delete auth identity: lock", st.Lock, tenant, id); err != nil {
-		return d, err
-	} else if n == 0 {
-		return d, otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
-	}
-	for _, s := range []struct {
-		op, q string
-		n     *int
-	}{
-		{"challenges", st.Challenges, &d.Challenges},
-		{"refresh tokens", st.RefreshTokens, &d.RefreshTokens},
-		{"provider identities", st.Providers, &d.ProviderIdentities},
-		{"actor links", st.Links, &d.ActorLinks},
-	} {
-		if *s.n, err = t.adminExec(ctx, "delete auth identity: "+s.op, s.q, tenant, id); err != nil {
-			return otpd.DeletedIdentity{}, err
-		}
-	}
-	if n, err := t.adminExec(ctx, "delete auth identity", st.Identity, tenant, id); err != nil {
-		return otpd.DeletedIdentity{}, err
-	} else if n == 0 {
-		return otpd.DeletedIdentity{}, otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
-	}
-	return d, nil
+func (t *tx) DeleteAuthIdentity(ctx context.Context, tenant, id string) (otpd.DeletedIdentity, error) {
+	return sqlDeleteIdentity.DeleteIdentity(ctx, t.adminExec, tenant, id)
 }

@@ -83,30 +83,6 @@ func (t *tx) ListLiveChallenges(ctx context.Context, q otpd.ChallengeQuery) ([]*
 // DeleteAuthIdentity implements otpd.AdminTx. Every Update runs on the
 // single writer, so deletions of one identity never overlap: the second
 // finds nothing to lock.
-func (t *tx) DeleteAuthIdentity(ctx context.Context, tenant, id string) (d otpd.DeletedIdentity, err error) {
-	st := sqlDeleteIdentity
-	if n, err := t.rawExec(ctx, "delete auth identity: lock", st.Lock, tenant, id); err != nil {
-		return d, err
-	} else if n == 0 {
-		return d, otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
-	}
-	for _, s := range []struct {
-		op, q string
-		n     *int
-	}{
-		{"challenges", st.Challenges, &d.Challenges},
-		{"refresh tokens", st.RefreshTokens, &d.RefreshTokens},
-		{"provider identities", st.Providers, &d.ProviderIdentities},
-		{"actor links", st.Links, &d.ActorLinks},
-	} {
-		if *s.n, err = t.rawExec(ctx, "delete auth identity: "+s.op, s.q, tenant, id); err != nil {
-			return otpd.DeletedIdentity{}, err
-		}
-	}
-	if n, err := t.rawExec(ctx, "delete auth identity", st.Identity, tenant, id); err != nil {
-		return otpd.DeletedIdentity{}, err
-	} else if n == 0 {
-		return otpd.DeletedIdentity{}, otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
-	}
-	return d, nil
+func (t *tx) DeleteAuthIdentity(ctx context.Context, tenant, id string) (otpd.DeletedIdentity, error) {
+	return sqlDeleteIdentity.DeleteIdentity(ctx, t.rawExec, tenant, id)
 }

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"strconv"
 	"strings"
 
@@ -145,4 +146,41 @@ func DeleteIdentitySQL(ph func(int) string) DeleteIdentityStatements {
 		Links:         `DELETE FROM auth_identity_actors WHERE tenant = ` + t + ` AND auth_identity_id = ` + id,
 		Identity:      `DELETE FROM auth_identities WHERE tenant = ` + t + ` AND id = ` + id,
 	}
+}
+
+// Exec runs one statement of a store's transaction and returns how many
+// rows it changed; op names it in errors.
+type Exec func(ctx context.Context, op, q string, args ...any) (int, error)
+
+// DeleteIdentity runs st through exec for identity id of tenant: the
+// lock, then each kind of row, then the identity. ENOTFOUND when the
+// identity is not there (or a concurrent deletion won).
+func (st DeleteIdentityStatements) DeleteIdentity(ctx context.Context, exec Exec, tenant, id string) (otpd.DeletedIdentity, error) {
+	notFound := otpd.Errorf(otpd.ENOTFOUND, "Auth identity not found.")
+	if n, err := exec(ctx, "delete auth identity: lock", st.Lock, tenant, id); err != nil {
+		return otpd.DeletedIdentity{}, err
+	} else if n == 0 {
+		return otpd.DeletedIdentity{}, notFound
+	}
+	var d otpd.DeletedIdentity
+	for _, s := range []struct {
+		op, q string
+		n     *int
+	}{
+		{"challenges", st.Challenges, &d.Challenges},
+		{"refresh tokens", st.RefreshTokens, &d.RefreshTokens},
+		{"provider identities", st.Providers, &d.ProviderIdentities},
+		{"actor links", st.Links, &d.ActorLinks},
+	} {
+		var err error
+		if *s.n, err = exec(ctx, "delete auth identity: "+s.op, s.q, tenant, id); err != nil {
+			return otpd.DeletedIdentity{}, err
+		}
+	}
+	if n, err := exec(ctx, "delete auth identity", st.Identity, tenant, id); err != nil {
+		return otpd.DeletedIdentity{}, err
+	} else if n == 0 {
+		return otpd.DeletedIdentity{}, notFound
+	}
+	return d, nil
 }
