@@ -1,7 +1,6 @@
 package otpd_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,25 +21,6 @@ import (
 	"github.com/otpd/otpd/password"
 	"github.com/otpd/otpd/webhook"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (the audit
-// stream).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // webhookQueue is an outbox that keeps the webhook body of every audit
 // event it is given, as a webhook subscribed to all of them would get it.
@@ -67,7 +47,7 @@ type auditFlows struct {
 	clk   *clock
 	rec   *flowtest.Recorder
 	audit *otpd.Audit
-	log   *syncBuffer
+	log   *flowtest.SyncBuffer
 	hooks *webhookQueue
 }
 
@@ -78,7 +58,7 @@ func newAuditFlows(t *testing.T) *auditFlows {
 	e, clk, _ := newEngine(t)
 	rec := &flowtest.Recorder{}
 	e.Immediate = []otpd.Notifier{rec}
-	buf, q := &syncBuffer{}, &webhookQueue{}
+	buf, q := &flowtest.SyncBuffer{}, &webhookQueue{}
 	e.Audit = &otpd.Audit{Store: e.Store, Now: e.Now, Outbox: q, Log: slog.New(slog.NewJSONHandler(buf, nil))}
 	return &auditFlows{Flows: flowtest.New(e), clk: clk, rec: rec, audit: e.Audit, log: buf, hooks: q}
 }

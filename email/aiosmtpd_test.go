@@ -2,7 +2,6 @@ package email_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
@@ -13,12 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/otpd/otpd"
 	"github.com/otpd/otpd/email"
+	"github.com/otpd/otpd/internal/flowtest"
 	"github.com/otpd/otpd/internal/smtptest"
 )
 
@@ -105,7 +104,7 @@ func startAiosmtpd(t *testing.T, extraArgs ...string) *aiosmtpd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr flowtest.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start aiosmtpd: %v", err)
@@ -254,23 +253,4 @@ func TestAiosmtpd_WrongPassword(t *testing.T) {
 	if msgs := srv.messages(t); len(msgs) != 0 {
 		t.Fatalf("%d messages accepted without authentication", len(msgs))
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd"
+	"github.com/otpd/otpd/internal/flowtest"
 	"github.com/otpd/otpd/outbox"
 	"github.com/otpd/otpd/sqlite"
 	"github.com/otpd/otpd/webhook"
@@ -66,24 +67,6 @@ func (n *dispatchNotifier) Notify(ctx context.Context, ev *otpd.Event) error {
 	return n.fn(ctx, ev)
 }
 
-// dispatchLog is a log destination safe for concurrent writes.
-type dispatchLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *dispatchLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *dispatchLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func mustOpenDispatchDB(t testing.TB, path string) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
@@ -122,7 +105,7 @@ type dispatchEnv struct {
 	keys   *otpd.Keyring
 	clock  *dispatchClock
 	engine *otpd.Engine
-	log    *dispatchLog
+	log    *flowtest.SyncBuffer
 	codes  atomic.Int64
 }
 
@@ -132,7 +115,7 @@ func newDispatchEnv(t *testing.T) *dispatchEnv {
 		path:  filepath.Join(t.TempDir(), "otpd.db"),
 		keys:  dispatchKeyring(t),
 		clock: newDispatchClock(),
-		log:   &dispatchLog{},
+		log:   &flowtest.SyncBuffer{},
 	}
 	env.db = mustOpenDispatchDB(t, env.path)
 	env.engine = &otpd.Engine{

@@ -257,22 +257,14 @@ func newAdminCommand() *cobra.Command {
 	return admin
 }
 
-// withAdmin opens the configured store as serve does (migrating it when
-// migrate_on_start is set) and runs fn on the admin flow over it.
+// withAdmin runs fn on the admin flow over the configured store.
 func withAdmin(ctx context.Context, configPath string, fn func(*otpd.Admin) error) error {
-	cfg, err := loadConfig(configPath, nil)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg.DatabaseURL, !cfg.MigrateOnStart)
-	if err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	engine := &otpd.Engine{Store: db, Limits: otpd.SendLimits{Cooldown: time.Duration(cfg.Limits.ResendCooldown)}}
-	// The audit log records the CLI's actions too ("by": "cli"); its
-	// webhooks are the server's to send, so none are queued here.
-	engine.Audit = cfg.newAudit(db, nil, nil, nil, os.Stderr)
-	v := &otpd.Verifications{Engine: engine, Normalizer: otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion}}
-	err = fn(newAdmin(db, v))
-	return errors.Join(err, db.Close())
+	return withStore(ctx, configPath, func(cfg Config, db otpd.Store) error {
+		engine := &otpd.Engine{Store: db, Limits: otpd.SendLimits{Cooldown: time.Duration(cfg.Limits.ResendCooldown)}}
+		// The audit log records the CLI's actions too ("by": "cli"); its
+		// webhooks are the server's to send, so none are queued here.
+		engine.Audit = cfg.newAudit(db, nil, nil, nil, os.Stderr)
+		v := &otpd.Verifications{Engine: engine, Normalizer: otpd.Normalizer{DefaultRegion: cfg.Phone.DefaultRegion}}
+		return fn(newAdmin(db, v))
+	})
 }

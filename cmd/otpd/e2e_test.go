@@ -28,6 +28,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/otpd/otpd/internal/flowtest"
 )
 
 var otpdBin string
@@ -62,25 +64,8 @@ type server struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	base string
-	logs *syncBuffer
+	logs *flowtest.SyncBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var listenRE = regexp.MustCompile(`otpd listening.*addr=(\S+)`)
@@ -94,7 +79,7 @@ func startServer(t *testing.T, dir string, env ...string) *server {
 		"OTPD_LOG_LEVEL=debug",
 	)
 	cmd.Env = append(cmd.Env, env...)
-	logs := &syncBuffer{}
+	logs := &flowtest.SyncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = logs

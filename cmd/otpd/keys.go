@@ -145,9 +145,10 @@ otpd keys revoke); with --json, one object {"id", "secret", "name", "tenant",
 	return keys
 }
 
-// withAPIKeys opens the configured store as serve does (migrating it when
-// migrate_on_start is set) and runs fn on APIKeys over it.
-func withAPIKeys(ctx context.Context, configPath string, fn func(*otpd.APIKeys) error) error {
+// withStore loads the configuration as serve does, opens its store
+// (migrating it when migrate_on_start is set), runs fn and closes the
+// store: what every command that works on the database directly does.
+func withStore(ctx context.Context, configPath string, fn func(cfg Config, db otpd.Store) error) error {
 	cfg, err := loadConfig(configPath, nil)
 	if err != nil {
 		return err
@@ -156,10 +157,17 @@ func withAPIKeys(ctx context.Context, configPath string, fn func(*otpd.APIKeys) 
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
-	k := &otpd.APIKeys{Store: db}
-	err = fn(k)
-	k.Wait()
-	return errors.Join(err, db.Close())
+	return errors.Join(fn(cfg, db), db.Close())
+}
+
+// withAPIKeys runs fn on APIKeys over the configured store.
+func withAPIKeys(ctx context.Context, configPath string, fn func(*otpd.APIKeys) error) error {
+	return withStore(ctx, configPath, func(_ Config, db otpd.Store) error {
+		k := &otpd.APIKeys{Store: db}
+		err := fn(k)
+		k.Wait()
+		return err
+	})
 }
 
 // flagError words an invalid request as the flag at fault.

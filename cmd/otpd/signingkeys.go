@@ -199,29 +199,21 @@ type signingKeyJSON struct {
 	PublishedUntil *time.Time `json:"published_until"`
 }
 
-// withSigningKeys opens the configured store as serve does and runs fn on
-// the key set over it. The server secrets are required: they seal the
-// private keys.
+// withSigningKeys runs fn on the key set over the configured store. The
+// server secrets are required: they seal the private keys.
 func withSigningKeys(ctx context.Context, configPath string, fn func(*otpd.SigningKeys) error) error {
-	cfg, err := loadConfig(configPath, nil)
-	if err != nil {
-		return err
-	}
-	if len(cfg.Secrets) == 0 {
-		return errors.New("config secrets (OTPD_SECRETS): required: the signing keys' private parts are sealed under them (use the servers' secrets)")
-	}
-	secrets := make([][]byte, len(cfg.Secrets))
-	for i, s := range cfg.Secrets {
-		secrets[i] = []byte(s)
-	}
-	keys, err := otpd.NewKeyring(secrets)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg.DatabaseURL, !cfg.MigrateOnStart)
-	if err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	err = fn(cfg.signingKeySet(db, keys))
-	return errors.Join(err, db.Close())
+	return withStore(ctx, configPath, func(cfg Config, db otpd.Store) error {
+		if len(cfg.Secrets) == 0 {
+			return errors.New("config secrets (OTPD_SECRETS): required: the signing keys' private parts are sealed under them (use the servers' secrets)")
+		}
+		secrets := make([][]byte, len(cfg.Secrets))
+		for i, s := range cfg.Secrets {
+			secrets[i] = []byte(s)
+		}
+		keys, err := otpd.NewKeyring(secrets)
+		if err != nil {
+			return err
+		}
+		return fn(cfg.signingKeySet(db, keys))
+	})
 }

@@ -3,6 +3,7 @@
 package flowtest
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -102,4 +103,23 @@ func (r *Recorder) Events(name string) []otpd.Event {
 		}
 	}
 	return out
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads: a
+// log destination, or a process's output, read by a test while written.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
